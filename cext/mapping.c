@@ -1,0 +1,96 @@
+/* Thin syscall wrappers: each returns -errno instead of touching errno, so
+ * Python never has to race the C library for it. */
+#include "heapalias.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#endif
+#ifndef PR_SET_VMA_ANON_NAME
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+static int fail(void) { return -errno; }
+
+int ha_memfd_create(const char *name, unsigned int flags)
+{
+    long fd = syscall(SYS_memfd_create, name, flags);
+    return fd < 0 ? fail() : (int)fd;
+}
+
+int ha_ftruncate(int fd, int64_t length)
+{
+    return ftruncate(fd, (off_t)length) < 0 ? fail() : 0;
+}
+
+int ha_fallocate(int fd, int mode, int64_t offset, int64_t length)
+{
+    return fallocate(fd, mode, (off_t)offset, (off_t)length) < 0 ? fail() : 0;
+}
+
+int ha_close(int fd) { return close(fd) < 0 ? fail() : 0; }
+
+int ha_mmap(uintptr_t hint, size_t length, int prot, int flags, int fd,
+            int64_t offset, uintptr_t *out)
+{
+    void *p = mmap((void *)hint, length, prot, flags, fd, (off_t)offset);
+    if (p == MAP_FAILED)
+        return fail();
+    *out = (uintptr_t)p;
+    return 0;
+}
+
+/* The raw syscall with all five arguments: glibc's wrapper reads new_address
+ * only for some flags, and a four-argument call passes garbage there. */
+int ha_mremap(uintptr_t old_address, size_t old_size, size_t new_size,
+              int flags, uintptr_t new_address, uintptr_t *out)
+{
+    long p = syscall(SYS_mremap, old_address, old_size, new_size, flags,
+                     new_address);
+    if (p == -1)
+        return fail();
+    *out = (uintptr_t)p;
+    return 0;
+}
+
+int ha_munmap(uintptr_t address, size_t length)
+{
+    return munmap((void *)address, length) < 0 ? fail() : 0;
+}
+
+int ha_mprotect(uintptr_t address, size_t length, int prot)
+{
+    return mprotect((void *)address, length, prot) < 0 ? fail() : 0;
+}
+
+int ha_madvise(uintptr_t address, size_t length, int advice)
+{
+    return madvise((void *)address, length, advice) < 0 ? fail() : 0;
+}
+
+int ha_name_anon(uintptr_t address, size_t length, const char *name)
+{
+    int rc = prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, address, length,
+                   (unsigned long)name);
+    return rc < 0 ? fail() : 0;
+}
+
+/* Fallback populate for kernels before 5.14 (no MADV_POPULATE_*). Only call
+ * it on memory whose backing is already committed, or it may SIGBUS. */
+int ha_touch(uintptr_t address, size_t length, size_t stride, int write)
+{
+    if (stride == 0)
+        return -EINVAL;
+    for (size_t off = 0; off < length; off += stride) {
+        volatile unsigned char *p = (volatile unsigned char *)(address + off);
+        unsigned char v = *p;
+        if (write)
+            *p = v;
+    }
+    return 0;
+}

@@ -1,0 +1,56 @@
+"""heapalias: JVM-style heaps on memfd or shared memory, mapped at several virtual
+addresses, seen as zero-copy numpy arrays, for prototyping garbage collectors.
+
+Data flows backing -> views -> heap; :func:`probe` tells what works on this kernel.
+"""
+
+from .backing import BACKINGS, PAGES, Backing, MappingPolicy, format_size, parse_size
+from .errors import (
+    HeapAliasError,
+    HeapAliasWarning,
+    HugePagesUnavailable,
+    InvalidArgument,
+    MapCountExceeded,
+    NotPermitted,
+    SyscallFailed,
+    UnsupportedAlias,
+    ViewClosed,
+    ViewInUse,
+)
+from .heap import Heap, ViewPages
+from .probe import Combination, ProbeResult, probe
+from .system import SystemInfo, hugepage_pools, reserve_hugepages, system_info
+from .views import STRATEGIES, MultiView, View
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKINGS",
+    "PAGES",
+    "STRATEGIES",
+    "Backing",
+    "Combination",
+    "Heap",
+    "HeapAliasError",
+    "HeapAliasWarning",
+    "HugePagesUnavailable",
+    "InvalidArgument",
+    "MapCountExceeded",
+    "MappingPolicy",
+    "MultiView",
+    "NotPermitted",
+    "ProbeResult",
+    "SyscallFailed",
+    "SystemInfo",
+    "UnsupportedAlias",
+    "View",
+    "ViewClosed",
+    "ViewInUse",
+    "ViewPages",
+    "format_size",
+    "hugepage_pools",
+    "parse_size",
+    "probe",
+    "reserve_hugepages",
+    "system_info",
+]

@@ -1,0 +1,267 @@
+"""Heap: one backing, its views, and what the kernel actually gave it."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+from .backing import Backing, MappingPolicy, format_size
+from .errors import HeapAliasWarning, InvalidArgument, UnsupportedAlias, ViewClosed
+from .system import SMAPS_FIELDS, read_smaps, smaps_range
+from .views import (
+    STRATEGIES,
+    MultiView,
+    Reservation,
+    View,
+    map_alias,
+    map_primary,
+    prot_flags,
+)
+
+MAX_COLORS = 16
+
+
+def _strategy_order(policy: MappingPolicy, strategy: object) -> tuple[str, ...]:
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise InvalidArgument(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if strategy != "auto":
+        return (strategy,)
+    return ("memfd", "mremap") if policy.backing == "memfd" else ("mremap",)
+
+
+@dataclass(frozen=True)
+class ViewPages:
+    """What ``/proc/self/smaps`` says about one view. Sizes are in kB, as smaps gives them."""
+
+    role: str
+    address: int
+    size: int
+    kernel_page_kb: int
+    fields: dict[str, int]
+    vmflags: tuple[str, ...]
+    obtained: str
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def hugetlb(self) -> bool:
+        """True when the view is hugetlb memory (VmFlags ``ht``)."""
+        return "ht" in self.vmflags
+
+
+class Heap:
+    """A heap of ``size`` bytes, mapped at one or more virtual addresses.
+
+    Args:
+        size: bytes, or a string like ``"64M"``; a positive multiple of the page size.
+        backing: ``"memfd"`` (a memfd, aliasable by either strategy), ``"anon"``
+            (``MAP_SHARED|MAP_ANONYMOUS``, aliasable by mremap) or ``"private"``
+            (``MAP_PRIVATE|MAP_ANONYMOUS``, the no-alias baseline).
+        pages: ``"4k"``, ``"thp"`` (transparent huge pages), ``"2m"`` or ``"1g"`` (hugetlb).
+        name: shown in /proc/self/maps as the memfd name or the VMA name.
+        populate: commit and fault in every page now (the default), so the first
+            access costs no fault. With ``populate=False`` pages are faulted on first
+            touch; hugetlb pages are still reserved when mapped, so a short pool
+            fails here with HugePagesUnavailable and never with SIGBUS later.
+    """
+
+    def __init__(
+        self,
+        size: int | str,
+        *,
+        backing: str = "memfd",
+        pages: str = "4k",
+        name: str = "heap",
+        populate: bool = True,
+    ) -> None:
+        self._backing = Backing(size, kind=backing, pages=pages, name=name)
+        self.populate = bool(populate)
+        self._views: list[View] = []
+        self._aliases = 0
+        try:
+            if self.populate:
+                self._backing.commit_file()
+            self._views.append(map_primary(self._backing, populate=self.populate))
+        except BaseException:
+            self._backing.close()
+            raise
+        shortfall = self._backing.policy.thp_shortfall()
+        if shortfall:
+            warnings.warn(shortfall, HeapAliasWarning, stacklevel=2)
+
+    size = property(lambda self: self._backing.size, doc="Heap size in bytes.")
+    backing = property(lambda self: self._backing.kind, doc="'memfd', 'anon' or 'private'.")
+    pages = property(lambda self: self._backing.pages, doc="'4k', 'thp', '2m' or '1g'.")
+    page_size = property(lambda self: self._backing.page_size, doc="Granule in bytes.")
+    name = property(lambda self: self._backing.name, doc="The heap's name.")
+    fd = property(lambda self: self._backing.fd, doc="The memfd, or None.")
+
+    @property
+    def closed(self) -> bool:
+        return self._backing.closed
+
+    @property
+    def view(self) -> View:
+        """The primary view: read-write, created with the heap."""
+        return self._views[0]
+
+    @property
+    def views(self) -> tuple[View, ...]:
+        """Every view of this heap that is still open, the primary first."""
+        return tuple(v for v in self._views if not v.closed)
+
+    def _open_source(self) -> View:
+        if self.closed:
+            raise ViewClosed("the heap is closed", remedy="create a new Heap")
+        self._views = [self._views[0]] + [v for v in self._views[1:] if not v.closed]
+        for view in self._views:
+            if not view.closed:
+                return view
+        raise ViewClosed("every view of this heap is closed; nothing is left to alias")
+
+    def alias(self, strategy: str = "auto", prot: str = "rw", address: int | None = None) -> View:
+        """Map the heap once more and return the new View.
+
+        Args:
+            strategy: ``"mremap"``, ``"memfd"`` or ``"auto"`` (the first that works).
+            prot: ``"rw"``, ``"r"`` or ``"none"``.
+            address: map exactly here (page-aligned); an existing mapping is never replaced.
+        """
+        prot_flags(prot)
+        order = _strategy_order(self._backing.policy, strategy)
+        if address is not None:
+            address = self._check_address(address, self.size)
+        source = self._open_source()
+        self._aliases += 1
+        role = f"alias{self._aliases}"
+        view = self._first_working(
+            order,
+            lambda s: map_alias(
+                self._backing, source, strategy=s, prot=prot, role=role,
+                populate=self.populate, address=address,
+            ),
+        )
+        self._views.append(view)
+        return view
+
+    def multimap(
+        self, n: int, *, shift: int, strategy: str = "auto", prot: str = "rw"
+    ) -> MultiView:
+        """Map the heap ``n`` times at ``base + (k << shift)``, ZGC's colored layout.
+
+        The views share one PROT_NONE reservation aligned to the page size; the
+        gaps between them stay PROT_NONE, so a wrong color faults.
+        """
+        n, shift = _int(n, "n"), _int(shift, "shift")
+        if not 1 <= n <= MAX_COLORS:
+            raise InvalidArgument(f"n must be between 1 and {MAX_COLORS}, got {n}")
+        stride = 1 << shift if 0 <= shift < 64 else 0
+        if stride < self.size or stride % self.page_size:
+            raise InvalidArgument(
+                f"1 << shift must be at least the heap size ({format_size(self.size)}) and a "
+                f"multiple of the page size; shift={shift} gives {stride}",
+                remedy=f"use shift >= {max(self.size - 1, 1).bit_length()}",
+            )
+        span = (n - 1) * stride + self.size
+        if span >= 1 << 46:
+            raise InvalidArgument(
+                f"{n} views at shift {shift} need {span:#x} bytes of address space"
+            )
+        prot_flags(prot)
+        order = _strategy_order(self._backing.policy, strategy)
+        source = self._open_source()
+        reservation = Reservation(span, self._backing, f"heapalias:{self.name}:colors")
+        views: list[View] = []
+        try:
+            for color in range(n):
+                views.append(self._first_working(
+                    order,
+                    lambda s, c=color: map_alias(
+                        self._backing, source, strategy=s, prot=prot, role=f"color{c}",
+                        populate=self.populate, address=reservation.address + (c << shift),
+                        reservation=reservation,
+                    ),
+                ))
+        except BaseException:
+            for view in views:
+                view.close()
+            reservation.release()
+            raise
+        self._views.extend(views)
+        return MultiView(views, reservation, shift)
+
+    def _first_working(self, order: tuple[str, ...], make) -> View:
+        refusals: list[UnsupportedAlias] = []
+        for strategy in order:
+            try:
+                return make(strategy)
+            except UnsupportedAlias as exc:
+                refusals.append(exc)
+        if len(refusals) == 1:
+            raise refusals[0]
+        raise UnsupportedAlias(
+            "auto", self.backing, self.pages, refusals[-1].errno,
+            "; ".join(f"{r.strategy}: {r.reason}" for r in refusals),
+        )
+
+    def _check_address(self, address: object, size: int) -> int:
+        address = _int(address, "address")
+        if address <= 0 or address % self.page_size or address + size > 1 << 47:
+            raise InvalidArgument(
+                f"address {address:#x} must be a non-zero multiple of the page size "
+                f"({format_size(self.page_size)}) with the view below 1 << 47"
+            )
+        return address
+
+    def pages_report(self) -> list[ViewPages]:
+        """Per open view: the smaps fields and the page size actually obtained."""
+        entries = read_smaps()
+        notes = tuple(n for n in [self._backing.policy.thp_shortfall()] if n)
+        for note in notes:
+            warnings.warn(note, HeapAliasWarning, stacklevel=2)
+        reports = []
+        for view in self.views:
+            vmas = smaps_range(view.address, view.address + view.size, entries)
+            totals = {f: sum(v.fields.get(f, 0) for v in vmas) for f in SMAPS_FIELDS}
+            page_kb = max((v.fields.get("KernelPageSize", 4) for v in vmas), default=4)
+            totals["KernelPageSize"] = page_kb
+            flags = tuple(sorted({flag for v in vmas for flag in v.vmflags}))
+            reports.append(ViewPages(
+                role=view.role, address=view.address, size=view.size, kernel_page_kb=page_kb,
+                fields=totals, vmflags=flags, obtained=_obtained(totals, flags), notes=notes,
+            ))
+        return reports
+
+    def close(self) -> None:
+        """Close every view and the memfd. Idempotent; see View.close for live arrays."""
+        for view in self._views:
+            view.close()
+        self._backing.close()
+
+    def __enter__(self) -> Heap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self.views)} views"
+        return (
+            f"Heap({format_size(self.size)}, backing={self.backing!r}, pages={self.pages!r}, "
+            f"name={self.name!r}, {state})"
+        )
+
+
+def _int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def _obtained(fields: dict[str, int], vmflags: tuple[str, ...]) -> str:
+    """Describe the page size a view got: hugetlb, THP (with its share), or base pages."""
+    if "ht" in vmflags:
+        return f"{format_size(fields['KernelPageSize'] << 10)} hugetlb"
+    huge_kb = fields["ShmemPmdMapped"] + fields["AnonHugePages"]
+    if huge_kb and fields["Rss"]:
+        return f"THP 2 MiB ({100 * huge_kb // fields['Rss']}% of resident)"
+    return f"{format_size(fields['KernelPageSize'] << 10)} pages"

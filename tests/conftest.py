@@ -1,0 +1,122 @@
+"""Shared fixtures: hugetlb pools filled (and restored) on demand, and isolated child runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from heapalias.errors import hugepage_sysctl
+from heapalias.system import PAGE_SIZES, hugepage_pool
+
+REQUIRE_HUGETLB = os.environ.get("HEAPALIAS_REQUIRE_HUGETLB") == "1"
+IS_ROOT = os.geteuid() == 0
+
+#: Pages each pool must have available for the suite.
+POOL_NEEDS = {"2m": 64, "1g": 1}
+
+
+def _write_sysctl(path: str, value: str | int) -> None:
+    Path(path).write_text(f"{value}\n")
+
+
+@pytest.fixture(scope="session")
+def sysctl_restorer():
+    """Write sysctls during the session; every original value is restored at its end."""
+    originals: dict[str, str] = {}
+
+    def write(path: str, value: str | int) -> None:
+        originals.setdefault(path, Path(path).read_text().strip())
+        _write_sysctl(path, value)
+
+    yield write
+    for path, value in reversed(list(originals.items())):
+        _write_sysctl(path, value)
+
+
+def _ensure_pool(pages: str, write) -> None:
+    page_size = PAGE_SIZES[pages]
+    need = POOL_NEEDS[pages]
+    pool = hugepage_pool(page_size)
+    if pool.available >= need:
+        return
+    why = f"the {pages} hugetlb pool has {pool.available} pages available, the tests need {need}"
+    if IS_ROOT:
+        try:
+            write(hugepage_sysctl(page_size), pool.total + need - pool.available)
+        except OSError as exc:
+            why += f"; filling it failed: {exc}"
+        pool = hugepage_pool(page_size)
+        if pool.available >= need:
+            return
+        why += f"; after filling it holds {pool.available} (memory too fragmented)"
+    else:
+        why += "; filling it needs root"
+    if REQUIRE_HUGETLB:
+        pytest.fail(f"HEAPALIAS_REQUIRE_HUGETLB=1 but the pool cannot be filled: {why}")
+    pytest.skip(f"hugetlb pool cannot be filled: {why}")
+
+
+@pytest.fixture(scope="session")
+def pool_2m(sysctl_restorer) -> int:
+    """Ensure the 2 MiB pool has pages; returns the page size."""
+    _ensure_pool("2m", sysctl_restorer)
+    return PAGE_SIZES["2m"]
+
+
+@pytest.fixture(scope="session")
+def pool_1g(sysctl_restorer) -> int:
+    """Ensure the 1 GiB pool has a page; returns the page size."""
+    _ensure_pool("1g", sysctl_restorer)
+    return PAGE_SIZES["1g"]
+
+
+@pytest.fixture
+def pool_for(request):
+    """``pool_for(pages)`` fills the pool that ``pages`` needs (no-op for 4k/thp)."""
+
+    def ensure(pages: str) -> None:
+        if pages in POOL_NEEDS:
+            request.getfixturevalue(f"pool_{pages}")
+
+    return ensure
+
+
+def run_isolated(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``code`` in a child Python; fail (never crash pytest) if it dies of a signal."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        pytest.fail(f"child died of {name}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def mapping_count() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum(1 for _ in maps)
+
+
+def maps_text() -> str:
+    with open("/proc/self/maps") as maps:
+        return maps.read()
+
+
+def mapped_at(address: int) -> str | None:
+    """The /proc/self/maps line whose range holds ``address``, or None."""
+    for line in maps_text().splitlines():
+        start, end = (int(x, 16) for x in line.split()[0].split("-"))
+        if start <= address < end:
+            return line
+    return None
