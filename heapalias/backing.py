@@ -150,9 +150,10 @@ def validate_size(size: int | str, policy: MappingPolicy) -> int:
     granule = policy.page_size
     if 0 < nbytes <= MAX_HEAP_SIZE and nbytes % granule == 0:
         return nbytes
-    below = (nbytes // granule) * granule
-    above = max(below + granule, granule)
-    nearest = [format_size(n) for n in (below, above) if 0 < n <= MAX_HEAP_SIZE]
+    largest = MAX_HEAP_SIZE // granule * granule
+    below = min(max(nbytes // granule * granule, granule), largest)
+    above = min(below + granule, largest) if nbytes > below else below
+    nearest = [format_size(n) for n in dict.fromkeys((below, above))]
     raise InvalidArgument(
         f"heap size {nbytes} is not a positive multiple of the {policy.pages} page size "
         f"({format_size(granule)}) up to {format_size(MAX_HEAP_SIZE)}",

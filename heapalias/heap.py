@@ -76,6 +76,7 @@ class Heap:
         self._backing = Backing(size, kind=backing, pages=pages, name=name)
         self.populate = bool(populate)
         self._views: list[View] = []
+        self._layouts: list[MultiView] = []
         self._aliases = 0
         try:
             if self.populate:
@@ -112,7 +113,9 @@ class Heap:
     def _open_source(self) -> View:
         if self.closed:
             raise ViewClosed("the heap is closed", remedy="create a new Heap")
+        # Forget closed views and layouts, so a long-lived heap does not accumulate them.
         self._views = [self._views[0]] + [v for v in self._views[1:] if not v.closed]
+        self._layouts = [layout for layout in self._layouts if not layout.closed]
         for view in self._views:
             if not view.closed:
                 return view
@@ -187,7 +190,9 @@ class Heap:
             reservation.release()
             raise
         self._views.extend(views)
-        return MultiView(views, reservation, shift)
+        layout = MultiView(views, reservation, shift)
+        self._layouts.append(layout)
+        return layout
 
     def _first_working(self, order: tuple[str, ...], make) -> View:
         refusals: list[UnsupportedAlias] = []
@@ -233,6 +238,8 @@ class Heap:
 
     def close(self) -> None:
         """Close every view and the memfd. Idempotent; see View.close for live arrays."""
+        for layout in self._layouts:
+            layout.close()
         for view in self._views:
             view.close()
         self._backing.close()

@@ -99,7 +99,7 @@ def _probe_backing(backing: str, pages: str) -> list[Combination]:
             if strategy == "memfd" and heap.fd is None:
                 results.append(Combination(
                     backing, pages, strategy, False, None,
-                    "not applicable: anonymous memory has no file descriptor to map",
+                    "n/a: anonymous memory has no file descriptor to map",
                     obtained, applicable=False,
                 ))
                 continue

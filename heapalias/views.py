@@ -361,15 +361,9 @@ def _mirror(backing: Backing, source: int, target: int) -> None:
 
 def _mirror_refusal(backing: Backing) -> str:
     if backing.kind == "private":
-        return (
-            "mremap(old_size=0) duplicates only shareable mappings; Linux 4.14 and later "
-            "refuse private ones (commit dba58d3b8c50)"
-        )
+        return "only shared mappings can be mirrored (since Linux 4.14, commit dba58d3b8c50)"
     if backing.policy.hugetlb:
-        return (
-            "the kernel refuses to grow a hugetlb mapping, and old_size=0 counts as growth "
-            "(the MREMAP_MIRROR RFC of 2017 was never merged)"
-        )
+        return "hugetlb mappings cannot grow, and mremap counts old_size=0 as growth"
     return "the kernel refused mremap(old_size=0) for this mapping"
 
 
@@ -408,12 +402,13 @@ class MultiView(Sequence[View]):
 
     def __init__(self, views: list[View], reservation: Reservation, shift: int) -> None:
         self._views = views
-        self.reservation = reservation
+        self._reservation: Reservation | None = reservation
+        self.base = reservation.address
         self.shift = shift
 
     @property
-    def base(self) -> int:
-        return self.reservation.address
+    def closed(self) -> bool:
+        return self._reservation is None
 
     def address(self, color: int, offset: int = 0) -> int:
         """The address of heap byte ``offset`` seen through color ``color``."""
@@ -439,9 +434,16 @@ class MultiView(Sequence[View]):
         return iter(self._views)
 
     def close(self) -> None:
-        """Close every view (see View.close for arrays still alive). Idempotent."""
+        """Close every view and return the reservation, once no array of it is alive.
+
+        Views with live arrays stay mapped (see View.close); they hold the
+        reservation until the last of those arrays is gone. Idempotent.
+        """
         for view in self._views:
             view.close()
+        reservation, self._reservation = self._reservation, None
+        if reservation is not None and not any(view.mapped for view in self._views):
+            reservation.release()
 
     def __enter__(self) -> MultiView:
         return self

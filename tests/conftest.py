@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,22 +22,38 @@ IS_ROOT = os.geteuid() == 0
 POOL_NEEDS = {"2m": 64, "1g": 1}
 
 
-def _write_sysctl(path: str, value: str | int) -> None:
-    Path(path).write_text(f"{value}\n")
+class SysctlRestorer:
+    """Writes sysctl and sysfs knobs, remembering each original value to restore later."""
+
+    def __init__(self) -> None:
+        self.originals: dict[str, str] = {}
+
+    def write(self, path: str, value: str | int) -> None:
+        current = Path(path).read_text().strip()
+        selected = re.search(r"\[([\w-]+)\]", current)  # THP knobs list modes, one bracketed
+        self.originals.setdefault(path, selected.group(1) if selected else current)
+        Path(path).write_text(f"{value}\n")
+
+    def restore(self) -> None:
+        for path, value in reversed(list(self.originals.items())):
+            Path(path).write_text(f"{value}\n")
+        self.originals.clear()
 
 
 @pytest.fixture(scope="session")
-def sysctl_restorer():
-    """Write sysctls during the session; every original value is restored at its end."""
-    originals: dict[str, str] = {}
+def session_sysctl():
+    """Knobs changed for the whole session (the hugetlb pools), restored at its end."""
+    restorer = SysctlRestorer()
+    yield restorer.write
+    restorer.restore()
 
-    def write(path: str, value: str | int) -> None:
-        originals.setdefault(path, Path(path).read_text().strip())
-        _write_sysctl(path, value)
 
-    yield write
-    for path, value in reversed(list(originals.items())):
-        _write_sysctl(path, value)
+@pytest.fixture
+def sysctl():
+    """Knobs changed for one test, restored right after it."""
+    restorer = SysctlRestorer()
+    yield restorer.write
+    restorer.restore()
 
 
 def _ensure_pool(pages: str, write) -> None:
@@ -63,16 +80,16 @@ def _ensure_pool(pages: str, write) -> None:
 
 
 @pytest.fixture(scope="session")
-def pool_2m(sysctl_restorer) -> int:
+def pool_2m(session_sysctl) -> int:
     """Ensure the 2 MiB pool has pages; returns the page size."""
-    _ensure_pool("2m", sysctl_restorer)
+    _ensure_pool("2m", session_sysctl)
     return PAGE_SIZES["2m"]
 
 
 @pytest.fixture(scope="session")
-def pool_1g(sysctl_restorer) -> int:
+def pool_1g(session_sysctl) -> int:
     """Ensure the 1 GiB pool has a page; returns the page size."""
-    _ensure_pool("1g", sysctl_restorer)
+    _ensure_pool("1g", session_sysctl)
     return PAGE_SIZES["1g"]
 
 

@@ -1,0 +1,76 @@
+"""A short hugetlb pool gives HugePagesUnavailable, never SIGBUS, and leaks nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import IS_ROOT, mapping_count, open_fds, run_isolated
+
+import heapalias as ha
+from heapalias.errors import hugepage_sysctl
+from heapalias.system import hugepage_pool
+
+EXHAUST = """
+import json, os, heapalias as ha
+from heapalias.system import hugepage_pool
+
+def counts():
+    return len(os.listdir("/proc/self/fd")), sum(1 for _ in open("/proc/self/maps"))
+
+pool = hugepage_pool({page_size})
+before = counts()
+try:
+    heap = ha.Heap((pool.available + 1) * {page_size}, backing={backing!r}, pages={pages!r},
+                   populate={populate})
+except ha.HugePagesUnavailable as exc:
+    print(json.dumps({{"error": type(exc).__name__, "needed": exc.needed, "free": exc.free,
+                      "errno": exc.errno, "remedy": exc.remedy, "leaked": counts() != before}}))
+else:
+    heap.view.array()[:] = 1  # would SIGBUS if memory were exposed uncommitted
+    print(json.dumps({{"error": None}}))
+"""
+
+
+@pytest.mark.parametrize("populate", [True, False])
+@pytest.mark.parametrize("backing", ["memfd", "anon", "private"])
+def test_asking_for_more_than_the_pool_raises_cleanly(backing, populate, pool_2m) -> None:
+    proc = run_isolated(EXHAUST.format(
+        page_size=pool_2m, backing=backing, pages="2m", populate=populate,
+    ))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["error"] == "HugePagesUnavailable"
+    assert result["needed"] == result["free"] + 1
+    assert result["errno"] in (12, 28)  # ENOMEM from mmap, ENOSPC from fallocate
+    assert "heapalias hugepages --reserve" in result["remedy"]
+    assert not result["leaked"]
+
+
+def test_1g_pool_exhaustion(pool_1g) -> None:
+    proc = run_isolated(EXHAUST.format(
+        page_size=pool_1g, backing="memfd", pages="1g", populate=True,
+    ))
+    assert json.loads(proc.stdout)["error"] == "HugePagesUnavailable", proc.stderr
+
+
+def test_pages_held_by_a_heap_are_not_free_for_the_next(pool_2m) -> None:
+    available = hugepage_pool(pool_2m).available
+    with ha.Heap(2 * pool_2m, pages="2m") as first:
+        assert hugepage_pool(pool_2m).available == available - 2
+        assert first.view.mapped
+    assert hugepage_pool(pool_2m).available == available
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="emptying the hugetlb pool needs root")
+@pytest.mark.parametrize("backing", ["memfd", "anon", "private"])
+def test_empty_pool_state(backing, sysctl) -> None:
+    """The pool state a fresh machine starts in: every hugetlb heap fails cleanly."""
+    fds, maps = open_fds(), mapping_count()
+    sysctl(hugepage_sysctl(2 << 20), 0)
+    if hugepage_pool(2 << 20).available:
+        pytest.fail("pool still has pages after writing 0: another process holds them")
+    with pytest.raises(ha.HugePagesUnavailable) as caught:
+        ha.Heap("2M", backing=backing, pages="2m")
+    assert caught.value.free == 0 and caught.value.needed == 1
+    assert (open_fds(), mapping_count()) == (fds, maps)

@@ -1,0 +1,51 @@
+"""Thousands of create/alias/close cycles leak no fd and no mapping."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+
+import numpy as np
+from conftest import mapping_count, open_fds
+
+import heapalias as ha
+
+CYCLES = 2000
+
+
+def cycle(backing: str, strategy: str, k: int) -> None:
+    with ha.Heap("64K", backing=backing, name="leak") as heap:
+        alias = heap.alias(strategy, prot="r" if k % 2 else "rw")
+        arr = alias.array(np.uint64)
+        heap.view.array(np.uint64)[k % 8] = k
+        assert arr[k % 8] == k
+        if k % 3 == 0:
+            heap.multimap(2, shift=20).close()
+        if k % 5 == 0:
+            del arr  # otherwise the array outlives the heap, then goes
+
+
+def test_no_fd_or_mapping_leaks_after_many_cycles() -> None:
+    gc.collect()
+    fds, maps = open_fds(), mapping_count()
+    plans = [("memfd", "memfd"), ("memfd", "mremap"), ("anon", "mremap")]
+    for k in range(CYCLES):
+        backing, strategy = plans[k % len(plans)]
+        cycle(backing, strategy, k)
+    gc.collect()
+    assert open_fds() == fds
+    assert mapping_count() == maps
+
+
+def test_failed_aliases_leak_nothing() -> None:
+    with ha.Heap("64K", backing="private") as heap:
+        gc.collect()
+        fds, maps = open_fds(), mapping_count()
+        for _ in range(200):
+            for strategy in ("mremap", "memfd", "auto"):
+                with contextlib.suppress(ha.UnsupportedAlias):
+                    heap.alias(strategy)
+                with contextlib.suppress(ha.UnsupportedAlias):
+                    heap.multimap(2, shift=20, strategy=strategy)
+        gc.collect()
+        assert (open_fds(), mapping_count()) == (fds, maps)

@@ -1,0 +1,210 @@
+"""Views: arrays, protection, lifetime, fixed addresses and naming."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+from conftest import mapped_at, maps_text
+
+import heapalias as ha
+
+SIZE = 64 << 10
+
+
+@pytest.fixture(params=["memfd", "anon"])
+def heap(request):
+    with ha.Heap(SIZE, backing=request.param, name="views") as heap:
+        yield heap
+
+
+def test_array_is_zero_copy_and_typed(heap: ha.Heap) -> None:
+    words = heap.view.array(np.uint64)
+    assert words.shape == (SIZE // 8,)
+    assert words.ctypes.data == heap.view.address
+    words[3] = 0xDEADBEEF
+    assert heap.view.array(np.uint32, offset=24, count=1)[0] == 0xDEADBEEF
+    tail = heap.view.array(np.uint16, offset=SIZE - 4)
+    assert tail.shape == (2,) and tail.ctypes.data == heap.view.address + SIZE - 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"offset": -1}, "outside"),
+        ({"offset": SIZE + 1}, "outside"),
+        ({"offset": 8, "count": SIZE // 8}, "overrun"),
+        ({"count": -1}, "overrun"),
+        ({"offset": 1.5}, "integer"),
+        ({"count": True}, "integer"),
+        ({"dtype": object}, "raw heap memory"),
+        ({"dtype": "not-a-dtype"}, "dtype"),
+    ],
+)
+def test_bad_array_arguments_raise_invalid_argument(heap, kwargs, message) -> None:
+    kwargs.setdefault("dtype", np.uint64)
+    with pytest.raises(ha.InvalidArgument, match=message):
+        heap.view.array(**kwargs)
+
+
+def test_readonly_view_arrays_cannot_be_written_or_made_writeable(heap: ha.Heap) -> None:
+    ro = heap.alias(prot="r")
+    arr = ro.array(np.uint32)
+    assert not arr.flags.writeable
+    with pytest.raises(ValueError):
+        arr[0] = 1
+    with pytest.raises(ValueError):
+        arr.flags.writeable = True
+    with pytest.raises(ValueError):
+        arr[1:].flags.writeable = True
+    heap.view.array(np.uint32)[0] = 99
+    assert arr[0] == 99
+
+
+def test_prot_none_view_gives_no_array(heap: ha.Heap) -> None:
+    hidden = heap.alias(prot="none")
+    assert mapped_at(hidden.address).split()[1].startswith("---")
+    with pytest.raises(ha.InvalidArgument, match="PROT_NONE"):
+        hidden.array()
+    hidden.protect("r")
+    heap.view.array()[0] = 7
+    assert hidden.array()[0] == 7
+
+
+def test_close_without_arrays_unmaps_at_once(heap: ha.Heap) -> None:
+    alias = heap.alias()
+    address = alias.address
+    alias.array()  # dropped immediately
+    alias.close()
+    assert alias.closed and not alias.mapped
+    assert mapped_at(address) is None
+
+
+def test_arrays_keep_the_mapping_alive_past_close(heap: ha.Heap) -> None:
+    alias = heap.alias()
+    arr = alias.array(np.uint64)
+    part = arr[10:20]  # a slice must keep it alive too
+    alias.close()
+    assert alias.closed and alias.mapped
+    with pytest.raises(ha.ViewClosed):
+        alias.array()
+    heap.view.array(np.uint64)[12] = 42
+    assert part[2] == 42  # still the live, aliased memory
+    del arr
+    gc.collect()
+    assert alias.mapped
+    address = alias.address
+    del part
+    gc.collect()
+    assert not alias.mapped
+    assert mapped_at(address) is None
+
+
+def test_heap_close_with_live_array_defers_unmap(heap: ha.Heap) -> None:
+    arr = heap.view.array(np.uint8)
+    heap.close()
+    heap.close()  # idempotent
+    assert heap.closed and heap.view.mapped
+    arr[:] = 1
+    assert arr.sum() == SIZE
+    view = heap.view
+    del arr
+    gc.collect()
+    assert not view.mapped
+    with pytest.raises(ha.ViewClosed):
+        heap.alias()
+
+
+def test_protect_narrowing_under_live_arrays_raises_view_in_use(heap: ha.Heap) -> None:
+    alias = heap.alias()
+    arr = alias.array()
+    with pytest.raises(ha.ViewInUse) as caught:
+        alias.protect("r")
+    assert isinstance(caught.value, BufferError) and caught.value.remedy
+    assert alias.prot == "rw"
+    arr[0] = 5  # still writable
+    del arr
+    alias.protect("r")
+    assert not alias.array().flags.writeable
+    assert mapped_at(alias.address).split()[1].startswith("r-")
+
+
+def test_protect_widening_keeps_old_arrays_valid(heap: ha.Heap) -> None:
+    alias = heap.alias(prot="r")
+    old = alias.array()
+    alias.protect("rw")
+    new = alias.array()
+    new[0] = 9
+    assert old[0] == 9 and not old.flags.writeable and new.flags.writeable
+
+
+def test_protect_rejects_bad_prot(heap: ha.Heap) -> None:
+    with pytest.raises(ha.InvalidArgument):
+        heap.view.protect("rwx")
+
+
+def test_view_context_manager_closes(heap: ha.Heap) -> None:
+    with heap.alias() as alias:
+        assert alias in heap.views
+    assert alias.closed and alias not in heap.views
+
+
+def test_fixed_address_lands_exactly_and_never_clobbers(heap: ha.Heap) -> None:
+    probe = heap.alias()  # find a free range, then free it
+    target = probe.address
+    probe.close()
+    pinned = heap.alias(address=target)
+    assert pinned.address == target
+    with pytest.raises(ha.InvalidArgument) as caught:
+        heap.alias(address=target)
+    assert caught.value.errno == 17  # EEXIST
+    with pytest.raises(ha.InvalidArgument):
+        heap.alias(address=heap.view.address + 4096)  # overlaps the primary view
+    for bad in (0, -4096, target + 1, 1 << 47, "0x1000"):
+        with pytest.raises(ha.InvalidArgument):
+            heap.alias(address=bad)
+
+
+def test_memfd_views_are_named_by_the_memfd() -> None:
+    with ha.Heap(SIZE, backing="memfd", name="named-heap") as heap:
+        heap.alias()
+        assert maps_text().count("/memfd:heapalias:named-heap") >= 2
+        assert heap.view.label == "heapalias:named-heap"
+
+
+def test_anon_views_ask_for_a_name_and_fail_softly() -> None:
+    with ha.Heap(SIZE, backing="anon", name="anon-heap") as heap:
+        alias = heap.alias()
+        assert alias.label == "heapalias:anon-heap:alias1"
+        line = mapped_at(alias.address)
+        # Named where the kernel has CONFIG_ANON_VMA_NAME; shown as shmem otherwise.
+        assert "[anon_shmem:heapalias:anon-heap:alias1]" in line or "/dev/zero" in line
+
+
+def test_multimap_gaps_fault_and_colors_translate() -> None:
+    with ha.Heap(SIZE, name="colors") as heap:
+        colors = heap.multimap(4, shift=20)
+        assert len(colors) == 4 and colors.shift == 20
+        gap = colors.base + SIZE
+        assert mapped_at(gap).split()[1] == "---p"
+        assert colors.color_of(colors.address(2, 100)) == 2
+        with pytest.raises(ha.InvalidArgument):
+            colors.color_of(gap)
+        with pytest.raises(ha.InvalidArgument):
+            colors.address(0, SIZE)
+        heap.view.array()[100] = 3
+        assert [v.array()[100] for v in colors] == [3, 3, 3, 3]
+        base = colors.base
+        colors.close()
+        assert all(v.closed for v in colors)
+        gc.collect()
+        assert mapped_at(base) is None
+
+
+@pytest.mark.parametrize(
+    ("n", "shift"), [(0, 20), (17, 20), (2, 10), (2, 15), (2, 70), (2, -1), (2.0, 20), (4, 45)]
+)
+def test_multimap_rejects_bad_layouts(n, shift) -> None:
+    with ha.Heap(SIZE) as heap, pytest.raises(ha.InvalidArgument):
+        heap.multimap(n, shift=shift)
