@@ -106,9 +106,10 @@ def pool_for(request):
 
 def run_isolated(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``code`` in a child Python; fail (never crash pytest) if it dies of a signal."""
+    # cwd "/" so the child imports the installed package, not a source checkout.
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True, text=True, timeout=timeout, cwd="/",
     )
     if proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name
