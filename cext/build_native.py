@@ -7,8 +7,17 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 SOURCES = ["mapping.c"]
 
+
+def cdef_text() -> str:
+    """The constants from heapalias.cdef.h plus the prototypes marked in heapalias.h."""
+    header = (HERE / "heapalias.h").read_text()
+    prototypes = header.split("/* cffi-begin", 1)[1].split("/* cffi-end */", 1)[0]
+    prototypes = prototypes.split("*/", 1)[1]  # drop the rest of the opening comment
+    return (HERE / "heapalias.cdef.h").read_text() + prototypes
+
+
 ffibuilder = FFI()
-ffibuilder.cdef((HERE / "heapalias.cdef.h").read_text())
+ffibuilder.cdef(cdef_text())
 ffibuilder.set_source(
     "heapalias._native",
     '#include "heapalias.h"',

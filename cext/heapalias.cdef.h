@@ -1,6 +1,6 @@
-/* The C API that Python sees through cffi: plain declarations only.
- * Every function returns 0 (or a non-negative result) on success and -errno
- * on failure; addresses come back through an out-parameter. */
+/* The constants Python sees through cffi. The functions it sees are the
+ * prototypes between the cffi markers in heapalias.h, which build_native.py
+ * appends, so each prototype is written once. */
 
 #define PROT_NONE ...
 #define PROT_READ ...
@@ -31,19 +31,3 @@
 #define MADV_POPULATE_READ ...
 #define MADV_POPULATE_WRITE ...
 #define MADV_DONTNEED ...
-
-int ha_memfd_create(const char *name, unsigned int flags);
-int ha_ftruncate(int fd, int64_t length);
-int ha_fallocate(int fd, int mode, int64_t offset, int64_t length);
-int ha_close(int fd);
-
-int ha_mmap(uintptr_t hint, size_t length, int prot, int flags, int fd,
-            int64_t offset, uintptr_t *out);
-int ha_mremap(uintptr_t old_address, size_t old_size, size_t new_size,
-              int flags, uintptr_t new_address, uintptr_t *out);
-int ha_munmap(uintptr_t address, size_t length);
-int ha_mprotect(uintptr_t address, size_t length, int prot);
-int ha_madvise(uintptr_t address, size_t length, int advice);
-int ha_name_anon(uintptr_t address, size_t length, const char *name);
-
-int ha_touch(uintptr_t address, size_t length, size_t stride, int write);

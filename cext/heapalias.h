@@ -1,4 +1,4 @@
-/* Prototypes of the C core; cext/heapalias.cdef.h mirrors them for cffi. */
+/* The C core's API: one prototype per function, shared with cffi (see build_native.py). */
 #ifndef HEAPALIAS_H
 #define HEAPALIAS_H
 
@@ -38,6 +38,9 @@
 #define MAP_HUGE_1GB (30 << 26)
 #endif
 
+/* cffi-begin: everything up to cffi-end is also the cdef Python sees.
+ * Each function returns 0 (or a non-negative result) on success and -errno on
+ * failure; addresses come back through an out-parameter. */
 int ha_memfd_create(const char *name, unsigned int flags);
 int ha_ftruncate(int fd, int64_t length);
 int ha_fallocate(int fd, int mode, int64_t offset, int64_t length);
@@ -53,5 +56,6 @@ int ha_madvise(uintptr_t address, size_t length, int advice);
 int ha_name_anon(uintptr_t address, size_t length, const char *name);
 
 int ha_touch(uintptr_t address, size_t length, size_t stride, int write);
+/* cffi-end */
 
 #endif

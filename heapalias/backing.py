@@ -17,6 +17,7 @@ from . import native
 from .errors import (
     HeapAliasError,
     HugePagesUnavailable,
+    InsufficientMemory,
     InvalidArgument,
     MapCountExceeded,
     SyscallFailed,
@@ -29,6 +30,7 @@ from .system import (
     hugepage_pool,
     map_count,
     max_map_count,
+    memory_available,
     thp_mode,
 )
 
@@ -239,6 +241,23 @@ class Backing:
         except SyscallFailed as exc:
             self.close()
             raise explain(exc, self.policy, self.size) from None
+
+    def check_committable(self) -> None:
+        """Refuse to populate more base-page memory than the machine has.
+
+        Faulting in a memfd past free memory would summon the OOM killer rather
+        than return an error. Hugetlb pages come from their pool, checked by the kernel.
+        """
+        if self.policy.hugetlb:
+            return
+        available = memory_available()
+        if self.size > available:
+            raise InsufficientMemory(
+                f"populating {format_size(self.size)} needs more than the "
+                f"{available >> 20} MiB this machine has available (MemAvailable + SwapFree)",
+                errno=errno.ENOMEM,
+                remedy="use a smaller heap, or populate=False to fault pages in lazily",
+            )
 
     def commit_file(self) -> None:
         """Allocate every hugetlb page of a memfd now, so a short pool fails here.

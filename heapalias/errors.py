@@ -130,6 +130,10 @@ class MapCountExceeded(HeapAliasError):
         )
 
 
+class InsufficientMemory(HeapAliasError):
+    """Committing the heap now would exceed the memory the machine has available."""
+
+
 class NotPermitted(HeapAliasError):
     """The operation needs privileges this process lacks (usually root)."""
 

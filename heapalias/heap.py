@@ -62,6 +62,8 @@ class Heap:
             access costs no fault. With ``populate=False`` pages are faulted on first
             touch; hugetlb pages are still reserved when mapped, so a short pool
             fails here with HugePagesUnavailable and never with SIGBUS later.
+            Populating more base-page memory than the machine has available raises
+            InsufficientMemory instead of waking the OOM killer.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Heap:
         self._aliases = 0
         try:
             if self.populate:
+                self._backing.check_committable()
                 self._backing.commit_file()
             self._views.append(map_primary(self._backing, populate=self.populate))
         except BaseException:

@@ -132,6 +132,15 @@ def map_count() -> int:
         return sum(1 for _ in maps)
 
 
+def memory_available() -> int:
+    """Bytes a new heap can commit without swapping out others: MemAvailable + SwapFree."""
+    fields = {}
+    for line in _read("/proc/meminfo").splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = int(value.split()[0]) << 10 if value.split() else 0
+    return fields.get("MemAvailable", 0) + fields.get("SwapFree", 0)
+
+
 def overcommit_mode() -> int:
     """``vm.overcommit_memory``: 0 heuristic, 1 always, 2 strict."""
     return _read_int("/proc/sys/vm/overcommit_memory", 0)

@@ -6,11 +6,12 @@ import gc
 import os
 
 import pytest
-from conftest import open_fds
 
 import heapalias as ha
 from heapalias.backing import MAX_HEAP_SIZE, format_size, validate_size
 from heapalias.native import lib
+
+from conftest import open_fds
 
 
 def test_policy_flags() -> None:

@@ -6,12 +6,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import IS_ROOT
 
 import heapalias as ha
 from heapalias import cli
 from heapalias.errors import hugepage_sysctl
 from heapalias.system import hugepage_pool
+
+from conftest import IS_ROOT
 
 
 @pytest.fixture

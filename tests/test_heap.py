@@ -7,10 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import IS_ROOT, maps_text
 
 import heapalias as ha
 from heapalias.system import thp_mode
+
+from conftest import IS_ROOT, maps_text
 
 
 @pytest.mark.parametrize(
@@ -187,3 +188,13 @@ def test_close_is_idempotent_and_unmaps() -> None:
     assert "heapalias:closing" not in maps_text()
     with pytest.raises(ha.ViewClosed):
         heap.alias()
+
+
+def test_populating_more_than_the_machine_has_is_refused() -> None:
+    huge = 1 << 45  # 32 TiB: more than any test machine, and never touched
+    with pytest.raises(ha.InsufficientMemory) as caught:
+        ha.Heap(huge)
+    assert caught.value.errno == errno.ENOMEM and "populate=False" in caught.value.remedy
+    with ha.Heap(huge, populate=False) as lazy:  # reserving address space is fine
+        lazy.view.array(np.uint8, offset=huge - 4096)[:] = 1
+        assert lazy.pages_report()[0].fields["Rss"] == 4

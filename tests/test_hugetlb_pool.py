@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import IS_ROOT, mapping_count, open_fds, run_isolated
 
 import heapalias as ha
 from heapalias.errors import hugepage_sysctl
 from heapalias.system import hugepage_pool
+
+from conftest import IS_ROOT, mapping_count, open_fds, run_isolated
 
 EXHAUST = """
 import json, os, heapalias as ha

@@ -6,9 +6,10 @@ import contextlib
 import gc
 
 import numpy as np
-from conftest import mapping_count, open_fds
 
 import heapalias as ha
+
+from conftest import mapping_count, open_fds
 
 CYCLES = 2000
 

@@ -9,11 +9,12 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import mapping_count
 
 import heapalias as ha
 from heapalias.probe import ALIAS_STRATEGIES, probe_backing
 from heapalias.system import PAGE_SIZES
+
+from conftest import mapping_count
 
 COMBINATIONS = list(itertools.product(ha.BACKINGS, ha.PAGES, ALIAS_STRATEGIES))
 DTYPES = [np.uint8, np.uint16, np.int32, np.float64, np.complex128]

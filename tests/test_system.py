@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import IS_ROOT
 
 import heapalias as ha
 from heapalias import system
+
+from conftest import IS_ROOT
 
 
 def test_system_info_reads_the_kernel() -> None:

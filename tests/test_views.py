@@ -6,9 +6,10 @@ import gc
 
 import numpy as np
 import pytest
-from conftest import mapped_at, maps_text
 
 import heapalias as ha
+
+from conftest import mapped_at, maps_text
 
 SIZE = 64 << 10
 
