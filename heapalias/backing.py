@@ -13,6 +13,8 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import native
 from .errors import (
     HeapAliasError,
@@ -74,6 +76,13 @@ def format_size(nbytes: int) -> str:
         if nbytes >= 1 << shift and nbytes % (1 << shift) == 0:
             return f"{nbytes >> shift} {unit}"
     return f"{nbytes} B"
+
+
+def require_int(value: object, what: str) -> int:
+    """``value`` as an int (numpy integers too); InvalidArgument for bools, floats, strings."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgument(f"{what} must be an integer, got {value!r}")
+    return int(value)
 
 
 def _choice(value: object, allowed: tuple[str, ...], what: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from .backing import Backing, MappingPolicy, format_size
+from .backing import Backing, MappingPolicy, format_size, require_int
 from .errors import HeapAliasWarning, InvalidArgument, UnsupportedAlias, ViewClosed
 from .system import SMAPS_FIELDS, read_smaps, smaps_range
 from .views import (
@@ -157,7 +157,7 @@ class Heap:
         The views share one PROT_NONE reservation aligned to the page size; the
         gaps between them stay PROT_NONE, so a wrong color faults.
         """
-        n, shift = _int(n, "n"), _int(shift, "shift")
+        n, shift = require_int(n, "n"), require_int(shift, "shift")
         if not 1 <= n <= MAX_COLORS:
             raise InvalidArgument(f"n must be between 1 and {MAX_COLORS}, got {n}")
         stride = 1 << shift if 0 <= shift < 64 else 0
@@ -212,7 +212,7 @@ class Heap:
         )
 
     def _check_address(self, address: object, size: int) -> int:
-        address = _int(address, "address")
+        address = require_int(address, "address")
         if address <= 0 or address % self.page_size or address + size > 1 << 47:
             raise InvalidArgument(
                 f"address {address:#x} must be a non-zero multiple of the page size "
@@ -259,12 +259,6 @@ class Heap:
             f"Heap({format_size(self.size)}, backing={self.backing!r}, pages={self.pages!r}, "
             f"name={self.name!r}, {state})"
         )
-
-
-def _int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument(f"{what} must be an integer, got {value!r}")
-    return value
 
 
 def _obtained(fields: dict[str, int], vmflags: tuple[str, ...]) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from . import native
-from .backing import Backing, explain
+from .backing import Backing, explain, require_int
 from .errors import InvalidArgument, SyscallFailed, UnsupportedAlias, ViewClosed, ViewInUse
 from .native import ffi, lib
 
@@ -194,11 +194,11 @@ class View:
         The array keeps the mapping alive, even past ``close()``.
         """
         dtype = _plain_dtype(dtype)
-        offset = _index(offset, "offset")
+        offset = require_int(offset, "offset")
         if not 0 <= offset <= self.size:
             raise InvalidArgument(f"offset {offset} is outside the view's {self.size} bytes")
         fits = (self.size - offset) // dtype.itemsize
-        count = fits if count is None else _index(count, "count")
+        count = fits if count is None else require_int(count, "count")
         if not 0 <= count <= fits:
             raise InvalidArgument(
                 f"{count} items of {dtype} at offset {offset} overrun the view's "
@@ -268,12 +268,6 @@ def _plain_dtype(dtype: object) -> np.dtype:
     if result.hasobject or result.itemsize == 0:
         raise InvalidArgument(f"dtype {result} cannot live in raw heap memory")
     return result
-
-
-def _index(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgument(f"{what} must be an integer, got {value!r}")
-    return int(value)
 
 
 def _populate(address: int, size: int, prot: str, page_size: int) -> None:
