@@ -76,7 +76,7 @@ def _ensure_pool(pages: str, write) -> None:
         why += "; filling it needs root"
     if REQUIRE_HUGETLB:
         pytest.fail(f"HEAPALIAS_REQUIRE_HUGETLB=1 but the pool cannot be filled: {why}")
-    pytest.skip(f"hugetlb pool cannot be filled: {why}")
+    pytest.skip(reason=f"hugetlb pool cannot be filled: {why}")
 
 
 @pytest.fixture(scope="session")

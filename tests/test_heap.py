@@ -134,7 +134,7 @@ def test_pages_report_1g(pool_1g) -> None:
 
 def test_thp_on_shmem_warns_when_shmem_thp_is_off() -> None:
     if thp_mode("shmem_enabled") not in ("never", "deny"):
-        pytest.skip("reason: shmem THP is on here; the root test below covers the other state")
+        pytest.skip(reason="shmem THP is on here; the root test below covers the other state")
     with pytest.warns(ha.HeapAliasWarning, match="shmem_enabled"):
         heap = ha.Heap("4M", pages="thp")
     with heap, pytest.warns(ha.HeapAliasWarning, match="shmem_enabled"):
@@ -159,7 +159,7 @@ def test_thp_on_shmem_gets_pmd_mappings_when_enabled(sysctl) -> None:
 
 def test_private_thp_gets_anon_huge_pages() -> None:
     if thp_mode("enabled") == "never":
-        pytest.skip("reason: THP is disabled on this kernel (enabled = never)")
+        pytest.skip(reason="THP is disabled on this kernel (enabled = never)")
     with ha.Heap("8M", backing="private", pages="thp") as heap:
         (report,) = heap.pages_report()
     assert report.fields["AnonHugePages"] > 0
