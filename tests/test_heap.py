@@ -132,9 +132,11 @@ def test_pages_report_1g(pool_1g) -> None:
     assert report.kernel_page_kb == 1 << 20 and report.obtained == "1 GiB hugetlb"
 
 
-def test_thp_on_shmem_warns_when_shmem_thp_is_off() -> None:
-    if thp_mode("shmem_enabled") not in ("never", "deny"):
-        pytest.skip(reason="shmem THP is on here; the root test below covers the other state")
+def test_thp_on_shmem_warns_when_shmem_thp_is_off(sysctl) -> None:
+    if IS_ROOT:
+        sysctl("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "never")
+    elif thp_mode("shmem_enabled") not in ("never", "deny"):
+        pytest.skip(reason="shmem THP is on here, and turning it off needs root")
     with pytest.warns(ha.HeapAliasWarning, match="shmem_enabled"):
         heap = ha.Heap("4M", pages="thp")
     with heap, pytest.warns(ha.HeapAliasWarning, match="shmem_enabled"):
