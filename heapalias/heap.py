@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -77,6 +78,7 @@ class Heap:
     ) -> None:
         self._backing = Backing(size, kind=backing, pages=pages, name=name)
         self.populate = bool(populate)
+        self._lock = threading.RLock()  # guards the view lists against concurrent alias/close
         self._views: list[View] = []
         self._layouts: list[MultiView] = []
         self._aliases = 0
@@ -136,17 +138,18 @@ class Heap:
         order = _strategy_order(self._backing.policy, strategy)
         if address is not None:
             address = self._check_address(address, self.size)
-        source = self._open_source()
-        self._aliases += 1
-        role = f"alias{self._aliases}"
-        view = self._first_working(
-            order,
-            lambda s: map_alias(
-                self._backing, source, strategy=s, prot=prot, role=role,
-                populate=self.populate, address=address,
-            ),
-        )
-        self._views.append(view)
+        with self._lock:
+            source = self._open_source()
+            self._aliases += 1
+            role = f"alias{self._aliases}"
+            view = self._first_working(
+                order,
+                lambda s: map_alias(
+                    self._backing, source, strategy=s, prot=prot, role=role,
+                    populate=self.populate, address=address,
+                ),
+            )
+            self._views.append(view)
         return view
 
     def multimap(
@@ -174,6 +177,12 @@ class Heap:
             )
         prot_flags(prot)
         order = _strategy_order(self._backing.policy, strategy)
+        with self._lock:
+            return self._map_layout(n, shift, span, order, prot)
+
+    def _map_layout(
+        self, n: int, shift: int, span: int, order: tuple[str, ...], prot: str
+    ) -> MultiView:
         source = self._open_source()
         reservation = Reservation(span, self._backing, f"heapalias:{self.name}:colors")
         views: list[View] = []
@@ -241,11 +250,12 @@ class Heap:
 
     def close(self) -> None:
         """Close every view and the memfd. Idempotent; see View.close for live arrays."""
-        for layout in self._layouts:
-            layout.close()
-        for view in self._views:
-            view.close()
-        self._backing.close()
+        with self._lock:
+            for layout in self._layouts:
+                layout.close()
+            for view in self._views:
+                view.close()
+            self._backing.close()
 
     def __enter__(self) -> Heap:
         return self
