@@ -37,9 +37,15 @@ def median_iqr(samples: list[float]) -> tuple[float, float]:
 
 
 def timed(fn) -> float:
+    """Seconds one call of ``fn`` takes."""
+    return timed_call(fn)[0]
+
+
+def timed_call(fn):
+    """``(seconds, result)`` of one call of ``fn``."""
     start = time.perf_counter_ns()
-    fn()
-    return (time.perf_counter_ns() - start) / 1e9
+    result = fn()
+    return (time.perf_counter_ns() - start) / 1e9, result
 
 
 def bare_mapping(size: int) -> None:
@@ -48,8 +54,10 @@ def bare_mapping(size: int) -> None:
 
 
 def pool_has(pages: str, size: int) -> bool:
-    return pages not in ("2m", "1g") or hugepage_pool(PAGE_SIZES[pages]).available * PAGE_SIZES[
-        pages] >= size
+    """True unless ``pages`` is hugetlb and its pool holds fewer than ``size`` bytes."""
+    if pages not in ("2m", "1g"):
+        return True
+    return hugepage_pool(PAGE_SIZES[pages]).available * PAGE_SIZES[pages] >= size
 
 
 @click.command()
@@ -101,9 +109,8 @@ def main(size: str, alias_size: str, repeat: int) -> None:
     obtained: dict[tuple[str, str], str] = {}
     for _ in range(repeat + 1):  # the first round warms the hugetlb pools up, and is dropped
         for case in cases:
-            start = time.perf_counter_ns()
-            heap = ha.Heap(nbytes, backing=case[0], pages=case[1])
-            pop[case].append((time.perf_counter_ns() - start) / 1e9)
+            seconds, heap = timed_call(partial(ha.Heap, nbytes, backing=case[0], pages=case[1]))
+            pop[case].append(seconds)
             obtained[case] = heap.pages_report()[0].obtained
             heap.close()
     table = Table(title=f"Populate {ha.format_size(nbytes)} (floor: zero-fill of faulted memory "
