@@ -5,7 +5,7 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["mapping.c"]
+SOURCES = ["mapping.c", "copy.c", "scan.c", "workloads.c"]
 
 
 def cdef_text() -> str:
@@ -23,7 +23,7 @@ ffibuilder.set_source(
     '#include "heapalias.h"',
     sources=[str(Path("cext") / name) for name in SOURCES],
     include_dirs=["cext"],
-    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
+    extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra"],
 )
 
 if __name__ == "__main__":

@@ -56,6 +56,84 @@ int ha_madvise(uintptr_t address, size_t length, int advice);
 int ha_name_anon(uintptr_t address, size_t length, const char *name);
 
 int ha_touch(uintptr_t address, size_t length, size_t stride, int write);
+
+/* ---- GC core: object model in object_model.h, loops in copy.c and scan.c ---- */
+
+/* How a reference word names an object (see object_model.h). */
+enum ha_encoding {
+    HA_REF_OFFSET = 0,  /* byte offset from the heap base; 0 is null */
+    HA_REF_ADDRESS = 1, /* raw pointer into the color-0 view */
+    HA_REF_COLORED = 2, /* pointer into view k of a multimap; used unmasked */
+    HA_REF_MASKED = 3   /* the same bits, stripped to color 0 on every load */
+};
+
+/* What a loop found wrong; stats.error_offset says where. */
+enum ha_gc_error {
+    HA_OK = 0,
+    HA_ERR_HEADER = 1,    /* a header that is not a valid object header */
+    HA_ERR_REF = 2,       /* a reference outside the heap or misaligned */
+    HA_ERR_NOT_OBJECT = 3,/* a reference that is not an object start (verify) */
+    HA_ERR_FULL = 4,      /* the to-space or allocation space is full */
+    HA_ERR_ARGUMENT = 5,  /* a space or buffer that does not fit the heap */
+    HA_ERR_NOMEM = 6      /* malloc of a scratch buffer failed */
+};
+
+typedef struct ha_heap {
+    uint64_t base;        /* color-0 view: every store, and loads for offset/masked */
+    uint64_t load_base;   /* view that bulk copies read from (evacuation through views) */
+    uint64_t size;        /* bytes in the heap */
+    uint64_t ref_base;    /* address encodings: the address of offset 0 in color 0 */
+    uint32_t encoding;    /* enum ha_encoding */
+    uint32_t shift;       /* colored/masked: color k starts at ref_base + (k << shift) */
+    uint32_t ncolors;
+    uint32_t store_color; /* the color written into new references */
+} ha_heap;
+
+typedef struct ha_space {
+    uint64_t start;       /* byte offsets in the heap; start > 0, word aligned */
+    uint64_t end;
+    uint64_t top;         /* bump pointer: objects lie in [start, top) */
+} ha_space;
+
+typedef struct ha_stats {
+    uint64_t objects;
+    uint64_t bytes;
+    uint64_t refs;
+    uint64_t cards;
+    uint64_t nanoseconds;
+    int32_t error;        /* enum ha_gc_error */
+    int64_t error_root;   /* index of the root at fault, or -1 */
+    uint64_t error_offset;/* heap offset of the bad header or reference slot */
+} ha_stats;
+
+int ha_cheney(const ha_heap *h, const ha_space *from, ha_space *to,
+              uint64_t *roots, size_t nroots, ha_stats *st);
+int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
+            const uint64_t *roots, size_t nroots, uint64_t *stack,
+            size_t stack_capacity, ha_stats *st);
+int ha_clear_marks(const ha_heap *h, const ha_space *space, ha_stats *st);
+int ha_walk(const ha_heap *h, const ha_space *space, uint64_t *offsets,
+            size_t capacity, ha_stats *st);
+int ha_verify(const ha_heap *h, const ha_space *spaces, size_t nspaces,
+              const uint64_t *roots, size_t nroots, uint64_t *bitmap,
+              ha_stats *st);
+int ha_write_ref(const ha_heap *h, uint8_t *cards, uint32_t card_shift,
+                 uint64_t object, uint32_t slot, uint64_t ref);
+int ha_card_scan(const ha_heap *h, const ha_space *space, const uint8_t *cards,
+                 uint32_t card_shift, uint64_t target_start,
+                 uint64_t target_end, uint64_t *found, size_t capacity,
+                 ha_stats *st);
+
+int ha_tree(const ha_heap *h, ha_space *s, uint32_t depth, int top_down,
+            uint32_t payload_words, uint64_t *root, ha_stats *st);
+int ha_linked_list(const ha_heap *h, ha_space *s, uint64_t n, int shuffled,
+                   uint64_t seed, uint64_t *head, ha_stats *st);
+int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n,
+                    uint32_t mean_degree, uint32_t payload_min,
+                    uint32_t payload_max, uint64_t seed, uint64_t *roots,
+                    size_t nroots, ha_stats *st);
+int ha_large_objects(const ha_heap *h, ha_space *s, uint64_t n,
+                     uint64_t payload_words, uint64_t *head, ha_stats *st);
 /* cffi-end */
 
 #endif

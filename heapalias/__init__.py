@@ -5,20 +5,24 @@ Data flows backing -> views -> heap; :func:`probe` tells what works on this kern
 """
 
 from .backing import BACKINGS, PAGES, Backing, MappingPolicy, format_size, parse_size
+from .collectors import CardTable, LoopStats, SemiSpace
 from .errors import (
     HeapAliasError,
     HeapAliasWarning,
+    HeapCorruption,
     HugePagesUnavailable,
     InsufficientMemory,
     InvalidArgument,
     MapCountExceeded,
     NotPermitted,
+    SpaceFull,
     SyscallFailed,
     UnsupportedAlias,
     ViewClosed,
     ViewInUse,
 )
 from .heap import Heap, ViewPages
+from .objects import Obj, ObjectHeap
 from .probe import Combination, ProbeResult, probe
 from .system import SystemInfo, hugepage_pools, reserve_hugepages, system_info
 from .views import STRATEGIES, MultiView, View
@@ -30,18 +34,25 @@ __all__ = [
     "PAGES",
     "STRATEGIES",
     "Backing",
+    "CardTable",
     "Combination",
     "Heap",
     "HeapAliasError",
     "HeapAliasWarning",
+    "HeapCorruption",
     "HugePagesUnavailable",
     "InsufficientMemory",
     "InvalidArgument",
+    "LoopStats",
     "MapCountExceeded",
     "MappingPolicy",
     "MultiView",
     "NotPermitted",
+    "Obj",
+    "ObjectHeap",
     "ProbeResult",
+    "SemiSpace",
+    "SpaceFull",
     "SyscallFailed",
     "SystemInfo",
     "UnsupportedAlias",

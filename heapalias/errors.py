@@ -140,3 +140,27 @@ class NotPermitted(HeapAliasError):
 
 class HeapAliasWarning(UserWarning):
     """The heap works, but not as asked: e.g. ``pages='thp'`` on shmem with shmem THP off."""
+
+
+class HeapCorruption(HeapAliasError):
+    """A GC loop found a header or reference that cannot be right; nothing was dereferenced past it.
+
+    Attributes:
+        offset: heap offset of the bad header, or of the slot holding the bad reference.
+        reason: what was wrong.
+        root: index of the root at fault, or None when the fault is in the heap.
+    """
+
+    def __init__(self, offset: int, reason: str, root: int | None = None) -> None:
+        self.offset = offset
+        self.reason = reason
+        self.root = root
+        where = f"root {root}" if root is not None else f"heap offset {offset:#x}"
+        super().__init__(
+            f"heap corruption at {where}: {reason}",
+            remedy="run heapalias.collectors.verify() after each mutation to find the bad write",
+        )
+
+
+class SpaceFull(HeapAliasError):
+    """An allocation or evacuation needed more room than the space has."""

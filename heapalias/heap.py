@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .backing import Backing, MappingPolicy, format_size, require_int
 from .errors import HeapAliasWarning, InvalidArgument, UnsupportedAlias, ViewClosed
+from .objects import ObjectHeap
 from .system import SMAPS_FIELDS, read_smaps, smaps_range
 from .views import (
     STRATEGIES,
@@ -81,6 +82,7 @@ class Heap:
         self._lock = threading.RLock()  # guards the view lists against concurrent alias/close
         self._views: list[View] = []
         self._layouts: list[MultiView] = []
+        self._objects: ObjectHeap | None = None
         self._aliases = 0
         try:
             if self.populate:
@@ -109,6 +111,18 @@ class Heap:
     def view(self) -> View:
         """The primary view: read-write, created with the heap."""
         return self._views[0]
+
+    @property
+    def objects(self) -> ObjectHeap:
+        """Objects in this heap: offset references, one space (made on first use).
+
+        For another encoding or layout, build ``ObjectHeap(heap, ...)`` yourself.
+        """
+        if self._objects is None:
+            if self.closed:
+                raise ViewClosed("the heap is closed", remedy="create a new Heap")
+            self._objects = ObjectHeap(self)
+        return self._objects
 
     @property
     def views(self) -> tuple[View, ...]:
@@ -251,6 +265,7 @@ class Heap:
     def close(self) -> None:
         """Close every view and the memfd. Idempotent; see View.close for live arrays."""
         with self._lock:
+            self._objects = None  # its array would keep the primary view mapped
             for layout in self._layouts:
                 layout.close()
             for view in self._views:

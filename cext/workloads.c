@@ -1,0 +1,168 @@
+/* Deterministic, seeded object graphs built by bump allocation in one space. */
+#include "object_model.h"
+
+#include <stdlib.h>
+
+/* splitmix64: a full-period generator that any seed, 0 included, starts well. */
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Bump-allocate a zeroed object; its heap offset goes to *off. */
+static int allocate(const ha_heap *h, ha_space *s, uint64_t nrefs,
+                    uint64_t payload, uint64_t *off, ha_stats *st)
+{
+    uint64_t words = 1 + nrefs + payload;
+    if (words < HA_MIN_WORDS)
+        words = HA_MIN_WORDS;
+    if (nrefs > HA_MAX_REFS || words > HA_MAX_WORDS)
+        return ha_fail(st, HA_ERR_ARGUMENT, s->top, -1);
+    if (s->end - s->top < words * 8)
+        return ha_fail(st, HA_ERR_FULL, s->top, -1);
+    *off = s->top;
+    s->top += words * 8;
+    uint64_t *obj = ha_at(h, *off);
+    obj[0] = ha_make_header(words, nrefs);
+    memset(obj + 1, 0, (words - 1) * 8);
+    st->objects++;
+    st->bytes += words * 8;
+    return HA_OK;
+}
+
+static int start(const ha_heap *h, ha_space *s, ha_stats *st)
+{
+    int rc = ha_begin(h, st);
+    if (!rc && !ha_space_ok(h, s))
+        rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
+    return rc;
+}
+
+struct tree {
+    const ha_heap *h;
+    ha_space *s;
+    uint32_t payload;
+    int top_down;
+    ha_stats *st;
+};
+
+/* GCBench's MakeTree (bottom-up) and Populate (top-down): a complete binary
+ * tree of 2^(depth+1) - 1 nodes; payload word 0 of each node holds its depth. */
+static int make_tree(struct tree *t, uint32_t depth, uint64_t *node)
+{
+    uint64_t left = 0, right = 0;
+    int rc = HA_OK;
+    if (t->top_down && (rc = allocate(t->h, t->s, 2, t->payload, node, t->st)))
+        return rc;
+    if (depth > 0 && ((rc = make_tree(t, depth - 1, &left)) || (rc = make_tree(t, depth - 1, &right))))
+        return rc;
+    if (!t->top_down && (rc = allocate(t->h, t->s, 2, t->payload, node, t->st)))
+        return rc;
+    uint64_t *obj = ha_at(t->h, *node);
+    obj[1] = depth > 0 ? ha_encode(t->h, left) : 0;
+    obj[2] = depth > 0 ? ha_encode(t->h, right) : 0;
+    if (t->payload)
+        obj[3] = depth;
+    return HA_OK;
+}
+
+int ha_tree(const ha_heap *h, ha_space *s, uint32_t depth, int top_down,
+            uint32_t payload_words, uint64_t *root, ha_stats *st)
+{
+    int rc = start(h, s, st);
+    if (!rc && depth > 40)
+        rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
+    struct tree t = {h, s, payload_words, top_down, st};
+    uint64_t node = 0;
+    if (!rc)
+        rc = make_tree(&t, depth, &node);
+    *root = rc ? 0 : ha_encode(h, node);
+    return ha_end(st, rc);
+}
+
+/* A list of n nodes {next, index}. Shuffled lists link the nodes in a random
+ * order, so following `next` is a chain of dependent, scattered loads. */
+int ha_linked_list(const ha_heap *h, ha_space *s, uint64_t n, int shuffled,
+                   uint64_t seed, uint64_t *head, ha_stats *st)
+{
+    int rc = start(h, s, st);
+    *head = 0;
+    if (rc || n == 0)
+        return ha_end(st, rc);
+    uint64_t *nodes = malloc(n * sizeof *nodes);
+    if (!nodes)
+        return ha_end(st, ha_fail(st, HA_ERR_NOMEM, 0, -1));
+    for (uint64_t i = 0; i < n && !rc; i++)
+        rc = allocate(h, s, 1, 1, &nodes[i], st);
+    for (uint64_t i = n - 1; shuffled && !rc && i > 0; i--) { /* Fisher-Yates */
+        uint64_t j = next_random(&seed) % (i + 1), tmp = nodes[i];
+        nodes[i] = nodes[j];
+        nodes[j] = tmp;
+    }
+    for (uint64_t i = 0; i < n && !rc; i++) {
+        uint64_t *node = ha_at(h, nodes[i]);
+        node[1] = i + 1 < n ? ha_encode(h, nodes[i + 1]) : 0;
+        node[2] = i;
+    }
+    if (!rc)
+        *head = ha_encode(h, nodes[0]);
+    free(nodes);
+    return ha_end(st, rc);
+}
+
+/* n nodes, each with 0..2*mean_degree references to uniformly chosen nodes
+ * and payload_min..payload_max payload words; nroots random nodes as roots. */
+int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n,
+                    uint32_t mean_degree, uint32_t payload_min,
+                    uint32_t payload_max, uint64_t seed, uint64_t *roots,
+                    size_t nroots, ha_stats *st)
+{
+    int rc = start(h, s, st);
+    if (!rc && (payload_min > payload_max || 2ULL * mean_degree > HA_MAX_REFS ||
+                (n == 0 && nroots > 0)))
+        rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
+    if (rc || n == 0)
+        return ha_end(st, rc);
+    uint64_t *nodes = malloc(n * sizeof *nodes);
+    if (!nodes)
+        return ha_end(st, ha_fail(st, HA_ERR_NOMEM, 0, -1));
+    uint64_t span = payload_max - payload_min + 1;
+    for (uint64_t i = 0; i < n && !rc; i++) {
+        uint64_t nrefs = next_random(&seed) % (2ULL * mean_degree + 1);
+        uint64_t payload = payload_min + next_random(&seed) % span;
+        rc = allocate(h, s, nrefs, payload, &nodes[i], st);
+    }
+    for (uint64_t i = 0; i < n && !rc; i++) {
+        uint64_t *node = ha_at(h, nodes[i]);
+        for (uint64_t k = 1; k <= ha_nrefs(node[0]); k++)
+            node[k] = ha_encode(h, nodes[next_random(&seed) % n]);
+    }
+    for (size_t r = 0; r < nroots && !rc; r++)
+        roots[r] = ha_encode(h, nodes[next_random(&seed) % n]);
+    free(nodes);
+    return ha_end(st, rc);
+}
+
+/* n objects of payload_words each, chained by their one reference. */
+int ha_large_objects(const ha_heap *h, ha_space *s, uint64_t n,
+                     uint64_t payload_words, uint64_t *head, ha_stats *st)
+{
+    int rc = start(h, s, st);
+    uint64_t previous = 0, off;
+    *head = 0;
+    for (uint64_t i = 0; i < n && !rc; i++) {
+        if ((rc = allocate(h, s, 1, payload_words, &off, st)))
+            break;
+        if (i == 0)
+            *head = ha_encode(h, off);
+        else
+            ha_at(h, previous)[1] = ha_encode(h, off);
+        previous = off;
+    }
+    if (rc)
+        *head = 0;
+    return ha_end(st, rc);
+}

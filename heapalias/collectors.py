@@ -1,0 +1,234 @@
+"""GC loops over an :class:`~heapalias.objects.ObjectHeap`, run in C without the GIL.
+
+Each loop returns :class:`LoopStats`. A loop that meets a corrupt header or
+reference stops there and raises :class:`~heapalias.errors.HeapCorruption`
+naming the offset; it never reads outside the heap.
+
+- :class:`SemiSpace`: Cheney evacuation between two spaces of one heap,
+  optionally reading from-space through another (e.g. read-only) view.
+- :func:`mark`: trace from roots with an explicit mark stack. Marks live in
+  the header's mark bit. When the stack fills, the push is dropped and the
+  object stays marked; a heap walk afterwards rescans every marked object, so
+  overflow costs time but never recursion or a lost object.
+- :func:`walk`: parse headers bottom to top, reading every reference slot.
+- :func:`verify`: every reference names an object start in one of the spaces.
+- :class:`CardTable`: a write barrier that dirties cards, and a card scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import HeapCorruption, InsufficientMemory, InvalidArgument, SpaceFull
+from .native import ffi, lib
+from .objects import ObjectHeap, Space
+from .views import View
+
+_REASONS = {
+    lib.HA_ERR_HEADER: "not a valid object header",
+    lib.HA_ERR_REF: "a reference outside the heap, misaligned, or of an unknown color",
+    lib.HA_ERR_NOT_OBJECT: "a reference to something that is not an object start",
+}
+
+
+@dataclass(frozen=True)
+class LoopStats:
+    """What one loop did: objects and bytes it visited or moved, references, cards, time."""
+
+    objects: int
+    bytes: int
+    refs: int
+    cards: int
+    nanoseconds: int
+
+    @property
+    def seconds(self) -> float:
+        return self.nanoseconds / 1e9
+
+    @property
+    def gb_per_s(self) -> float:
+        """Bytes per second, in GB/s (1e9)."""
+        return self.bytes / self.nanoseconds if self.nanoseconds else float("inf")
+
+
+def _stats(st) -> LoopStats:
+    return LoopStats(int(st.objects), int(st.bytes), int(st.refs), int(st.cards),
+                     int(st.nanoseconds))
+
+
+def _check(rc: int, st, what: str) -> LoopStats:
+    """Stats on success; the typed error the C loop reported otherwise."""
+    if rc == lib.HA_OK:
+        return _stats(st)
+    root = None if st.error_root < 0 else int(st.error_root)
+    if rc in _REASONS:
+        raise HeapCorruption(int(st.error_offset), f"{what}: {_REASONS[rc]}", root)
+    if rc == lib.HA_ERR_FULL:
+        raise SpaceFull(f"{what}: the target space is full at offset {int(st.error_offset):#x}",
+                        remedy="give the space more room")
+    if rc == lib.HA_ERR_NOMEM:
+        raise InsufficientMemory(f"{what}: no memory for a scratch buffer", remedy="free memory")
+    raise InvalidArgument(f"{what}: the C loop rejected its arguments (code {rc})")
+
+
+def _space(space: Space):
+    s = ffi.new("ha_space *")
+    s.start, s.end, s.top = space.start, space.end, space.top
+    return s
+
+
+def _spaces(spaces: list[Space]):
+    out = ffi.new("ha_space[]", max(len(spaces), 1))
+    for i, space in enumerate(spaces):
+        out[i].start, out[i].end, out[i].top = space.start, space.end, space.top
+    return out
+
+
+def roots_array(roots) -> np.ndarray:
+    """Roots as a contiguous uint64 array (a copy unless it already is one)."""
+    return np.ascontiguousarray(roots, dtype=np.uint64)
+
+
+def _buffer(array: np.ndarray, ctype: str = "uint64_t[]"):
+    return ffi.from_buffer(ctype, array, require_writable=True)
+
+
+class SemiSpace:
+    """Cheney copying between two spaces of one ObjectHeap; they swap after each collection.
+
+    Args:
+        objects: the heap; it must have the two spaces.
+        from_space, to_space: their names (default ``"from"`` and ``"to"``).
+    """
+
+    def __init__(self, objects: ObjectHeap, from_space: str = "from", to_space: str = "to") -> None:
+        self.objects = objects
+        self.from_space = objects.space(from_space)
+        self.to_space = objects.space(to_space)
+        if self.from_space is self.to_space:
+            raise InvalidArgument("from-space and to-space must differ")
+
+    @classmethod
+    def halves(cls, heap, **kwargs) -> SemiSpace:
+        """A SemiSpace over the two halves of ``heap`` (first word left null)."""
+        half = heap.size // 2 // 8 * 8
+        spaces = {"from": (8, half), "to": (half, heap.size // 8 * 8)}
+        return cls(ObjectHeap(heap, spaces=spaces, **kwargs))
+
+    def collect(self, roots: np.ndarray, *, through: View | None = None) -> LoopStats:
+        """Evacuate everything reachable from ``roots`` (updated in place) to to-space.
+
+        ``through``: read from-space objects through this view instead of the
+        primary one, e.g. a read-only alias, as a concurrent copier would.
+        """
+        contiguous = isinstance(roots, np.ndarray) and roots.flags.c_contiguous
+        if not contiguous or roots.dtype != np.uint64:
+            raise InvalidArgument("roots must be a contiguous uint64 array (see roots_array)")
+        keep = None
+        load_base = None
+        if through is not None:
+            if through.size != self.objects.heap.size or through.prot == "none":
+                raise InvalidArgument("`through` must be a readable view of this heap")
+            keep = through.array(np.uint8, 0, 1)  # holds the mapping during the copy
+            load_base = through.address
+        to = _space(self.to_space)
+        st = ffi.new("ha_stats *")
+        rc = lib.ha_cheney(
+            self.objects.native(load_base), _space(self.from_space), to,
+            _buffer(roots) if len(roots) else ffi.NULL, len(roots), st,
+        )
+        del keep
+        self.to_space.top = int(to.top)
+        stats = _check(rc, st, "cheney")
+        self.from_space.reset()
+        self.from_space, self.to_space = self.to_space, self.from_space
+        return stats
+
+
+def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
+         stack_capacity: int = 1 << 16) -> LoopStats:
+    """Mark everything reachable from ``roots``; references must stay in ``spaces`` (all)."""
+    roots = roots_array(roots)
+    if stack_capacity < 1:
+        raise InvalidArgument("stack_capacity must be at least 1")
+    chosen = [objects.space(n) for n in spaces] if spaces else list(objects.spaces.values())
+    stack = np.empty(stack_capacity, dtype=np.uint64)
+    st = ffi.new("ha_stats *")
+    rc = lib.ha_mark(objects.native(), _spaces(chosen), len(chosen),
+                     _buffer(roots) if len(roots) else ffi.NULL, len(roots),
+                     _buffer(stack), stack_capacity, st)
+    return _check(rc, st, "mark")
+
+
+def clear_marks(objects: ObjectHeap, space: str | None = None) -> LoopStats:
+    """Clear the mark bit of every object in a space; ``objects`` counts those that had it."""
+    st = ffi.new("ha_stats *")
+    return _check(lib.ha_clear_marks(objects.native(), _space(objects.space(space)), st), st,
+                  "clear_marks")
+
+
+def walk(objects: ObjectHeap, space: str | None = None, *, offsets: bool = False):
+    """Parse every header of a space bottom to top; ``refs`` counts non-null slots.
+
+    With ``offsets=True`` returns ``(stats, offsets_array)``.
+    """
+    target = objects.space(space)
+    capacity = target.used // 16 if offsets else 0  # every object is at least 16 bytes
+    out = np.empty(max(capacity, 1), dtype=np.uint64)
+    st = ffi.new("ha_stats *")
+    rc = lib.ha_walk(objects.native(), _space(target), _buffer(out), capacity, st)
+    stats = _check(rc, st, "walk")
+    return (stats, out[: stats.objects].copy()) if offsets else stats
+
+
+def verify(objects: ObjectHeap, roots=(), spaces: list[str] | None = None) -> LoopStats:
+    """Check every header, and that every reference names an object start; raise at the first."""
+    roots = roots_array(roots)
+    chosen = [objects.space(n) for n in spaces] if spaces else list(objects.spaces.values())
+    bitmap = np.zeros(objects.heap.size // 512 + 1, dtype=np.uint64)
+    st = ffi.new("ha_stats *")
+    rc = lib.ha_verify(objects.native(), _spaces(chosen), len(chosen),
+                       _buffer(roots) if len(roots) else ffi.NULL, len(roots), _buffer(bitmap), st)
+    return _check(rc, st, "verify")
+
+
+class CardTable:
+    """One byte per ``2**card_shift`` heap bytes; a slot's card is dirtied when it is written."""
+
+    def __init__(self, objects: ObjectHeap, card_shift: int = 9) -> None:
+        if not 3 <= card_shift <= 30:
+            raise InvalidArgument(f"card_shift must be in 3..30, got {card_shift}")
+        self.objects = objects
+        self.card_shift = card_shift
+        self.cards = np.zeros((objects.heap.size >> card_shift) + 1, dtype=np.uint8)
+
+    def write(self, obj, slot: int, target) -> None:
+        """``obj.refs[slot] = target`` with the write barrier (C, bounds-checked)."""
+        ref = 0 if target is None else target.ref
+        rc = lib.ha_write_ref(self.objects.native(), _buffer(self.cards, "uint8_t[]"),
+                              self.card_shift, obj.offset, slot, ref)
+        if rc == lib.HA_ERR_ARGUMENT:
+            raise InvalidArgument(f"slot {slot} is not a reference slot of {obj!r}, or bad target")
+        if rc:
+            raise HeapCorruption(obj.offset, _REASONS[rc])
+
+    def clear(self) -> None:
+        self.cards[:] = 0
+
+    @property
+    def dirty(self) -> int:
+        return int(np.count_nonzero(self.cards))
+
+    def scan(self, space: str, target: str) -> tuple[LoopStats, np.ndarray]:
+        """Slots in dirty cards of ``space`` that refer into ``target``: (stats, slot offsets)."""
+        source, into = self.objects.space(space), self.objects.space(target)
+        capacity = source.used // 8
+        found = np.empty(max(capacity, 1), dtype=np.uint64)
+        st = ffi.new("ha_stats *")
+        rc = lib.ha_card_scan(self.objects.native(), _space(source),
+                              _buffer(self.cards, "uint8_t[]"), self.card_shift,
+                              into.start, into.end, _buffer(found), capacity, st)
+        stats = _check(rc, st, "card_scan")
+        return stats, found[: stats.refs].copy()

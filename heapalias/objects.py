@@ -1,0 +1,437 @@
+"""The object model in numpy: build, read and check object graphs from Python.
+
+This mirrors ``cext/object_model.h`` word for word and is the reference the C
+loops are tested against. An object is a header word, its reference slots,
+then its payload, all 64-bit words, at least 2 words long::
+
+    header: | 63..58 zero | 57 forwarded | 56 marked | 55..48 magic 0xA5 |
+            | 47..32 reference slots     | 31..0 size in words            |
+
+Heap offset 0 is never an object, so the reference 0 is null in every encoding:
+
+``offset``   byte offset from the heap base (compressed-oops style);
+``address``  a raw pointer into the primary view;
+``colored``  ``base + (color << shift) + offset`` into a :class:`MultiView`,
+             dereferenced as is (ZGC before JDK 21);
+``masked``   the same bits, stripped to color 0 on every load (generational ZGC).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backing import require_int
+from .errors import HeapCorruption, InvalidArgument, SpaceFull
+from .native import ffi, lib
+from .views import MultiView
+
+MAGIC = 0xA5
+MARKED = 1 << 56
+FORWARDED = 1 << 57
+MIN_WORDS = 2
+MAX_REFS = 0xFFFF
+MAX_WORDS = 0xFFFFFFFF
+ENCODINGS = {
+    "offset": lib.HA_REF_OFFSET,
+    "address": lib.HA_REF_ADDRESS,
+    "colored": lib.HA_REF_COLORED,
+    "masked": lib.HA_REF_MASKED,
+}
+
+
+def make_header(words, nrefs):
+    """Header word(s) for objects of ``words`` words with ``nrefs`` reference slots."""
+    words = np.asarray(words, dtype=np.uint64)
+    nrefs = np.asarray(nrefs, dtype=np.uint64)
+    return words | (nrefs << np.uint64(32)) | np.uint64(MAGIC << 48)
+
+
+def header_words(header) -> np.ndarray | int:
+    return np.asarray(header, dtype=np.uint64) & np.uint64(0xFFFFFFFF)
+
+
+def header_nrefs(header) -> np.ndarray | int:
+    return (np.asarray(header, dtype=np.uint64) >> np.uint64(32)) & np.uint64(0xFFFF)
+
+
+def header_ok(header: int, offset: int, limit: int) -> bool:
+    """The same test as ``ha_header_ok`` in C."""
+    header = int(header)
+    words, nrefs = header & 0xFFFFFFFF, (header >> 32) & 0xFFFF
+    return (
+        (header >> 48) & 0xFF == MAGIC and header >> 58 == 0 and words >= MIN_WORDS
+        and nrefs < words and words <= (limit - offset) // 8
+    )
+
+
+@dataclass
+class Space:
+    """A region ``[start, end)`` of heap offsets, filled by bump allocation up to ``top``."""
+
+    name: str
+    start: int
+    end: int
+    top: int
+
+    @property
+    def used(self) -> int:
+        return self.top - self.start
+
+    def contains(self, offset: int) -> bool:
+        return self.start <= offset < self.top
+
+    def reset(self) -> None:
+        """Forget every object in the space (after evacuating it)."""
+        self.top = self.start
+
+
+@dataclass(frozen=True)
+class RefCodec:
+    """Encodes heap offsets as reference words and back, for one heap's encoding."""
+
+    encoding: str
+    size: int
+    ref_base: int = 0
+    shift: int = 0
+    ncolors: int = 1
+    store_color: int = 0
+
+    def encode(self, offset, color: int | None = None):
+        """The reference for ``offset`` (int or array; offset 0 stays null)."""
+        color = self.store_color if color is None else color
+        if self.encoding == "offset":
+            return offset
+        add = self.ref_base + ((color << self.shift) if self.encoding != "address" else 0)
+        if isinstance(offset, np.ndarray):
+            out = offset.astype(np.uint64) + np.uint64(add)
+            out[offset == 0] = 0
+            return out
+        return offset + add if offset else 0
+
+    def decode(self, ref: int) -> int | None:
+        """The heap offset a non-null reference names, or None if it names none."""
+        ref = int(ref)
+        if self.encoding == "offset":
+            rel = ref
+        else:
+            rel = ref - self.ref_base
+            if self.encoding in ("colored", "masked"):
+                if rel < 0 or rel >> self.shift >= self.ncolors:
+                    return None
+                rel &= (1 << self.shift) - 1
+        if not 0 <= rel < self.size or rel & 7:
+            return None
+        return rel
+
+    def color(self, ref: int) -> int:
+        """The color bits of a colored or masked reference (0 for the others)."""
+        if self.encoding in ("colored", "masked"):
+            return (int(ref) - self.ref_base) >> self.shift
+        return 0
+
+
+class Obj:
+    """One object, seen through numpy: cheap to create, holds only the heap and an offset."""
+
+    __slots__ = ("heap", "offset")
+
+    def __init__(self, heap: ObjectHeap, offset: int) -> None:
+        self.heap = heap
+        self.offset = offset
+
+    @property
+    def header(self) -> int:
+        return int(self.heap.words[self.offset >> 3])
+
+    @property
+    def size_words(self) -> int:
+        return self.header & 0xFFFFFFFF
+
+    @property
+    def nrefs(self) -> int:
+        return (self.header >> 32) & 0xFFFF
+
+    @property
+    def marked(self) -> bool:
+        return bool(self.header & MARKED)
+
+    @property
+    def forwarded(self) -> bool:
+        return bool(self.header & FORWARDED)
+
+    @property
+    def ref(self) -> int:
+        """This object's reference in the heap's encoding."""
+        return self.heap.codec.encode(self.offset)
+
+    @property
+    def refs(self) -> RefSlots:
+        return RefSlots(self)
+
+    @property
+    def payload(self) -> np.ndarray:
+        """The payload words, as a writable zero-copy uint64 array."""
+        first = (self.offset >> 3) + 1 + self.nrefs
+        return self.heap.words[first : (self.offset >> 3) + self.size_words]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Obj) and other.heap is self.heap and other.offset == self.offset
+
+    def __hash__(self) -> int:
+        return hash((id(self.heap), self.offset))
+
+    def __repr__(self) -> str:
+        return f"Obj(offset={self.offset:#x}, words={self.size_words}, nrefs={self.nrefs})"
+
+
+class RefSlots:
+    """The reference slots of one object: ``obj.refs[i] = other`` stores an encoded reference."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Obj) -> None:
+        self.obj = obj
+
+    def __len__(self) -> int:
+        return self.obj.nrefs
+
+    @property
+    def raw(self) -> np.ndarray:
+        """The slots as stored: encoded reference words (0 is null)."""
+        first = (self.obj.offset >> 3) + 1
+        return self.obj.heap.words[first : first + self.obj.nrefs]
+
+    def _index(self, index: int) -> int:
+        index = require_int(index, "slot")
+        if not -len(self) <= index < len(self):
+            raise InvalidArgument(f"slot {index} out of range for an object with {len(self)} refs")
+        return index % len(self)
+
+    def __getitem__(self, index: int) -> Obj | None:
+        return self.obj.heap.deref(int(self.raw[self._index(index)]))
+
+    def __setitem__(self, index: int, value: Obj | None) -> None:
+        if value is not None and not (isinstance(value, Obj) and value.heap is self.obj.heap):
+            raise InvalidArgument(f"a slot holds an Obj of the same heap or None, not {value!r}")
+        self.raw[self._index(index)] = 0 if value is None else value.ref
+
+    def __iter__(self) -> Iterator[Obj | None]:
+        return (self[i] for i in range(len(self)))
+
+
+class ObjectHeap:
+    """Objects in a :class:`~heapalias.Heap`: spaces, an encoding, and allocation.
+
+    Args:
+        heap: the heap whose primary view holds the objects.
+        encoding: ``"offset"``, ``"address"``, ``"colored"`` or ``"masked"``.
+        colors: the ``heap.multimap(...)`` layout, for colored and masked references.
+        spaces: name -> ``(start, end)`` byte offsets; default one space, ``"heap"``,
+            covering everything but the first (null) word.
+        store_color: the color new references carry (colored and masked).
+    """
+
+    def __init__(
+        self,
+        heap,
+        *,
+        encoding: str = "offset",
+        colors: MultiView | None = None,
+        spaces: dict[str, tuple[int, int]] | None = None,
+        store_color: int = 0,
+    ) -> None:
+        if encoding not in ENCODINGS:
+            raise InvalidArgument(f"encoding must be one of {tuple(ENCODINGS)}, got {encoding!r}")
+        self.heap = heap
+        self.encoding = encoding
+        self.words = heap.view.array(np.uint64)  # keeps the primary view mapped
+        self._color_arrays: list[np.ndarray] = []
+        if encoding in ("colored", "masked"):
+            if not isinstance(colors, MultiView) or len(colors) == 0:
+                raise InvalidArgument(
+                    f"{encoding} references need colors=heap.multimap(n, shift=...)"
+                )
+            if colors[0].size != heap.size or any(v.prot == "none" for v in colors):
+                raise InvalidArgument("colors must be readable views of this heap")
+            if not 0 <= store_color < len(colors):
+                raise InvalidArgument(f"store_color must be below {len(colors)}")
+            # Colored loads go through every view: arrays keep each one mapped.
+            self._color_arrays = [view.array(np.uint8, 0, 1) for view in colors]
+            self.codec = RefCodec(
+                encoding, heap.size, colors.base, colors.shift, len(colors), store_color
+            )
+        elif encoding == "address":
+            self.codec = RefCodec(encoding, heap.size, heap.view.address)
+        else:
+            self.codec = RefCodec(encoding, heap.size)
+        self.colors = colors
+        self.spaces: dict[str, Space] = {}
+        for name, (start, end) in (spaces or {"heap": (8, heap.size)}).items():
+            self.add_space(name, start, end)
+
+    def add_space(self, name: str, start: int, end: int) -> Space:
+        """Add a space ``[start, end)``; spaces must not overlap or touch offset 0."""
+        start, end = require_int(start, "start"), require_int(end, "end")
+        if not 8 <= start <= end <= self.heap.size or (start | end) & 7:
+            raise InvalidArgument(
+                f"space {name!r} [{start:#x}, {end:#x}) must be word-aligned within "
+                f"[8, {self.heap.size:#x})"
+            )
+        for other in self.spaces.values():
+            if start < other.end and other.start < end:
+                raise InvalidArgument(f"space {name!r} overlaps space {other.name!r}")
+        self.spaces[name] = Space(name, start, end, start)
+        return self.spaces[name]
+
+    def space(self, name: str | None = None) -> Space:
+        """The named space, or the first one."""
+        if name is None:
+            return next(iter(self.spaces.values()))
+        if name not in self.spaces:
+            raise InvalidArgument(f"no space {name!r}; spaces are {list(self.spaces)}")
+        return self.spaces[name]
+
+    def space_of(self, offset: int) -> Space | None:
+        return next((s for s in self.spaces.values() if s.contains(offset)), None)
+
+    # ---- allocation ----
+
+    def new(self, nrefs: int = 0, payload_words: int = 0, *, space: str | None = None) -> Obj:
+        """Allocate one zeroed object by bumping the space's top."""
+        offsets = self.build(np.array([nrefs]), np.array([payload_words]), space=space)
+        return Obj(self, int(offsets[0]))
+
+    def build(
+        self,
+        nrefs: np.ndarray,
+        payload_words: np.ndarray,
+        edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        *,
+        space: str | None = None,
+    ) -> np.ndarray:
+        """Allocate many objects at once and wire them up, vectorised.
+
+        Args:
+            nrefs, payload_words: one entry per object.
+            edges: ``(source, slot, target)`` object indices: slot ``slot`` of object
+                ``source`` refers to object ``target``.
+        Returns:
+            The heap offset of each object.
+        """
+        nrefs = np.asarray(nrefs, dtype=np.int64)
+        payload = np.asarray(payload_words, dtype=np.int64)
+        if nrefs.shape != payload.shape or nrefs.ndim != 1:
+            raise InvalidArgument("nrefs and payload_words must be 1-D arrays of one length")
+        if (nrefs < 0).any() or (payload < 0).any() or (nrefs > MAX_REFS).any():
+            raise InvalidArgument(f"nrefs must be in 0..{MAX_REFS} and payload_words >= 0")
+        words = np.maximum(1 + nrefs + payload, MIN_WORDS)
+        target = self.space(space)
+        need = int(words.sum()) * 8
+        if target.top + need > target.end:
+            raise SpaceFull(
+                f"space {target.name!r} has {target.end - target.top} bytes free, "
+                f"{need} are needed",
+                remedy="use a larger heap or space, or collect first",
+            )
+        offsets = target.top + 8 * np.concatenate(([0], np.cumsum(words)[:-1]))
+        first, last = target.top >> 3, (target.top + need) >> 3
+        self.words[first:last] = 0
+        self.words[offsets >> 3] = make_header(words, nrefs)
+        target.top += need
+        if edges is not None:
+            self.link(offsets, nrefs, *edges)
+        return offsets.astype(np.uint64)
+
+    def link(self, offsets, nrefs, source, slot, target) -> None:
+        """Store references ``offsets[target]`` into slot ``slot`` of ``offsets[source]``."""
+        source, slot, target = (np.asarray(a, dtype=np.int64) for a in (source, slot, target))
+        n = len(offsets)
+        if not (source.shape == slot.shape == target.shape):
+            raise InvalidArgument("edges must be three arrays of one length")
+        if len(source) and (
+            source.min() < 0 or source.max() >= n or target.min() < 0 or target.max() >= n
+            or slot.min() < 0 or (slot >= np.asarray(nrefs)[source]).any()
+        ):
+            raise InvalidArgument("an edge names an object or slot that does not exist")
+        offsets = np.asarray(offsets, dtype=np.uint64)
+        slots = (offsets[source] >> np.uint64(3)) + np.uint64(1) + slot.astype(np.uint64)
+        self.words[slots] = self.codec.encode(offsets[target])
+
+    # ---- reading ----
+
+    def deref(self, ref: int) -> Obj | None:
+        """The object a reference names (None for null); HeapCorruption if it names none."""
+        if ref == 0:
+            return None
+        offset = self.codec.decode(ref)
+        space = self.space_of(offset) if offset is not None else None
+        if space is None or not header_ok(self.words[offset >> 3], offset, space.top):
+            where = 0 if offset is None else offset
+            raise HeapCorruption(where, f"reference {ref:#x} names no object")
+        return Obj(self, offset)
+
+    def objects(self, space: str | None = None) -> Iterator[Obj]:
+        """Every object of a space, bottom to top (the pure-Python heap walk)."""
+        target = self.space(space)
+        offset = target.start
+        while offset < target.top:
+            header = int(self.words[offset >> 3])
+            if not header_ok(header, offset, target.top):
+                raise HeapCorruption(offset, "not an object header")
+            yield Obj(self, offset)
+            offset += (header & 0xFFFFFFFF) * 8
+
+    def reachable(self, roots: Iterable[int]) -> list[Obj]:
+        """Objects reachable from reference words ``roots``, in breadth-first order."""
+        seen: dict[int, Obj] = {}
+        queue = deque(obj for obj in (self.deref(int(r)) for r in roots) if obj is not None)
+        while queue:
+            obj = queue.popleft()
+            if obj.offset in seen:
+                continue
+            seen[obj.offset] = obj
+            queue.extend(child for child in obj.refs if child is not None)
+        return list(seen.values())
+
+    def shape(self, roots: Iterable[int]) -> tuple:
+        """A canonical description of the graph reachable from ``roots``.
+
+        Two heaps hold isomorphic graphs (same objects, payloads and edges, any
+        addresses) exactly when their shapes are equal.
+        """
+        roots = [int(r) for r in roots]
+        order = {obj.offset: i for i, obj in enumerate(self.reachable(roots))}
+
+        def index(ref: int) -> int:
+            obj = self.deref(ref)
+            return -1 if obj is None else order[obj.offset]
+
+        nodes = []
+        for offset in order:
+            obj = Obj(self, offset)
+            payload = tuple(int(x) for x in obj.payload)
+            nodes.append((obj.nrefs, payload, tuple(index(int(r)) for r in obj.refs.raw)))
+        return tuple(index(r) for r in roots), tuple(nodes)
+
+    # ---- the C view of this heap ----
+
+    def native(self, load_base: int | None = None):
+        """An ``ha_heap *`` describing this heap to the C loops."""
+        h = ffi.new("ha_heap *")
+        h.base = self.heap.view.address
+        h.load_base = self.heap.view.address if load_base is None else load_base
+        h.size = self.heap.size
+        h.ref_base = self.codec.ref_base
+        h.encoding = ENCODINGS[self.encoding]
+        h.shift = self.codec.shift
+        h.ncolors = self.codec.ncolors
+        h.store_color = self.codec.store_color
+        return h
+
+    def __repr__(self) -> str:
+        spaces = ", ".join(f"{s.name}={s.used}/{s.end - s.start}" for s in self.spaces.values())
+        return f"ObjectHeap({self.encoding}, {spaces})"
