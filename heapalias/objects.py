@@ -255,8 +255,12 @@ class ObjectHeap:
                 raise InvalidArgument(
                     f"{encoding} references need colors=heap.multimap(n, shift=...)"
                 )
-            if colors[0].size != heap.size or any(v.prot == "none" for v in colors):
-                raise InvalidArgument("colors must be readable views of this heap")
+            # Colored loops store mark bits and forwarding pointers through each color.
+            needed = ("rw",) if encoding == "colored" else ("rw", "r")
+            if colors[0].size != heap.size or any(v.prot not in needed for v in colors):
+                raise InvalidArgument(
+                    f"colors must be {' or '.join(needed)} views of this heap for {encoding}"
+                )
             if not 0 <= store_color < len(colors):
                 raise InvalidArgument(f"store_color must be below {len(colors)}")
             # Colored loads go through every view: arrays keep each one mapped.

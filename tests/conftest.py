@@ -104,12 +104,14 @@ def pool_for(request):
     return ensure
 
 
-def run_isolated(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_isolated(
+    code: str, timeout: float = 120, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     """Run ``code`` in a child Python; fail (never crash pytest) if it dies of a signal."""
     # cwd "/" so the child imports the installed package, not a source checkout.
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, timeout=timeout, cwd="/",
+        capture_output=True, text=True, timeout=timeout, cwd="/", input=stdin,
     )
     if proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name

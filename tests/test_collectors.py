@@ -1,0 +1,233 @@
+"""The C GC loops against the pure-numpy reference, over random graphs and every encoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import heapalias as ha
+from heapalias import collectors, workloads
+
+ENCODINGS = ["offset", "address", "colored", "masked"]
+HEAP = 1 << 20
+HALF = HEAP // 2
+
+
+@pytest.fixture(scope="module")
+def heaps():
+    """One ObjectHeap per encoding, with from/to halves, reused across examples."""
+    with ha.Heap(HEAP, name="gc") as heap:
+        colors = heap.multimap(3, shift=21)
+        spaces = {"from": (8, HALF), "to": (HALF, HEAP)}
+        yield {
+            enc: ha.ObjectHeap(heap, encoding=enc, spaces=dict(spaces),
+                               colors=colors if enc in ("colored", "masked") else None,
+                               store_color=1 if enc in ("colored", "masked") else 0)
+            for enc in ENCODINGS
+        }
+
+
+@st.composite
+def graphs(draw):
+    """A random object graph: sizes, edges (some null) and roots (some null, some repeated)."""
+    n = draw(st.integers(1, 40))
+    nrefs = draw(st.lists(st.integers(0, 4), min_size=n, max_size=n))
+    payload = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+    targets = [draw(st.lists(st.one_of(st.none(), st.integers(0, n - 1)), min_size=k, max_size=k))
+               for k in nrefs]
+    roots = draw(st.lists(st.one_of(st.none(), st.integers(0, n - 1)), min_size=0, max_size=5))
+    return nrefs, payload, targets, roots
+
+
+def build(objects: ha.ObjectHeap, graph) -> tuple[np.ndarray, np.ndarray]:
+    """Lay the graph out in from-space; returns (offsets, root references)."""
+    nrefs, payload, targets, roots = graph
+    for space in objects.spaces.values():
+        space.reset()
+    edges = [(i, k, t) for i, ts in enumerate(targets) for k, t in enumerate(ts) if t is not None]
+    src, slot, dst = np.array(edges, dtype=np.int64).reshape(-1, 3).T
+    offsets = objects.build(np.array(nrefs), np.array(payload), edges=(src, slot, dst),
+                            space="from")
+    for i, offset in enumerate(offsets):  # payloads that tell objects apart
+        objects.deref(int(objects.codec.encode(int(offset)))).payload[:] = i
+    refs = np.array([0 if r is None else objects.codec.encode(int(offsets[r])) for r in roots],
+                    dtype=np.uint64)
+    return offsets, refs
+
+
+PROPERTY = settings(max_examples=40, deadline=None)
+
+
+@PROPERTY
+@given(graph=graphs(), encoding=st.sampled_from(ENCODINGS))
+def test_cheney_preserves_the_reachable_graph(heaps, graph, encoding) -> None:
+    objects = heaps[encoding]
+    _, roots = build(objects, graph)
+    before = objects.shape(roots)
+    reachable = objects.reachable(roots)
+    semi = ha.SemiSpace(objects)
+    stats = semi.collect(roots)
+    assert stats.objects == len(reachable)
+    assert stats.bytes == sum(o.size_words * 8 for o in reachable)
+    assert objects.shape(roots) == before
+    assert all(objects.space("to").contains(objects.codec.decode(int(r))) for r in roots if r)
+    walked = collectors.walk(objects, "to")
+    assert (walked.objects, walked.bytes) == (stats.objects, stats.bytes)
+    collectors.verify(objects, roots, spaces=["to"])
+    semi.collect(roots)  # and back again
+    assert objects.shape(roots) == before
+
+
+@PROPERTY
+@given(graph=graphs(), encoding=st.sampled_from(ENCODINGS), stack=st.sampled_from([1, 2, 64]))
+def test_mark_counts_what_the_reference_reaches(heaps, graph, encoding, stack) -> None:
+    objects = heaps[encoding]
+    _, roots = build(objects, graph)
+    reachable = objects.reachable(roots)
+    stats = collectors.mark(objects, roots, stack_capacity=stack)  # tiny stacks overflow
+    assert stats.objects == len(reachable)
+    marked = {o.offset for o in objects.objects("from") if o.marked}
+    assert marked == {o.offset for o in reachable}
+    assert collectors.clear_marks(objects, "from").objects == len(reachable)
+    assert not any(o.marked for o in objects.objects("from"))
+
+
+@PROPERTY
+@given(graph=graphs(), encoding=st.sampled_from(ENCODINGS))
+def test_walk_visits_exactly_the_allocated_objects(heaps, graph, encoding) -> None:
+    objects = heaps[encoding]
+    offsets, roots = build(objects, graph)
+    stats, seen = collectors.walk(objects, "from", offsets=True)
+    assert np.array_equal(seen, offsets)
+    assert stats.refs == sum(t is not None for ts in graph[2] for t in ts)
+    assert stats.bytes == objects.space("from").used
+    assert collectors.verify(objects, roots).objects == len(offsets)
+
+
+@PROPERTY
+@given(graph=graphs())
+def test_colored_and_masked_agree(heaps, graph) -> None:
+    results = []
+    for encoding in ("colored", "masked"):
+        objects = heaps[encoding]
+        _, roots = build(objects, graph)
+        mark = collectors.mark(objects, roots)
+        collectors.clear_marks(objects, "from")
+        semi = ha.SemiSpace(objects)
+        copy = semi.collect(roots)
+        results.append((mark.objects, mark.bytes, copy.objects, copy.bytes,
+                        [int(r) for r in roots], objects.shape(roots)))
+    assert results[0] == results[1]
+
+
+def test_evacuation_through_a_read_only_view(heaps) -> None:
+    objects = heaps["offset"]
+    for space in objects.spaces.values():
+        space.reset()
+    work = workloads.binary_tree(objects, 8, payload_words=1, space="from")
+    before = objects.shape(work.roots)
+    readonly = objects.heap.alias(prot="r")
+    roots = work.roots.copy()
+    stats = ha.SemiSpace(objects).collect(roots, through=readonly)
+    assert stats.objects == 2**9 - 1 and objects.shape(roots) == before
+    readonly.close()
+
+
+def test_collect_rejects_bad_roots_and_views(heaps) -> None:
+    semi = ha.SemiSpace(heaps["offset"])
+    with pytest.raises(ha.InvalidArgument):
+        semi.collect([1, 2])
+    with ha.Heap("64K") as other, pytest.raises(ha.InvalidArgument):
+        semi.collect(np.zeros(1, dtype=np.uint64), through=other.view)
+    with pytest.raises(ha.InvalidArgument):
+        ha.SemiSpace(heaps["offset"], "from", "from")
+
+
+def test_to_space_overflow_is_a_typed_error() -> None:
+    with ha.Heap("64K") as heap:
+        objects = ha.ObjectHeap(heap, spaces={"from": (8, 32768), "to": (32768, 33024)})
+        work = workloads.linked_list(objects, 100, space="from")
+        with pytest.raises(ha.SpaceFull):
+            ha.SemiSpace(objects).collect(work.roots.copy())
+
+
+def test_card_table_finds_references_into_a_region(heaps) -> None:
+    objects = heaps["address"]
+    for space in objects.spaces.values():
+        space.reset()
+    old = [objects.new(nrefs=2, space="from") for _ in range(200)]
+    young = [objects.new(space="to") for _ in range(10)]
+    cards = ha.CardTable(objects, card_shift=6)
+    expected = set()
+    for i in range(0, 200, 7):
+        cards.write(old[i], i % 2, young[i % 10])
+        expected.add(old[i].offset + 8 + 8 * (i % 2))
+    cards.write(old[1], 0, old[2])  # old -> old: dirty, but not into the region
+    stats, found = cards.scan("from", "to")
+    assert set(found.tolist()) == expected and stats.refs == len(expected)
+    assert stats.cards == cards.dirty
+    cards.clear()
+    assert cards.scan("from", "to")[0].refs == 0
+    with pytest.raises(ha.InvalidArgument):
+        cards.write(old[0], 2, young[0])
+    with pytest.raises(ha.InvalidArgument):
+        ha.CardTable(objects, card_shift=2)
+
+
+def test_verify_reports_the_first_bad_reference(heaps) -> None:
+    objects = heaps["offset"]
+    for space in objects.spaces.values():
+        space.reset()
+    a, b = objects.new(nrefs=1, payload_words=2), objects.new()
+    a.refs[0] = b
+    collectors.verify(objects, [a.ref])
+    a.refs.raw[0] = b.offset + 8  # into the middle of b
+    with pytest.raises(ha.HeapCorruption) as caught:
+        collectors.verify(objects, [a.ref])
+    assert caught.value.offset == a.offset + 8 and "not an object start" in caught.value.reason
+    a.refs[0] = b
+    with pytest.raises(ha.HeapCorruption) as caught:
+        collectors.verify(objects, [0, b.offset + 4])
+    assert caught.value.root == 1
+
+
+@pytest.mark.parametrize("top_down", [False, True])
+def test_workloads_are_deterministic_and_counted(top_down) -> None:
+    shapes = []
+    for _ in range(2):
+        with ha.Heap("8M") as heap:
+            objects = heap.objects
+            tree = workloads.binary_tree(objects, 6, top_down=top_down, payload_words=1)
+            assert tree.objects == 127 and tree.bytes == 127 * 32
+            graph = workloads.random_graph(objects, 500, 3, payload_words=(1, 5), seed=9)
+            chain = workloads.linked_list(objects, 300, shuffled=True, seed=4)
+            big = workloads.large_objects(objects, 3, 64 << 10)
+            assert len(objects.reachable(chain.roots)) == 300
+            assert len(objects.reachable(big.roots)) == 3 and big.bytes == 3 * (64 << 10)
+            assert collectors.walk(objects).objects == 127 + 500 + 300 + 3
+            shapes.append((objects.shape(tree.roots), objects.shape(graph.roots),
+                           objects.shape(chain.roots)))
+    assert shapes[0] == shapes[1]
+
+
+def test_shuffled_list_is_scattered_and_ordered() -> None:
+    with ha.Heap("1M") as heap:
+        chain = workloads.linked_list(heap.objects, 64, shuffled=True, seed=1)
+        nodes = heap.objects.reachable(chain.roots)
+        assert [int(n.payload[0]) for n in nodes] == list(range(64))
+        offsets = [n.offset for n in nodes]
+        assert offsets != sorted(offsets)
+
+
+def test_workload_arguments_are_checked() -> None:
+    with ha.Heap("64K") as heap:
+        for call in (lambda: workloads.binary_tree(heap.objects, 41),
+                     lambda: workloads.random_graph(heap.objects, 10, payload_words=(3, 1)),
+                     lambda: workloads.linked_list(heap.objects, -1),
+                     lambda: workloads.large_objects(heap.objects, 1, 8)):
+            with pytest.raises(ha.InvalidArgument):
+                call()
+        with pytest.raises(ha.SpaceFull):
+            workloads.binary_tree(heap.objects, 16)

@@ -1,0 +1,145 @@
+"""The Python object API and the reference encodings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import heapalias as ha
+from heapalias.objects import FORWARDED, MARKED, RefCodec, header_ok, make_header
+
+
+@pytest.fixture
+def heap():
+    with ha.Heap("1M", name="objects") as heap:
+        yield heap
+
+
+def test_new_objects_have_refs_and_payload(heap) -> None:
+    objs = heap.objects
+    a = objs.new(nrefs=2, payload_words=3)
+    b = objs.new(nrefs=0, payload_words=1)
+    assert (a.size_words, a.nrefs, b.size_words) == (6, 2, 2)
+    assert a.offset == 8 and b.offset == 8 + 6 * 8
+    assert list(a.refs) == [None, None]
+    a.refs[0] = b
+    a.refs[-1] = a
+    a.payload[:] = [7, 8, 9]
+    assert a.refs[0] == b and a.refs[1] == a and a.refs.raw[0] == b.offset
+    assert heap.view.array(np.uint64)[(a.offset >> 3) + 3] == 7  # zero-copy
+    assert not a.marked and not a.forwarded
+    a.refs[0] = None
+    assert a.refs[0] is None
+
+
+def test_min_object_is_two_words(heap) -> None:
+    assert heap.objects.new().size_words == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [({"nrefs": -1}, ha.InvalidArgument), ({"nrefs": 0x10000}, ha.InvalidArgument),
+     ({"payload_words": -2}, ha.InvalidArgument), ({"payload_words": 1 << 20}, ha.SpaceFull)],
+)
+def test_bad_allocations(heap, kwargs, error) -> None:
+    with pytest.raises(error):
+        heap.objects.new(**kwargs)
+
+
+def test_bad_slot_writes(heap) -> None:
+    a = heap.objects.new(nrefs=1)
+    with pytest.raises(ha.InvalidArgument):
+        a.refs[1] = a
+    with pytest.raises(ha.InvalidArgument):
+        a.refs[0] = 42
+    with ha.Heap("64K") as other, pytest.raises(ha.InvalidArgument):
+        a.refs[0] = other.objects.new()
+
+
+def test_build_wires_edges_vectorised(heap) -> None:
+    objs = heap.objects
+    offsets = objs.build(
+        np.array([2, 1, 0]), np.array([0, 1, 2]),
+        edges=(np.array([0, 0, 1]), np.array([0, 1, 0]), np.array([1, 2, 2])),
+    )
+    first, second, third = (objs.deref(int(objs.codec.encode(int(o)))) for o in offsets)
+    assert first.refs[0] == second and first.refs[1] == third and second.refs[0] == third
+    assert [o.size_words for o in objs.objects()] == [3, 3, 3]
+    with pytest.raises(ha.InvalidArgument):
+        bad_slot = (np.array([0]), np.array([1]), np.array([0]))
+        objs.build(np.array([1]), np.array([0]), edges=bad_slot)
+    with pytest.raises(ha.InvalidArgument):
+        objs.build(np.array([1, 2]), np.array([0]))
+
+
+def test_spaces_must_fit_and_not_overlap(heap) -> None:
+    objs = ha.ObjectHeap(heap, spaces={"a": (8, 4096), "b": (4096, 8192)})
+    assert objs.space().name == "a" and objs.space("b").end == 8192
+    for start, end in [(0, 64), (8, heap.size + 8), (100, 200), (4000, 5000)]:
+        with pytest.raises(ha.InvalidArgument):
+            objs.add_space("bad", start, end)
+    with pytest.raises(ha.InvalidArgument):
+        objs.space("missing")
+    objs.new(space="b")
+    assert objs.space("b").used == 16
+
+
+def test_deref_rejects_what_is_not_an_object(heap) -> None:
+    objs = heap.objects
+    obj = objs.new(nrefs=1, payload_words=4)
+    for bad in (obj.offset + 8, heap.size + 8, 3, 1 << 40):
+        with pytest.raises(ha.HeapCorruption):
+            objs.deref(bad)
+
+
+def test_header_layout_matches_the_c_model() -> None:
+    header = int(make_header(5, 2))
+    assert header == 5 | 2 << 32 | 0xA5 << 48
+    assert header_ok(header, 8, 8 + 5 * 8) and not header_ok(header, 8, 8 + 4 * 8)
+    assert header_ok(header | MARKED | FORWARDED, 8, 64)
+    assert not header_ok(header | 1 << 60, 8, 64)
+    assert not header_ok(int(make_header(1, 0)), 8, 64)  # under the 2-word minimum
+    assert not header_ok(int(make_header(3, 3)), 8, 64)  # more slots than words
+
+
+@pytest.mark.parametrize("encoding", ["offset", "address", "colored", "masked"])
+def test_codec_round_trip(encoding) -> None:
+    codec = RefCodec(encoding, 1 << 20, ref_base=0x7F0000000000 if encoding != "offset" else 0,
+                     shift=24, ncolors=3, store_color=2)
+    for offset in (8, 4096, (1 << 20) - 8):
+        ref = codec.encode(offset)
+        assert codec.decode(ref) == offset
+        if encoding in ("colored", "masked"):
+            assert codec.color(ref) == 2
+            assert codec.decode(codec.encode(offset, color=1)) == offset
+    assert codec.encode(0) == 0
+    assert codec.decode(codec.encode(8) + 4) is None  # misaligned
+    arr = codec.encode(np.array([0, 8, 16], dtype=np.uint64))
+    assert arr[0] == 0 and [codec.decode(r) for r in arr[1:]] == [8, 16]
+
+
+def test_colored_heap_needs_a_layout(heap) -> None:
+    with pytest.raises(ha.InvalidArgument):
+        ha.ObjectHeap(heap, encoding="colored")
+    with pytest.raises(ha.InvalidArgument):
+        ha.ObjectHeap(heap, encoding="zgc")
+    with pytest.raises(ha.InvalidArgument):  # colored loops store through every color
+        ha.ObjectHeap(heap, encoding="colored", colors=heap.multimap(2, shift=21, prot="r"))
+    colors = heap.multimap(3, shift=21)
+    objs = ha.ObjectHeap(heap, encoding="colored", colors=colors, store_color=1)
+    with pytest.raises(ha.ViewInUse):  # the object heap's arrays pin every color's protection
+        colors[2].protect("r")
+    a, b = objs.new(nrefs=1), objs.new()
+    a.refs[0] = b
+    assert colors.color_of(int(a.refs.raw[0])) == 1 and a.refs[0] == b
+
+
+def test_heap_objects_is_created_once_and_released_on_close() -> None:
+    heap = ha.Heap("64K")
+    objs = heap.objects
+    assert heap.objects is objs and objs.encoding == "offset"
+    heap.close()
+    del objs
+    assert not heap.view.mapped
+    with pytest.raises(ha.ViewClosed):
+        _ = heap.objects
