@@ -5,7 +5,7 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["mapping.c", "copy.c", "scan.c", "workloads.c"]
+SOURCES = ["mapping.c", "copy.c", "scan.c", "workloads.c", "drivers.c", "limits.c"]
 
 
 def cdef_text() -> str:

@@ -134,6 +134,39 @@ int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n,
                     size_t nroots, ha_stats *st);
 int ha_large_objects(const ha_heap *h, ha_space *s, uint64_t n,
                      uint64_t payload_words, uint64_t *head, ha_stats *st);
+
+/* ---- relocation: move page-aligned ranges by remapping, or by copying ---- */
+int ha_relocate_remap(int fd, uint64_t old_address, uint64_t file_offset,
+                      uint64_t length, uint64_t new_address, int populate,
+                      ha_stats *st);
+int ha_relocate_copy(uint64_t dst, uint64_t src, uint64_t length, ha_stats *st);
+
+/* ---- physical limits, measured in the same run as the loops they judge ---- */
+uint64_t ha_memcpy_ns(uint64_t dst, uint64_t src, uint64_t length, uint32_t repeats);
+uint64_t ha_read_ns(uint64_t src, uint64_t length, uint32_t repeats, uint64_t *sum);
+uint64_t ha_chase_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t seed,
+                     uint64_t *last);
+int64_t ha_fault_ns(uint64_t length, int flags);
+
+/* ---- mutator drivers: allocate in C, collect with ha_cheney when full ---- */
+typedef struct ha_gc_run {
+    uint64_t collections;
+    uint64_t bytes_copied;
+    uint64_t objects_allocated;
+    uint64_t bytes_allocated;
+    uint64_t total_ns;
+    uint64_t gc_ns;
+    uint64_t max_shadow;   /* deepest shadow stack */
+    int64_t check[16];     /* the program's own check values */
+    uint32_t nchecks;
+} ha_gc_run;
+
+int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, uint64_t *shadow,
+               size_t shadow_capacity, uint64_t *pauses, size_t pause_capacity,
+               ha_gc_run *run, ha_stats *st);
+int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_depth,
+                    uint64_t *shadow, size_t shadow_capacity, uint64_t *pauses,
+                    size_t pause_capacity, ha_gc_run *run, ha_stats *st);
 /* cffi-end */
 
 #endif

@@ -148,6 +148,7 @@ class View:
         self._lock = threading.Lock()
         self._root: weakref.ref[np.ndarray] | None = None
         self._state = {"mapped": True}
+        self.holes: list[tuple[int, int]] = []  # [start, end) offsets relocated away: PROT_NONE
         state = self._state
 
         def unmap(_pointer: object) -> None:
@@ -204,6 +205,14 @@ class View:
                 f"{count} items of {dtype} at offset {offset} overrun the view's "
                 f"{self.size} bytes (at most {fits} fit)"
             )
+        end = offset + count * dtype.itemsize
+        for start, stop in self.holes:
+            if offset < stop and start < end:
+                raise InvalidArgument(
+                    f"bytes {start:#x}..{stop:#x} of view {self.role} were relocated away "
+                    "and are PROT_NONE",
+                    remedy="ask for a range outside them, or read the relocated view",
+                )
         with self._lock:
             if self.closed:
                 raise ViewClosed(
@@ -224,6 +233,10 @@ class View:
         Raises ViewInUse when it would take access away from live arrays.
         """
         flags = prot_flags(prot)
+        if self.holes:
+            raise InvalidArgument(
+                f"view {self.role} has relocated-away ranges; protecting it would expose them"
+            )
         with self._lock:
             if self.closed:
                 raise ViewClosed(f"view {self.role} at {self.address:#x} is closed")

@@ -105,15 +105,23 @@ def pool_for(request):
 
 
 def run_isolated(
-    code: str, timeout: float = 120, stdin: str | None = None
+    code: str, timeout: float = 120, stdin: str | None = None,
+    expect_signal: signal.Signals | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run ``code`` in a child Python; fail (never crash pytest) if it dies of a signal."""
+    """Run ``code`` in a child Python; fail (never crash pytest) if it dies of a signal.
+
+    ``expect_signal``: the child must die of exactly this signal instead.
+    """
     # cwd "/" so the child imports the installed package, not a source checkout.
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True, text=True, timeout=timeout, cwd="/", input=stdin,
     )
-    if proc.returncode < 0:
+    if expect_signal is not None:
+        if proc.returncode != -expect_signal:
+            pytest.fail(f"child should die of {expect_signal.name}, exited {proc.returncode}:\n"
+                        f"{proc.stdout}\n{proc.stderr}")
+    elif proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name
         pytest.fail(f"child died of {name}:\n{proc.stdout}\n{proc.stderr}")
     return proc
