@@ -2,50 +2,91 @@
  * scan to-space until the grey pointer meets the allocation pointer. */
 #include "object_model.h"
 
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
+
+/* Objects this large are copied with non-temporal stores: they would only
+ * evict the cache, and skipping the read-for-ownership is what lets a large
+ * memcpy run at full bandwidth. */
+#define STREAM_BYTES (256u << 10)
+
+static void copy_words(uint64_t *dst, const uint64_t *src, uint64_t bytes)
+{
+#if defined(__x86_64__)
+    if (bytes >= STREAM_BYTES && ((uintptr_t)dst & 15) == 0) {
+        __m128i *d = (__m128i *)dst;
+        const __m128i *s = (const __m128i *)src;
+        uint64_t n = bytes / 64;
+        for (uint64_t i = 0; i < n; i++, d += 4, s += 4) {
+            __m128i a = _mm_loadu_si128(s), b = _mm_loadu_si128(s + 1);
+            __m128i c = _mm_loadu_si128(s + 2), e = _mm_loadu_si128(s + 3);
+            _mm_stream_si128(d, a);
+            _mm_stream_si128(d + 1, b);
+            _mm_stream_si128(d + 2, c);
+            _mm_stream_si128(d + 3, e);
+        }
+        _mm_sfence();
+        memcpy(d, s, bytes % 64);
+        return;
+    }
+#endif
+    if (bytes <= 64) { /* small objects: an inlined loop beats a memcpy call */
+        for (uint64_t i = 0; i < bytes / 8; i++)
+            dst[i] = src[i];
+        return;
+    }
+    memcpy(dst, src, bytes);
+}
+
+/* Everything the loop touches, by value, so the compiler can keep it in
+ * registers instead of reloading it after every store into the heap. */
 struct cheney {
-    const ha_heap *h;
-    const ha_space *from;
-    ha_space *to;
+    ha_heap h;
+    uint64_t from_start, from_top;
+    uint64_t top, end; /* to-space allocation */
+    uint64_t objects, bytes, refs;
     ha_stats *st;
 };
 
 /* Copy the object `*slot` names out of from-space once, and point the slot at
  * the copy. `where` is the slot's heap offset (for errors), `root` its root index. */
-static int forward(struct cheney *c, uint64_t *slot, uint64_t where, int64_t root)
+static inline __attribute__((always_inline)) int
+forward(struct cheney *c, uint64_t *slot, uint64_t where, int64_t root)
 {
     uint64_t ref = *slot, off;
     if (ref == 0)
         return HA_OK;
-    c->st->refs++;
-    if (!ha_decode(c->h, ref, &off))
+    c->refs++;
+    if (!ha_decode(&c->h, ref, &off))
         return ha_fail(c->st, HA_ERR_REF, where, root);
-    if (off < c->from->start || off >= c->from->top)
+    if (off < c->from_start || off >= c->from_top)
         return HA_OK; /* not being evacuated */
-    uint64_t *obj = ha_deref(c->h, ref, off);
+    uint64_t *obj = ha_deref(&c->h, ref, off);
     uint64_t header = obj[0];
-    if (!ha_header_ok(header, off, c->from->top))
+    if (!ha_header_ok(header, off, c->from_top))
         return ha_fail(c->st, HA_ERR_HEADER, off, root);
     if (header & HA_FORWARDED) {
         *slot = obj[1];
         return HA_OK;
     }
     uint64_t bytes = ha_words(header) * 8;
-    if (c->to->end - c->to->top < bytes)
+    if (c->end - c->top < bytes)
         return ha_fail(c->st, HA_ERR_FULL, off, root);
-    uint64_t copy = c->to->top;
-    c->to->top += bytes;
-    memcpy(ha_at(c->h, copy), (const void *)(uintptr_t)(c->h->load_base + off), bytes);
+    uint64_t copy = c->top;
+    c->top += bytes;
+    copy_words(ha_at(&c->h, copy), (const uint64_t *)(uintptr_t)(c->h.load_base + off), bytes);
     obj[0] = header | HA_FORWARDED;
-    obj[1] = *slot = ha_encode(c->h, copy);
-    c->st->objects++;
-    c->st->bytes += bytes;
+    obj[1] = *slot = ha_encode(&c->h, copy);
+    c->objects++;
+    c->bytes += bytes;
     return HA_OK;
 }
 
 /* Forward every reference of the grey object at `*grey`, then step past it. */
-static int scan(struct cheney *c, uint64_t *grey)
+static inline __attribute__((always_inline)) int scan(struct cheney *c, uint64_t *grey)
 {
-    uint64_t *obj = ha_at(c->h, *grey);
+    uint64_t *obj = ha_at(&c->h, *grey);
     uint64_t nrefs = ha_nrefs(obj[0]);
     for (uint64_t i = 1; i <= nrefs; i++) {
         int rc = forward(c, &obj[i], *grey + 8 * i, -1);
@@ -54,6 +95,20 @@ static int scan(struct cheney *c, uint64_t *grey)
     }
     *grey += ha_words(obj[0]) * 8;
     return HA_OK;
+}
+
+/* The Cheney loop itself: forward the roots, then scan the grey objects. */
+static inline __attribute__((always_inline)) int
+evacuate(struct cheney *c, uint64_t *roots, size_t nroots, uint32_t encoding)
+{
+    int rc = HA_OK;
+    uint64_t grey = c->top;
+    c->h.encoding = encoding;
+    for (size_t i = 0; i < nroots && !rc; i++)
+        rc = forward(c, &roots[i], 0, (int64_t)i);
+    while (!rc && grey < c->top)
+        rc = scan(c, &grey);
+    return rc;
 }
 
 int ha_cheney(const ha_heap *h, const ha_space *from, ha_space *to,
@@ -65,12 +120,24 @@ int ha_cheney(const ha_heap *h, const ha_space *from, ha_space *to,
     if (!ha_space_ok(h, from) || !ha_space_ok(h, to) ||
         (from->start < to->end && to->start < from->end))
         return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
-    struct cheney c = {h, from, to, st};
-    uint64_t grey = to->top;
-    for (size_t i = 0; i < nroots && !rc; i++)
-        rc = forward(&c, &roots[i], 0, (int64_t)i);
-    while (!rc && grey < to->top)
-        rc = scan(&c, &grey);
+    struct cheney c = {*h, from->start, from->top, to->top, to->end, 0, 0, 0, st};
+    switch (h->encoding) { /* one loop per encoding, each with the encoding a constant */
+    case HA_REF_OFFSET:
+        rc = evacuate(&c, roots, nroots, HA_REF_OFFSET);
+        break;
+    case HA_REF_ADDRESS:
+        rc = evacuate(&c, roots, nroots, HA_REF_ADDRESS);
+        break;
+    case HA_REF_COLORED:
+        rc = evacuate(&c, roots, nroots, HA_REF_COLORED);
+        break;
+    default:
+        rc = evacuate(&c, roots, nroots, HA_REF_MASKED);
+    }
+    to->top = c.top;
+    st->objects = c.objects;
+    st->bytes = c.bytes;
+    st->refs = c.refs;
     return ha_end(st, rc);
 }
 

@@ -95,6 +95,23 @@ def _buffer(array: np.ndarray, ctype: str = "uint64_t[]"):
     return ffi.from_buffer(ctype, array, require_writable=True)
 
 
+#: Gap left between the semispaces; see semispace_layout.
+SEMISPACE_GAP = 64 << 10
+
+
+def semispace_layout(size: int) -> dict[str, tuple[int, int]]:
+    """``{"from": ..., "to": ...}``: two equal spaces in a heap of ``size`` bytes.
+
+    The spaces are not exactly half a heap apart. When an object and its copy
+    lie a multiple of 256 MiB apart, AMD Zen's L1 way predictor (a hash of
+    address bits 12-27) aliases them, and Cheney evacuation ran 3x slower on the
+    machine this was measured on. A 64 KiB gap breaks the pattern.
+    """
+    half = size // 2 // 8 * 8
+    gap = SEMISPACE_GAP // 2 if half > SEMISPACE_GAP else 0
+    return {"from": (8, half - gap), "to": (half + gap, size // 8 * 8)}
+
+
 class SemiSpace:
     """Cheney copying between two spaces of one ObjectHeap; they swap after each collection.
 
@@ -112,10 +129,8 @@ class SemiSpace:
 
     @classmethod
     def halves(cls, heap, **kwargs) -> SemiSpace:
-        """A SemiSpace over the two halves of ``heap`` (first word left null)."""
-        half = heap.size // 2 // 8 * 8
-        spaces = {"from": (8, half), "to": (half, heap.size // 8 * 8)}
-        return cls(ObjectHeap(heap, spaces=spaces, **kwargs))
+        """A SemiSpace over the two halves of ``heap`` (see :func:`semispace_layout`)."""
+        return cls(ObjectHeap(heap, spaces=semispace_layout(heap.size), **kwargs))
 
     def collect(self, roots: np.ndarray, *, through: View | None = None) -> LoopStats:
         """Evacuate everything reachable from ``roots`` (updated in place) to to-space.
