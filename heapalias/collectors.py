@@ -10,7 +10,7 @@ naming the offset; it never reads outside the heap.
   the header's mark bit. When the stack fills, the push is dropped and the
   object stays marked; a heap walk afterwards rescans every marked object, so
   overflow costs time but never recursion or a lost object.
-- :func:`walk`: parse headers bottom to top, reading every reference slot.
+- :func:`walk`: parse headers bottom to top.
 - :func:`verify`: every reference names an object start in one of the spaces.
 - :class:`CardTable`: a write barrier that dirties cards, and a card scan.
 """
@@ -185,7 +185,7 @@ def clear_marks(objects: ObjectHeap, space: str | None = None) -> LoopStats:
 
 
 def walk(objects: ObjectHeap, space: str | None = None, *, offsets: bool = False):
-    """Parse every header of a space bottom to top; ``refs`` counts non-null slots.
+    """Parse every header of a space bottom to top; ``refs`` counts reference slots.
 
     With ``offsets=True`` returns ``(stats, offsets_array)``.
     """
