@@ -64,7 +64,8 @@ def evacuation(repeat: int, size: int, object_bytes: int, count: int,
             rates.append(stats.objects / stats.seconds)
             # The limit: one memcpy of the same bytes, from-space to to-space.
             words = stats.bytes // 8
-            src_start, dst_start = (semi.from_space.start >> 3, semi.to_space.start >> 3)
+            # After the flip, to_space is where the objects were copied from.
+            src_start, dst_start = (semi.to_space.start >> 3, semi.from_space.start >> 3)
             src = objects.words[src_start : src_start + words].view(np.uint8)
             dst = objects.words[dst_start : dst_start + words].view(np.uint8)
             copies.append(limits.memcpy_gb_per_s(dst, src, 1))
@@ -135,11 +136,11 @@ def case_mark(repeat: int, size: int) -> None:
 
 
 def case_relocation(repeat: int) -> None:
-    sizes = [4 << 10 << k for k in range(0, 15, 2)]  # 4 KiB .. 64 MiB
+    sizes = [4 << 10 << k for k in range(15)]  # 4 KiB .. 64 MiB
     table = Table(title="Relocation: remap vs memcpy (us, median)")
     for col in ("size", "pages", "copy", "remap", "remap+populate", "copy / remap+pop"):
         table.add_column(col, justify="right")
-    crossover = {}
+    crossover: dict[tuple[str, str], int] = {}
     for pages in ("4k", "2m"):
         if pages == "2m" and hugepage_pool(2 << 20).available < 160:
             console.print("relocation 2m: skipped, needs 160 free 2 MiB pages")
@@ -161,13 +162,14 @@ def case_relocation(repeat: int) -> None:
                         source.close()
                         area.close()
                 ratio = median(c) / median(rp)
-                if ratio > 1 and pages not in crossover:
-                    crossover[pages] = size
+                for kind, cost in (("remap", median(r)), ("remap+populate", median(rp))):
+                    if cost < median(c):
+                        crossover.setdefault((pages, kind), size)
                 table.add_row(ha.format_size(size), pages, f"{median(c) * 1e6:.1f}",
                               f"{median(r) * 1e6:.1f}", f"{median(rp) * 1e6:.1f}", f"{ratio:.2f}")
     console.print(table)
-    for pages, size in crossover.items():
-        console.print(f"remap (with populate) beats memcpy from {ha.format_size(size)} on {pages}")
+    for (pages, kind), size in crossover.items():
+        console.print(f"{pages} pages: {kind} beats memcpy from {ha.format_size(size)} up")
 
 
 def case_gcbench(repeat: int) -> None:

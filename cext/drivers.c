@@ -5,7 +5,10 @@
 #include "object_model.h"
 
 struct mutator {
-    const ha_heap *h;
+    ha_heap h;          /* by value: stores into the heap cannot alias it */
+    uint64_t top, end;  /* the allocation cursor, cached from `from` */
+    uint64_t allocated; /* objects allocated; bytes follow from the cursor */
+    uint64_t counted;   /* where the cursor was when bytes were last counted */
     ha_space *from, *to;
     uint64_t *shadow;
     size_t capacity, sp;
@@ -18,7 +21,9 @@ struct mutator {
 static int collect(struct mutator *m)
 {
     ha_stats gc;
-    int rc = ha_cheney(m->h, m->from, m->to, m->shadow, m->sp, &gc);
+    m->from->top = m->top;
+    m->run->bytes_allocated += m->top - m->counted;
+    int rc = ha_cheney(&m->h, m->from, m->to, m->shadow, m->sp, &gc);
     if (rc)
         return ha_fail(m->st, rc, gc.error_offset, gc.error_root);
     if (m->run->collections < m->pause_capacity)
@@ -30,6 +35,8 @@ static int collect(struct mutator *m)
     m->from = m->to;
     m->to = old;
     m->to->top = m->to->start;
+    m->top = m->counted = m->from->top;
+    m->end = m->from->end;
     return HA_OK;
 }
 
@@ -42,27 +49,24 @@ static int push_new(struct mutator *m, uint64_t nrefs, uint64_t payload)
     bytes = words * 8;
     if (m->sp == m->capacity)
         return ha_fail(m->st, HA_ERR_FULL, 0, (int64_t)m->sp);
-    if (m->from->end - m->from->top < bytes) {
+    if (m->end - m->top < bytes) {
         int rc = collect(m);
         if (rc)
             return rc;
-        if (m->from->end - m->from->top < bytes)
-            return ha_fail(m->st, HA_ERR_FULL, m->from->top, -1);
+        if (m->end - m->top < bytes)
+            return ha_fail(m->st, HA_ERR_FULL, m->top, -1);
     }
-    uint64_t off = m->from->top;
-    m->from->top += bytes;
-    uint64_t *obj = ha_at(m->h, off);
+    uint64_t off = m->top;
+    m->top += bytes;
+    uint64_t *obj = ha_at(&m->h, off);
     obj[0] = ha_make_header(words, nrefs);
     if (words <= 8) /* small objects: a loop the compiler unrolls beats a memset call */
         for (uint64_t i = 1; i < words; i++)
             obj[i] = 0;
     else
         memset(obj + 1, 0, bytes - 8);
-    m->shadow[m->sp++] = ha_encode(m->h, off);
-    if (m->sp > m->run->max_shadow)
-        m->run->max_shadow = m->sp;
-    m->run->objects_allocated++;
-    m->run->bytes_allocated += bytes;
+    m->shadow[m->sp++] = ha_encode(&m->h, off);
+    m->allocated++;
     return HA_OK;
 }
 
@@ -70,8 +74,8 @@ static int push_new(struct mutator *m, uint64_t nrefs, uint64_t payload)
 static uint64_t *slot_object(struct mutator *m, size_t index)
 {
     uint64_t off = 0;
-    ha_decode(m->h, m->shadow[index], &off);
-    return ha_deref(m->h, m->shadow[index], off);
+    ha_decode(&m->h, m->shadow[index], &off);
+    return ha_deref(&m->h, m->shadow[index], off);
 }
 
 /* Bottom-up: children first, then the parent; leaves the tree on the stack. */
@@ -115,15 +119,18 @@ static int populate(struct mutator *m, int depth, size_t parent)
 static int64_t item_check(struct mutator *m, uint64_t ref)
 {
     uint64_t off;
-    if (ref == 0 || !ha_decode(m->h, ref, &off))
+    if (ref == 0 || !ha_decode(&m->h, ref, &off))
         return 0;
-    uint64_t *node = ha_deref(m->h, ref, off);
+    uint64_t *node = ha_deref(&m->h, ref, off);
     return 1 + item_check(m, node[1]) + item_check(m, node[2]);
 }
 
 static int start_run(struct mutator *m, const ha_heap *h, ha_space *a, ha_space *b)
 {
     memset(m->run, 0, sizeof *m->run);
+    m->h = *h;
+    m->top = m->counted = a->top;
+    m->end = a->end;
     int rc = ha_begin(h, m->st);
     if (!rc && (!ha_space_ok(h, a) || !ha_space_ok(h, b) || m->capacity < 64 ||
                 (a->start < b->end && b->start < a->end)))
@@ -136,6 +143,9 @@ static int start_run(struct mutator *m, const ha_heap *h, ha_space *a, ha_space 
  * `a` gets the allocation space, `b` the empty one. */
 static int finish_run(struct mutator *m, ha_space *a, ha_space *b, int rc)
 {
+    m->from->top = m->top;
+    m->run->bytes_allocated += m->top - m->counted;
+    m->run->objects_allocated = m->allocated;
     ha_space live = *m->from, spare = *m->to;
     *a = live;
     *b = spare;
@@ -150,13 +160,14 @@ int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, uint64_t *shadow,
                ha_gc_run *run, ha_stats *st)
 {
     enum { STRETCH = 18, LONG_LIVED = 16, ARRAY = 500000, MIN_DEPTH = 4, MAX_DEPTH = 16 };
-    struct mutator m = {h, a, b, shadow, shadow_capacity, 0, pauses, pause_capacity, run, st};
+    struct mutator m = {.from = a, .to = b, .shadow = shadow, .capacity = shadow_capacity,
+                        .pauses = pauses, .pause_capacity = pause_capacity, .run = run, .st = st};
     int rc = start_run(&m, h, a, b);
     /* Stretch the memory space quickly, then drop the tree. */
     /* Node counts come from the allocation counter: GCBench itself never walks. */
-    uint64_t allocated = run->objects_allocated;
+    uint64_t allocated = m.allocated;
     if (!rc && !(rc = make_tree(&m, STRETCH, 1))) {
-        run->check[run->nchecks++] = (int64_t)(run->objects_allocated - allocated);
+        run->check[run->nchecks++] = (int64_t)(m.allocated - allocated);
         m.sp--;
     }
     /* A long-lived tree, populated top-down, and a long-lived array of doubles. */
@@ -170,7 +181,7 @@ int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, uint64_t *shadow,
     }
     for (int depth = MIN_DEPTH; !rc && depth <= MAX_DEPTH; depth += 2) {
         long iterations = 2 * TREE_SIZE(STRETCH) / TREE_SIZE(depth);
-        allocated = run->objects_allocated;
+        allocated = m.allocated;
         for (long i = 0; !rc && i < iterations; i++) { /* top-down */
             if (!(rc = push_new(&m, 2, 1)) && !(rc = populate(&m, depth, m.sp - 1)))
                 m.sp--;
@@ -179,7 +190,7 @@ int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, uint64_t *shadow,
             if (!(rc = make_tree(&m, depth, 1)))
                 m.sp--;
         }
-        run->check[run->nchecks++] = (int64_t)(run->objects_allocated - allocated);
+        run->check[run->nchecks++] = (int64_t)(m.allocated - allocated);
     }
     if (!rc) {
         double *values = (double *)(slot_object(&m, array) + 1);
@@ -194,7 +205,8 @@ int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_dep
                     size_t pause_capacity, ha_gc_run *run, ha_stats *st)
 {
     enum { MIN_DEPTH = 4 };
-    struct mutator m = {h, a, b, shadow, shadow_capacity, 0, pauses, pause_capacity, run, st};
+    struct mutator m = {.from = a, .to = b, .shadow = shadow, .capacity = shadow_capacity,
+                        .pauses = pauses, .pause_capacity = pause_capacity, .run = run, .st = st};
     int rc = start_run(&m, h, a, b);
     if (!rc && (max_depth > 30 || (size_t)max_depth + 8 > shadow_capacity))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);

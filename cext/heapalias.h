@@ -156,7 +156,6 @@ typedef struct ha_gc_run {
     uint64_t bytes_allocated;
     uint64_t total_ns;
     uint64_t gc_ns;
-    uint64_t max_shadow;   /* deepest shadow stack */
     int64_t check[16];     /* the program's own check values */
     uint32_t nchecks;
 } ha_gc_run;
