@@ -21,7 +21,7 @@ from .errors import (
     ViewClosed,
     ViewInUse,
 )
-from .heap import Heap, ViewPages
+from .heap import Heap, ViewPages, join
 from .objects import Obj, ObjectHeap
 from .probe import Combination, ProbeResult, probe
 from .system import SystemInfo, hugepage_pools, reserve_hugepages, system_info
@@ -62,6 +62,7 @@ __all__ = [
     "ViewPages",
     "format_size",
     "hugepage_pools",
+    "join",
     "parse_size",
     "probe",
     "reserve_hugepages",

@@ -144,7 +144,7 @@ class SemiSpace:
         keep = None
         load_base = None
         if through is not None:
-            if through.size != self.objects.heap.size or through.prot == "none":
+            if through.size != self.objects.size or through.prot == "none":
                 raise InvalidArgument("`through` must be a readable view of this heap")
             keep = through.array(np.uint8, 0, 1)  # holds the mapping during the copy
             load_base = through.address
@@ -202,7 +202,7 @@ def verify(objects: ObjectHeap, roots=(), spaces: list[str] | None = None) -> Lo
     """Check every header, and that every reference names an object start; raise at the first."""
     roots = roots_array(roots)
     chosen = [objects.space(n) for n in spaces] if spaces else list(objects.spaces.values())
-    bitmap = np.zeros(objects.heap.size // 512 + 1, dtype=np.uint64)
+    bitmap = np.zeros(objects.size // 512 + 1, dtype=np.uint64)
     st = ffi.new("ha_stats *")
     rc = lib.ha_verify(objects.native(), _spaces(chosen), len(chosen),
                        _buffer(roots) if len(roots) else ffi.NULL, len(roots), _buffer(bitmap), st)
@@ -217,7 +217,7 @@ class CardTable:
             raise InvalidArgument(f"card_shift must be in 3..30, got {card_shift}")
         self.objects = objects
         self.card_shift = card_shift
-        self.cards = np.zeros((objects.heap.size >> card_shift) + 1, dtype=np.uint8)
+        self.cards = np.zeros((objects.size >> card_shift) + 1, dtype=np.uint8)
 
     def write(self, obj, slot: int, target) -> None:
         """``obj.refs[slot] = target`` with the write barrier (C, bounds-checked)."""

@@ -286,6 +286,52 @@ class Heap:
         )
 
 
+def join(*heaps: Heap, prot: str = "rw") -> View:
+    """One view that maps several heaps back to back in one address range.
+
+    Heap ``k`` starts at ``view.address + sum(size of heaps before k)``, so
+    loops that take one base and one size (an :class:`ObjectHeap`, a
+    SemiSpace whose spaces are two heaps) run across all of them. Each part is
+    an alias of its heap; heap sizes must be multiples of the largest page size.
+    """
+    if not heaps or not all(isinstance(h, Heap) for h in heaps):
+        raise InvalidArgument("join() takes one or more Heap objects")
+    prot_flags(prot)
+    granule = max(h.page_size for h in heaps)
+    if any(h.size % granule for h in heaps):
+        raise InvalidArgument(f"every joined heap must be a multiple of {format_size(granule)}")
+    total = sum(h.size for h in heaps)
+    reservation = Reservation(total, heaps[0]._backing, "heapalias:joined")
+    parts: list[View] = []
+    try:
+        start = reservation.address
+        for heap in heaps:
+            with heap._lock:
+                source = heap._open_source()
+                parts.append(heap._first_working(
+                    _strategy_order(heap._backing.policy, "auto"),
+                    lambda s, h=heap, at=start, src=source: map_alias(
+                        h._backing, src, strategy=s, prot=prot, role="joined",
+                        populate=h.populate, address=at, reservation=reservation,
+                    ),
+                ))
+            start += heap.size
+    except BaseException:
+        for part in parts:
+            part.close()
+        reservation.release()
+        raise
+
+    def release() -> None:
+        for part in parts:
+            part.close()
+        reservation.release()
+
+    label = "+".join(h.name for h in heaps)
+    return View(address=reservation.address, size=total, prot=prot, strategy="joined",
+                role="joined", label=f"heapalias:{label}:joined", release=release)
+
+
 def _obtained(fields: dict[str, int], vmflags: tuple[str, ...]) -> str:
     """Describe the page size a view got: hugetlb, THP (with its share), or base pages."""
     if "ht" in vmflags:

@@ -27,7 +27,7 @@ import numpy as np
 from .backing import require_int
 from .errors import HeapCorruption, InvalidArgument, SpaceFull
 from .native import ffi, lib
-from .views import MultiView
+from .views import MultiView, View
 
 MAGIC = 0xA5
 MARKED = 1 << 56
@@ -227,7 +227,8 @@ class ObjectHeap:
     """Objects in a :class:`~heapalias.Heap`: spaces, an encoding, and allocation.
 
     Args:
-        heap: the heap whose primary view holds the objects.
+        heap: the heap whose primary view holds the objects, or any read-write
+            View, such as :func:`heapalias.heap.join` of several heaps.
         encoding: ``"offset"``, ``"address"``, ``"colored"`` or ``"masked"``.
         colors: the ``heap.multimap(...)`` layout, for colored and masked references.
         spaces: name -> ``(start, end)`` byte offsets; default one space, ``"heap"``,
@@ -247,8 +248,12 @@ class ObjectHeap:
         if encoding not in ENCODINGS:
             raise InvalidArgument(f"encoding must be one of {tuple(ENCODINGS)}, got {encoding!r}")
         self.heap = heap
+        self.view: View = heap if isinstance(heap, View) else heap.view
+        self.size = self.view.size
         self.encoding = encoding
-        self.words = heap.view.array(np.uint64)  # keeps the primary view mapped
+        if self.view.prot != "rw":
+            raise InvalidArgument("objects live in a read-write view")
+        self.words = self.view.array(np.uint64)  # keeps the view mapped
         self._color_arrays: list[np.ndarray] = []
         if encoding in ("colored", "masked"):
             if not isinstance(colors, MultiView) or len(colors) == 0:
@@ -257,7 +262,7 @@ class ObjectHeap:
                 )
             # Colored loops store mark bits and forwarding pointers through each color.
             needed = ("rw",) if encoding == "colored" else ("rw", "r")
-            if colors[0].size != heap.size or any(v.prot not in needed for v in colors):
+            if colors[0].size != self.size or any(v.prot not in needed for v in colors):
                 raise InvalidArgument(
                     f"colors must be {' or '.join(needed)} views of this heap for {encoding}"
                 )
@@ -266,24 +271,24 @@ class ObjectHeap:
             # Colored loads go through every view: arrays keep each one mapped.
             self._color_arrays = [view.array(np.uint8, 0, 1) for view in colors]
             self.codec = RefCodec(
-                encoding, heap.size, colors.base, colors.shift, len(colors), store_color
+                encoding, self.size, colors.base, colors.shift, len(colors), store_color
             )
         elif encoding == "address":
-            self.codec = RefCodec(encoding, heap.size, heap.view.address)
+            self.codec = RefCodec(encoding, self.size, self.view.address)
         else:
-            self.codec = RefCodec(encoding, heap.size)
+            self.codec = RefCodec(encoding, self.size)
         self.colors = colors
         self.spaces: dict[str, Space] = {}
-        for name, (start, end) in (spaces or {"heap": (8, heap.size)}).items():
+        for name, (start, end) in (spaces or {"heap": (8, self.size)}).items():
             self.add_space(name, start, end)
 
     def add_space(self, name: str, start: int, end: int) -> Space:
         """Add a space ``[start, end)``; spaces must not overlap or touch offset 0."""
         start, end = require_int(start, "start"), require_int(end, "end")
-        if not 8 <= start <= end <= self.heap.size or (start | end) & 7:
+        if not 8 <= start <= end <= self.size or (start | end) & 7:
             raise InvalidArgument(
                 f"space {name!r} [{start:#x}, {end:#x}) must be word-aligned within "
-                f"[8, {self.heap.size:#x})"
+                f"[8, {self.size:#x})"
             )
         for other in self.spaces.values():
             if start < other.end and other.start < end:
@@ -426,9 +431,9 @@ class ObjectHeap:
     def native(self, load_base: int | None = None):
         """An ``ha_heap *`` describing this heap to the C loops."""
         h = ffi.new("ha_heap *")
-        h.base = self.heap.view.address
-        h.load_base = self.heap.view.address if load_base is None else load_base
-        h.size = self.heap.size
+        h.base = self.view.address
+        h.load_base = self.view.address if load_base is None else load_base
+        h.size = self.size
         h.ref_base = self.codec.ref_base
         h.encoding = ENCODINGS[self.encoding]
         h.shift = self.codec.shift

@@ -231,3 +231,37 @@ def test_workload_arguments_are_checked() -> None:
                 call()
         with pytest.raises(ha.SpaceFull):
             workloads.binary_tree(heap.objects, 16)
+
+
+def test_semispaces_in_two_heaps_joined_in_one_range(pool_2m) -> None:
+    """From-space in one heap, to-space in another: join() maps them back to back."""
+    with ha.Heap("4M", pages="2m") as old, ha.Heap("4M", backing="anon", name="young") as young:
+        joined = ha.join(old, young)
+        assert joined.size == 8 << 20
+        objects = ha.ObjectHeap(joined, encoding="address",
+                                spaces={"from": (8, 4 << 20), "to": (4 << 20, 8 << 20)})
+        work = workloads.random_graph(objects, 2000, 2, seed=3, space="from")
+        before = objects.shape(work.roots)
+        roots = work.roots.copy()
+        stats = ha.SemiSpace(objects).collect(roots)
+        assert objects.shape(roots) == before and stats.objects == len(objects.reachable(roots))
+        # The survivors are in the second heap, as its own view shows.
+        first = young.view.array(np.uint64, 0, stats.bytes // 8)
+        assert np.array_equal(first, objects.words[(4 << 20) >> 3 : ((4 << 20) + stats.bytes) >> 3])
+        del objects, first
+        joined.close()
+        assert not joined.mapped
+
+
+def test_join_checks_its_heaps() -> None:
+    with ha.Heap("64K") as small, ha.Heap("1M") as other:
+        with pytest.raises(ha.InvalidArgument):
+            ha.join()
+        with pytest.raises(ha.InvalidArgument):
+            ha.join(small, "heap")
+        with pytest.raises(ha.InvalidArgument):
+            ha.join(small, other, prot="x")
+        with pytest.raises(ha.InvalidArgument):  # read-only views cannot hold objects
+            ha.ObjectHeap(ha.join(small, other, prot="r"))
+    with ha.Heap("64K", backing="private") as private, pytest.raises(ha.UnsupportedAlias):
+        ha.join(private)
