@@ -10,8 +10,13 @@ Every figure is the median of ``--repeat`` runs; the limits are best-of.
 
 from __future__ import annotations
 
+import re
+import shutil
 import statistics
+import subprocess
+import tempfile
 import warnings
+from pathlib import Path
 
 import click
 import numpy as np
@@ -172,21 +177,46 @@ def case_relocation(repeat: int) -> None:
         console.print(f"{pages} pages: {kind} beats memcpy from {ha.format_size(size)} up")
 
 
+JVM_FLAGS = ["-XX:+UseParallelGC", "-XX:+AlwaysPreTouch", "-Xms256m", "-Xmx256m"]
+
+
+def jvm_gcbench_ms(repeat: int) -> float | None:
+    """Best in-program time of benchmarks/jvm/GCBench.java on this JVM, or None without one."""
+    java, javac = shutil.which("java"), shutil.which("javac")
+    if not (java and javac):
+        return None
+    source = Path(__file__).with_name("jvm") / "GCBench.java"
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([javac, "-d", out, str(source)], check=True)
+        # Rounds after the first are JIT-compiled, as a long-running JVM would be.
+        proc = subprocess.run([java, *JVM_FLAGS, "-cp", out, "GCBench", str(repeat + 3)],
+                              check=True, capture_output=True, text=True)
+    lines = proc.stdout.splitlines()
+    expected = " ".join(map(str, drivers.expected_gcbench_checks()))
+    assert all(line.endswith("checks=" + expected) for line in lines), proc.stdout
+    return min(float(re.search(r"total_ms=([\d.]+)", line).group(1)) for line in lines[3:])
+
+
 def case_gcbench(repeat: int) -> None:
-    table = Table(title="GCBench, pre-faulted 256 MiB semispace heap (ms, best of runs)")
-    for col in ("pages", "total", "mutator", "GC", "collections", "max pause"):
+    jvm_ms = jvm_gcbench_ms(repeat)
+    title = "GCBench, pre-faulted 256 MiB semispace heap (ms, best of runs)"
+    if jvm_ms is not None:
+        title += f"; JVM ParallelGC, pre-touched, same run: {jvm_ms:.1f} ms"
+    table = Table(title=title)
+    for col in ("pages", "total", "mutator", "GC", "collections", "max pause", "x JVM"):
         table.add_column(col, justify="right")
     for pages in ("4k", "2m"):
         if pages == "2m" and hugepage_pool(2 << 20).available < 128:
             console.print("gcbench 2m: skipped, needs 128 free 2 MiB pages")
             continue
-        heap, objects = semispace_heap(256 << 20, pages)
+        heap, objects = semispace_heap(256 << 20, pages)  # Java's -Xmx256m
         with heap:
             best = min((drivers.gcbench(objects) for _ in range(repeat)), key=lambda r: r.total_ns)
         assert best.checks == drivers.expected_gcbench_checks()
+        versus = f"{best.total_ns / 1e6 / jvm_ms:.2f}" if jvm_ms else "no JVM"
         table.add_row(pages, f"{best.total_ns / 1e6:.1f}", f"{best.mutator_ns / 1e6:.1f}",
                       f"{best.gc_ns / 1e6:.1f}", str(best.collections),
-                      f"{best.pause_summary()['max_ms']:.2f}")
+                      f"{best.pause_summary()['max_ms']:.2f}", versus)
     console.print(table)
 
 
