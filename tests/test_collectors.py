@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -265,3 +268,21 @@ def test_join_checks_its_heaps() -> None:
             ha.ObjectHeap(ha.join(small, other, prot="r"))
     with ha.Heap("64K", backing="private") as private, pytest.raises(ha.UnsupportedAlias):
         ha.join(private)
+
+
+def test_loops_release_the_gil() -> None:
+    """While a C loop runs in one thread, Python code keeps running in another."""
+    with ha.Heap("256M") as heap:
+        objects = heap.objects
+        graph = workloads.random_graph(objects, 2_000_000, 3, seed=2, nroots=64)
+        result: list[collectors.LoopStats] = []
+        marking = lambda: result.append(collectors.mark(objects, graph.roots))  # noqa: E731
+        worker = threading.Thread(target=marking)
+        longest_gap, last = 0.0, time.perf_counter()
+        worker.start()
+        while worker.is_alive():
+            now = time.perf_counter()
+            longest_gap, last = max(longest_gap, now - last), now
+        worker.join()
+    # Holding the GIL through the call would stall this loop for the whole mark.
+    assert result and longest_gap < result[0].seconds / 2
