@@ -7,6 +7,7 @@ traceback), 2 a usage error.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -125,6 +126,156 @@ def hugepages_command(reserve: int | None, page: str, as_json: bool) -> None:
     _console().print(table)
     if not any(p.total for p in pools):
         click.echo("All pools are empty: `heapalias hugepages --reserve 256` fills the 2 MiB pool.")
+
+
+def _progress_runner(total_hint: int):
+    """A rich progress bar on stderr, and the tick/on_case callbacks that drive it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}", style="dim"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} samples"),
+                        TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    task = progress.add_task("starting", total=total_hint)
+
+    def tick(what: str) -> None:
+        progress.update(task, advance=1, description=what[:60])
+
+    return progress, tick
+
+
+@main.command("bench")
+@click.option("--suite", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
+              help="quick: about a minute on 2 cores; full: every variant, size and program.")
+@click.option("--size", default="256M", show_default=True, help="Heap size for each variant.")
+@click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Timed rounds per variant, after a warm-up round.")
+@click.option("-k", "pattern", default=None, help="Only cases/variants whose 'case label' "
+              "contains this text, e.g. -k mark or -k 2m.")
+@click.option("--backing", type=click.Choice(["memfd", "anon", "private"]), default=None)
+@click.option("--pages", type=click.Choice(["4k", "thp", "2m", "1g"]), default=None)
+@click.option("--strategy", type=click.Choice(["mremap", "memfd"]), default=None)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
+              help="Also write the full report (samples, metadata) to this file.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True),
+              help="Also draw the ratios and the relocation crossover to this PNG.")
+@click.option("--pin", type=click.IntRange(min=0), default=None, help="Pin to this CPU.")
+def bench_command(suite, size, repeat, pattern, backing, pages, strategy, json_path, plot_path,
+                  pin) -> None:
+    """Benchmark the strategies side by side, each figure a ratio to a same-run limit."""
+    from .backing import parse_size
+    from .bench import report
+    from .bench.runner import run_suite
+
+    nbytes = parse_size(size)
+    if pin is not None and pin not in os.sched_getaffinity(0):
+        raise click.BadParameter(f"CPU {pin} is not available to this process", param_hint="--pin")
+    pools = {p.label: p.available for p in hugepage_pools()}
+    if not any(pools.values()):
+        click.echo("heapalias: note: the hugetlb pools are empty, so the 2m/1g variants are "
+                   "skipped; `heapalias hugepages --reserve 512` fills the 2 MiB pool", err=True)
+    progress, tick = _progress_runner(0)
+    with progress:
+        def on_case(case, rounds):
+            task = progress.tasks[0]
+            progress.update(task.id, total=(task.total or 0) + 60, description=case.name)
+
+        result = run_suite(suite=suite, size=nbytes, repeat=repeat, pattern=pattern,
+                           backing=backing, pages=pages, strategy=strategy, pin=pin, tick=tick,
+                           on_case=on_case)
+    data = result.as_dict()
+    report.print_report(data, _console())
+    if json_path:
+        report.save(data, json_path)
+        click.echo(f"wrote {json_path}", err=True)
+    if plot_path:
+        from .bench.plot import plot_report
+
+        plot_report(data, plot_path)
+        click.echo(f"wrote {plot_path}", err=True)
+
+
+@main.command("compare")
+@click.argument("before", type=click.Path(exists=True, dir_okay=False))
+@click.argument("after", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare_command(before: str, after: str, as_json: bool) -> None:
+    """Compare two `bench --json` reports: ratio of medians, and whether it beats the noise."""
+    from .bench import report
+
+    rows = report.compare_reports(report.load(before), report.load(after))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        raise click.ClickException("the two reports have no case and variant in common")
+    report.print_comparison(rows, _console(), (before, after))
+
+
+@main.command("gcbench")
+@click.option("--backing", type=click.Choice(["memfd", "anon", "private"]), default="memfd",
+              show_default=True)
+@click.option("--pages", type=click.Choice(["4k", "thp", "2m", "1g"]), default="4k",
+              show_default=True)
+@click.option("--size", default="256M", show_default=True, help="Heap size (two semispaces).")
+@click.option("--binary-trees", "depth", type=click.IntRange(0, 30), default=None,
+              help="Run binary-trees with this depth instead of GCBench.")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def gcbench_command(backing, pages, size, depth, repeat, as_json) -> None:
+    """Run GCBench (or binary-trees) in C over a SemiSpace heap; report mutator and GC time."""
+    import warnings
+
+    from . import drivers
+    from .collectors import semispace_layout
+    from .errors import HeapAliasWarning
+    from .heap import Heap
+    from .objects import ObjectHeap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HeapAliasWarning)
+        heap = Heap(size, backing=backing, pages=pages, name="gcbench")
+    with heap:
+        objects = ObjectHeap(heap, spaces=semispace_layout(heap.size))
+        program = (lambda: drivers.binary_trees(objects, depth)) if depth is not None else (
+            lambda: drivers.gcbench(objects))
+        runs = [program() for _ in range(repeat)]
+        obtained = heap.pages_report()[0].obtained
+    best = min(runs, key=lambda r: r.total_ns)
+    expected = (drivers.expected_binary_trees_checks(depth) if depth is not None
+                else drivers.expected_gcbench_checks())
+    summary = {
+        "program": best.program, "backing": backing, "pages": pages, "obtained": obtained,
+        "heap_bytes": heap.size, "runs": repeat, "total_ms": best.total_ns / 1e6,
+        "mutator_ms": best.mutator_ns / 1e6, "gc_ms": best.gc_ns / 1e6,
+        "collections": best.collections, "pauses": best.pause_summary(),
+        "bytes_copied": best.bytes_copied, "bytes_allocated": best.bytes_allocated,
+        "checks": list(best.checks), "checks_ok": best.checks == expected,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"{best.program} on a {format_size(heap.size)} {backing} heap, "
+                  f"{obtained} (best of {repeat})", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    pauses = summary["pauses"]
+    for what, value in [
+        ("total", f"{summary['total_ms']:.1f} ms"),
+        ("mutator", f"{summary['mutator_ms']:.1f} ms"),
+        ("GC", f"{summary['gc_ms']:.1f} ms in {best.collections} collections"),
+        ("pauses", f"min {pauses['min_ms']:.2f} / median {pauses['median_ms']:.2f} / "
+                   f"max {pauses['max_ms']:.2f} ms"),
+        ("copied", format_size(best.bytes_copied) if best.bytes_copied % 1024 == 0
+         else f"{best.bytes_copied / 2**20:.1f} MiB"),
+        ("allocated", f"{best.bytes_allocated / 2**20:.1f} MiB"),
+        ("checks", f"{' '.join(map(str, best.checks))} "
+                   f"({'as the program expects' if summary['checks_ok'] else 'WRONG'})"),
+    ]:
+        table.add_row(what, value)
+    _console().print(table)
+    if not summary["checks_ok"]:
+        raise HeapAliasError("the program's check values are wrong: the heap is corrupt",
+                             remedy="report this bug with `heapalias probe --json` attached")
 
 
 if __name__ == "__main__":  # pragma: no cover
