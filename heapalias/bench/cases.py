@@ -23,6 +23,7 @@ from ..probe import ProbeResult
 from ..relocation import RelocationArea
 from ..relocation import copy as copy_range
 from ..system import PAGE_SIZES
+from . import jvm
 
 
 @dataclass(frozen=True)
@@ -323,13 +324,39 @@ class EvacuateLarge(Evacuation):
 
 class EvacuateSmall(Evacuation):
     name = "cheney_small"
-    description = "evacuate 40-byte tree nodes (2 refs, 2 payload words), steady state"
+    description = ("evacuate 40-byte tree nodes (2 refs, 2 payload words): freshly allocated "
+                   "(depth-first order), or again after a copy (breadth-first, steady state)")
     unit = "ns/obj"
     limit = None
+
+    def variants(self, ctx):
+        for variant, label, reason in super().variants(ctx):
+            if variant is None:
+                yield variant, label, reason
+            else:
+                for order in ("steady", "fresh"):
+                    yield Variant(variant.backing, variant.pages, detail=order), "", ""
+
+    def reference(self, variant, variants):
+        return next(v for v in variants if v.pages == variant.pages and v.detail == "steady")
 
     def build(self, objects):
         depth = max((objects.size * 3 // 8 // 40).bit_length() - 2, 1)
         return workloads.binary_tree(objects, depth, payload_words=2, space="from").roots.copy()
+
+    def setup(self, ctx, variant):
+        if variant.detail == "steady":
+            return super().setup(ctx, variant)
+        heap = _heap(ctx.size, variant)
+        objects = ObjectHeap(heap, spaces=collectors.semispace_layout(heap.size))
+
+        def run() -> Sample:  # a new tree each time: the copy reads it in allocation order
+            for space in objects.spaces.values():
+                space.reset()
+            stats = collectors.SemiSpace(objects).collect(self.build(objects))
+            return Sample(stats.seconds, stats.bytes, stats.objects)
+
+        return Trial(run, [heap])
 
 
 class Relocation(Case):
@@ -420,11 +447,24 @@ class BinaryTrees(Program):
 
 class GCBench(Program):
     name = "gcbench"
-    description = "Boehm's GCBench (needs a heap of 64 MiB or more)"
+    description = ("Boehm's GCBench (needs a heap of 64 MiB or more), and the same program on "
+                   "this machine's JVM with ParallelGC and a pre-touched heap of the same size")
     suites = ("full",)
+
+    def variants(self, ctx):
+        yield from super().variants(ctx)
+        reason = jvm.unavailable()
+        yield (None, "jvm", reason) if reason else (Variant(strategy="jvm-parallelgc"), "", "")
 
     def go(self, objects, ctx):
         return drivers.gcbench(objects)
+
+    def setup(self, ctx, variant):
+        if variant.strategy != "jvm-parallelgc":
+            return super().setup(ctx, variant)
+        times = jvm.gcbench_ms(ctx.size, rounds=40)  # JIT-warmed rounds, handed out in turn
+        index = iter(range(1 << 30))
+        return Trial(lambda: Sample(times[next(index) % len(times)] / 1e3))
 
 
 #: Every case, in the order they run and are reported.

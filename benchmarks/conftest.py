@@ -1,0 +1,33 @@
+"""Fixtures for the pytest-benchmark suites: one probe and one set of limits per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from heapalias import limits
+from heapalias.backing import parse_size
+from heapalias.bench.cases import Context
+from heapalias.bench.runner import limit_values
+from heapalias.probe import probe
+
+SIZE = parse_size(os.environ.get("HEAPALIAS_BENCH_SIZE", "64M"))
+SUITE = os.environ.get("HEAPALIAS_BENCH_SUITE", "quick")
+
+
+@pytest.fixture(scope="session")
+def bench_context() -> Context:
+    return Context(size=SIZE, suite=SUITE, probe=probe())
+
+
+@pytest.fixture(scope="session")
+def bench_limits() -> dict[str, float]:
+    """memcpy, read, latency and fault limits, measured once in this session."""
+    return limit_values(limits.measure(min(SIZE, 256 << 20), repeats=3))
+
+
+@pytest.fixture(scope="session")
+def reference_medians() -> dict[tuple[str, str], float]:
+    """Medians of variants already run, so later ones can report a ratio to their reference."""
+    return {}
