@@ -104,6 +104,9 @@ class Reservation:
         self.address = reserve(size, backing.page_size, backing)
         self.named = name_range(self.address, size, label)
         self._finalizer = weakref.finalize(self, _quietly, native.munmap, self.address, size)
+        # Never at interpreter exit: views inside may still be released after this runs,
+        # and re-reserving their part of a range we gave back would clobber whoever got it.
+        self._finalizer.atexit = False
 
     def release(self) -> None:
         """Unmap the whole range now (only when no view lives in it). Idempotent."""

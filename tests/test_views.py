@@ -9,7 +9,7 @@ import pytest
 
 import heapalias as ha
 
-from conftest import mapped_at, maps_text
+from conftest import mapped_at, maps_text, run_isolated
 
 SIZE = 64 << 10
 
@@ -209,3 +209,18 @@ def test_multimap_gaps_fault_and_colors_translate() -> None:
 def test_multimap_rejects_bad_layouts(n, shift) -> None:
     with ha.Heap(SIZE) as heap, pytest.raises(ha.InvalidArgument):
         heap.multimap(n, shift=shift)
+
+
+def test_live_views_survive_the_exit_finalizers() -> None:
+    """Interpreter exit runs weakref finalizers before it frees objects; a layout's
+    reservation must not be unmapped under views (and arrays) that are still alive."""
+    run_isolated("""
+        import weakref, numpy as np, heapalias as ha
+        heap = ha.Heap("1M")
+        colors = heap.multimap(3, shift=21)
+        arrays = [view.array(np.uint64) for view in colors]
+        weakref.finalize._exitfunc()  # what atexit does first at shutdown
+        for k, arr in enumerate(arrays):
+            arr[0] = k  # a segfault here would mean the range was given back
+        assert arrays[0][0] == 2
+    """)
