@@ -62,7 +62,7 @@ def test_case(benchmark, bench_context, bench_limits, reference_medians, case, v
         bound = bench_limits[case.limit]
         info[f"x_{case.limit}"] = median / bound if case.higher_is_better else bound / median
     siblings = [v for v, _, _ in case.variants(bench_context) if v is not None]
-    reference = case.reference(variant, siblings)
+    reference = case.reference(variant, siblings) or siblings[0]
     ref = reference_medians.get((case.name, reference.label))
     if ref:
         info["x_reference"] = median / ref if case.higher_is_better else ref / median

@@ -128,19 +128,22 @@ def hugepages_command(reserve: int | None, page: str, as_json: bool) -> None:
         click.echo("All pools are empty: `heapalias hugepages --reserve 256` fills the 2 MiB pool.")
 
 
-def _progress_runner(total_hint: int):
-    """A rich progress bar on stderr, and the tick/on_case callbacks that drive it."""
+def _progress_runner():
+    """A rich progress bar on stderr, and the callbacks that drive it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(TextColumn("{task.description}", style="dim"), BarColumn(),
                         TextColumn("{task.completed}/{task.total} samples"),
                         TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-    task = progress.add_task("starting", total=total_hint)
+    task = progress.add_task("measuring limits", total=None)
 
     def tick(what: str) -> None:
         progress.update(task, advance=1, description=what[:60])
 
-    return progress, tick
+    def on_start(samples: int) -> None:  # each case adds its samples as it starts
+        progress.update(task, total=(progress.tasks[0].total or 0) + samples)
+
+    return progress, tick, on_start
 
 
 @main.command("bench")
@@ -173,15 +176,11 @@ def bench_command(suite, size, repeat, pattern, backing, pages, strategy, json_p
     if not any(pools.values()):
         click.echo("heapalias: note: the hugetlb pools are empty, so the 2m/1g variants are "
                    "skipped; `heapalias hugepages --reserve 512` fills the 2 MiB pool", err=True)
-    progress, tick = _progress_runner(0)
+    progress, tick, on_start = _progress_runner()
     with progress:
-        def on_case(case, rounds):
-            task = progress.tasks[0]
-            progress.update(task.id, total=(task.total or 0) + 60, description=case.name)
-
         result = run_suite(suite=suite, size=nbytes, repeat=repeat, pattern=pattern,
                            backing=backing, pages=pages, strategy=strategy, pin=pin, tick=tick,
-                           on_case=on_case)
+                           on_start=on_start)
     data = result.as_dict()
     report.print_report(data, _console())
     if json_path:

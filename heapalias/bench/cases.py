@@ -136,8 +136,9 @@ class Case:
     def variants(self, ctx: Context) -> Iterator[tuple[Variant | None, str, str]]:
         yield from ctx.heaps(self.quick_backings if ctx.suite == "quick" else self.backings)
 
-    def reference(self, variant: Variant, variants: list[Variant]) -> Variant:
-        """The variant this one is compared with (by default the first)."""
+    def reference(self, variant: Variant, variants: list[Variant]) -> Variant | None:
+        """The variant this one is compared with (by default the first); None if not among
+        ``variants`` (filtered out), and the runner then uses the first."""
         return variants[0]
 
     def setup(self, ctx: Context, variant: Variant) -> Trial:
@@ -174,14 +175,34 @@ class AliasCreation(Case):
 
 class Populate(Case):
     name = "populate"
-    description = "create a heap: commit and fault in every page"
+    description = ("get a heap's memory: `populate` commits and faults it in when the heap is "
+                   "created; `touch` maps it lazily and first-touches one byte per page")
     limit = "fault"
     quick_backings = ("memfd", "private")
 
+    def variants(self, ctx):
+        for variant, label, reason in super().variants(ctx):
+            if variant is None:
+                yield variant, label, reason
+            else:
+                for how in ("populate", "touch"):
+                    yield Variant(variant.backing, variant.pages, detail=how), "", ""
+
+    def reference(self, variant, variants):
+        return next((v for v in variants if v.detail == variant.detail), None)
+
     def setup(self, ctx, variant):
+        page = min(PAGE_SIZES[variant.pages], 4096 if variant.pages == "thp" else 1 << 30)
+
         def run() -> Sample:
             box: list[Heap] = []
-            seconds = _timed(lambda: box.append(_heap(ctx.size, variant)))
+            if variant.detail == "populate":
+                seconds = _timed(lambda: box.append(_heap(ctx.size, variant)))
+            else:
+                box.append(_heap(ctx.size, variant, populate=False))
+                data = box[0].view.array(np.uint8)
+                seconds = _timed(lambda: data[::page].fill(1))
+                del data
             box[0].close()
             return Sample(seconds, ctx.size)
 
@@ -275,7 +296,8 @@ class Encodings(Case):
                     yield Variant(variant.backing, variant.pages, detail=encoding), "", ""
 
     def reference(self, variant, variants):
-        return next(v for v in variants if v.pages == variant.pages and v.detail == "offset")
+        return next((v for v in variants
+                     if v.pages == variant.pages and v.detail == "offset"), None)
 
     def setup(self, ctx, variant):
         colored = variant.detail in ("colored", "masked")
@@ -338,7 +360,8 @@ class EvacuateSmall(Evacuation):
                     yield Variant(variant.backing, variant.pages, detail=order), "", ""
 
     def reference(self, variant, variants):
-        return next(v for v in variants if v.pages == variant.pages and v.detail == "steady")
+        return next((v for v in variants
+                     if v.pages == variant.pages and v.detail == "steady"), None)
 
     def build(self, objects):
         depth = max((objects.size * 3 // 8 // 40).bit_length() - 2, 1)
@@ -383,8 +406,8 @@ class Relocation(Case):
                         yield Variant("memfd", variant.pages, method, _size_label(size)), "", ""
 
     def reference(self, variant, variants):
-        return next(v for v in variants if v.pages == variant.pages and v.detail == variant.detail
-                    and v.strategy == "copy")
+        return next((v for v in variants if v.pages == variant.pages
+                     and v.detail == variant.detail and v.strategy == "copy"), None)
 
     def setup(self, ctx, variant):
         size = _parse_label(variant.detail)

@@ -142,9 +142,13 @@ def _run_calibrated(trial: Trial, inner: int) -> tuple[Sample, float, float]:
 
 
 def run_case(case: Case, ctx: Context, repeat: int, pattern: str | None, filters: dict,
-             limit_table: dict[str, float], tick: Callable[[str], None]) -> tuple[
+             limit_table: dict[str, float], tick: Callable[[str], None],
+             on_start: Callable[[int], None] = lambda samples: None) -> tuple[
                  list[Result], list[Skipped]]:
-    """Set up every matching variant, warm up and calibrate, then run interleaved rounds."""
+    """Set up every matching variant, warm up and calibrate, then run interleaved rounds.
+
+    ``on_start`` hears how many samples (warm-ups included) are about to run.
+    """
     trials: list[tuple[Variant, Trial]] = []
     skipped: list[Skipped] = []
     for variant, label, reason in case.variants(ctx):
@@ -158,6 +162,7 @@ def run_case(case: Case, ctx: Context, repeat: int, pattern: str | None, filters
             trials.append((variant, case.setup(ctx, variant)))
         except HeapAliasError as exc:
             skipped.append(Skipped(case.name, variant.label, str(exc)))
+    on_start(len(trials) * (repeat + 1))
     try:
         inner = {}
         for variant, trial in trials:  # warm-up run, which also calibrates
@@ -193,7 +198,7 @@ def run_case(case: Case, ctx: Context, repeat: int, pattern: str | None, filters
             obtained=obtained[variant],
         ))
     for result, variant in zip(results, variants, strict=True):
-        reference = case.reference(variant, variants)
+        reference = case.reference(variant, variants) or variants[0]
         result.reference = reference.label
         ratio = medians[variant] / medians[reference] if medians[reference] else math.nan
         result.ratio_to_reference = ratio if case.higher_is_better else 1 / ratio
@@ -214,8 +219,12 @@ def run_suite(*, suite: str = "quick", size: int = 256 << 20, repeat: int = 5,
               pattern: str | None = None, backing: str | None = None, pages: str | None = None,
               strategy: str | None = None, pin: int | None = None,
               tick: Callable[[str], None] = lambda _: None,
-              on_case: Callable[[Case, int], None] = lambda case, n: None) -> Report:
-    """Run a suite and return its Report; ``tick`` is called after every sample."""
+              on_start: Callable[[int], None] = lambda samples: None) -> Report:
+    """Run a suite and return its Report.
+
+    ``on_start(n)`` is called before each case with its number of samples, and
+    ``tick(description)`` after every sample: enough to drive a progress bar.
+    """
     if pin is not None:
         os.sched_setaffinity(0, {pin})
     ctx = Context(size=size, suite=suite, probe=probe())
@@ -228,8 +237,7 @@ def run_suite(*, suite: str = "quick", size: int = 256 << 20, repeat: int = 5,
     )
     filters = {"backing": backing, "pages": pages, "strategy": strategy}
     for case in plan(suite):
-        on_case(case, repeat)
-        results, skipped = run_case(case, ctx, repeat, pattern, filters, table, tick)
+        results, skipped = run_case(case, ctx, repeat, pattern, filters, table, tick, on_start)
         report.results.extend(results)
         report.skipped.extend(skipped)
     return report
