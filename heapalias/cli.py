@@ -77,8 +77,13 @@ def _combination_table(result: ProbeResult) -> Table:
 
 @main.command("probe")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: {system, combinations}.")
-def probe_command(as_json: bool) -> None:
+@click.option("--semantics", is_flag=True,
+              help="Run the named kernel-semantics checks S1-S9 instead, each in a child process.")
+def probe_command(as_json: bool, semantics: bool) -> None:
     """Try every backing x pages x strategy combination on this kernel."""
+    if semantics:
+        _semantics_report(as_json)
+        return
     result = probe()
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
@@ -88,6 +93,24 @@ def probe_command(as_json: bool) -> None:
     console.print(_combination_table(result))
     works = len(result.working())
     console.print(f"{works} of {len(result.combinations)} combinations work on this kernel.")
+
+
+def _semantics_report(as_json: bool) -> None:
+    from .semantics import semantics
+
+    checks = semantics()
+    if as_json:
+        click.echo(json.dumps([c.as_dict() for c in checks], indent=2))
+        return
+    table = Table(title=f"Kernel semantics on Linux {os.uname().release} (each check in a "
+                  "child process)", title_justify="left", show_lines=True)
+    for column in ("check", "claim", "result", "observed"):
+        table.add_column(column, overflow="fold")
+    colors = {"holds": "green", "does not hold": "red", "reported": "cyan"}
+    for c in checks:
+        color = colors.get(c.status, "yellow")
+        table.add_row(c.id, c.claim, f"[{color}]{c.status}[/{color}]", c.observed)
+    _console().print(table)
 
 
 @main.command("hugepages")
