@@ -21,7 +21,7 @@ from .errors import (
     ViewClosed,
     ViewInUse,
 )
-from .heap import Heap, ViewPages, join
+from .heap import Heap, HeapHandle, ViewPages, attach, join
 from .objects import Obj, ObjectHeap
 from .probe import Combination, ProbeResult, probe
 from .system import SystemInfo, hugepage_pools, reserve_hugepages, system_info
@@ -40,6 +40,7 @@ __all__ = [
     "HeapAliasError",
     "HeapAliasWarning",
     "HeapCorruption",
+    "HeapHandle",
     "HugePagesUnavailable",
     "InsufficientMemory",
     "InvalidArgument",
@@ -60,6 +61,7 @@ __all__ = [
     "ViewClosed",
     "ViewInUse",
     "ViewPages",
+    "attach",
     "format_size",
     "hugepage_pools",
     "join",

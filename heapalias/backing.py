@@ -8,7 +8,9 @@ mapping of it uses, in the spirit of MMTk's ``MmapStrategy``.
 from __future__ import annotations
 
 import errno
+import os
 import re
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +39,9 @@ from .system import (
 )
 
 BACKINGS = ("memfd", "anon", "private")
+#: How long commit_file keeps retrying ENOSPC while a big-enough pool refills.
+COMMIT_RETRY_SECONDS = 1.0
+COMMIT_RETRY_SLEEP = 0.01
 PAGES = tuple(PAGE_SIZES)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,48}")
 MAX_HEAP_SIZE = 1 << 46  # half the 47-bit user address space: views need room too
@@ -214,7 +219,8 @@ class Backing:
     """
 
     def __init__(
-        self, size: int | str, *, kind: str = "memfd", pages: str = "4k", name: str = "heap"
+        self, size: int | str, *, kind: str = "memfd", pages: str = "4k", name: str = "heap",
+        fd: int | None = None,
     ) -> None:
         self.policy = MappingPolicy(kind, pages)
         self.size = validate_size(size, self.policy)
@@ -223,8 +229,27 @@ class Backing:
         self._close_fd: Callable[[], object] = lambda: None
         self.closed = False
         self._anon_mapped = False
-        if kind == "memfd":
+        #: fallocate retries after ENOSPC while the pool refilled (see commit_file).
+        self.commit_retries = 0
+        if fd is not None:
+            self._adopt(fd)
+        elif kind == "memfd":
             self._create_memfd()
+
+    def _adopt(self, fd: int) -> None:
+        """Use (a duplicate of) a memfd another heap created, e.g. received from another process."""
+        if self.kind != "memfd":
+            raise InvalidArgument("only memfd memory can be attached from a file descriptor")
+        try:
+            actual = os.fstat(fd).st_size
+            self.fd = os.dup(fd)
+        except OSError as exc:
+            raise InvalidArgument(f"fd {fd} is not an open memfd", errno=exc.errno,
+                                  remedy="pass the handle's fd while it is open") from exc
+        self._close_fd = weakref.finalize(self, native.close, self.fd)
+        if actual != self.size:
+            self.close()
+            raise InvalidArgument(f"the memfd holds {actual} bytes, the handle says {self.size}")
 
     @property
     def kind(self) -> str:
@@ -277,10 +302,23 @@ class Backing:
         if self.fd is None or not self.policy.hugetlb:
             return
         pool = hugepage_pool(self.page_size)
-        try:
-            native.fallocate(self.fd, self.size)
-        except SyscallFailed as exc:
-            raise explain(exc, self.policy, self.size, pool) from None
+        needed = self.size // self.page_size
+        deadline = time.monotonic() + COMMIT_RETRY_SECONDS
+        while True:
+            try:
+                native.fallocate(self.fd, self.size)
+                return
+            except SyscallFailed as exc:
+                # Like ZGC: pages a process is giving back (it just exited) reach the pool
+                # a moment later, so a pool big enough overall is worth a few more tries.
+                big_enough = hugepage_pool(self.page_size).total >= needed
+                if exc.errno != errno.ENOSPC or not big_enough or time.monotonic() > deadline:
+                    error = explain(exc, self.policy, self.size, pool)
+                    if self.commit_retries and isinstance(error, HugePagesUnavailable):
+                        error.message += f" (after {self.commit_retries} retries)"
+                    raise error from None
+                self.commit_retries += 1
+                time.sleep(COMMIT_RETRY_SLEEP)
 
     def map_at(self, address: int, prot: int) -> None:
         """Map the memory at ``address`` (a range the caller reserved), replacing it."""

@@ -121,6 +121,7 @@ class SemiSpace:
     """
 
     def __init__(self, objects: ObjectHeap, from_space: str = "from", to_space: str = "to") -> None:
+        objects.require_writable("evacuation")
         self.objects = objects
         self.from_space = objects.space(from_space)
         self.to_space = objects.space(to_space)
@@ -165,6 +166,7 @@ class SemiSpace:
 def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
          stack_capacity: int = 1 << 16) -> LoopStats:
     """Mark everything reachable from ``roots``; references must stay in ``spaces`` (all)."""
+    objects.require_writable("mark (mark bits live in the headers)")
     roots = roots_array(roots)
     if stack_capacity < 1:
         raise InvalidArgument("stack_capacity must be at least 1")
@@ -179,6 +181,7 @@ def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
 
 def clear_marks(objects: ObjectHeap, space: str | None = None) -> LoopStats:
     """Clear the mark bit of every object in a space; ``objects`` counts those that had it."""
+    objects.require_writable("clear_marks")
     st = ffi.new("ha_stats *")
     return _check(lib.ha_clear_marks(objects.native(), _space(objects.space(space)), st), st,
                   "clear_marks")
@@ -221,6 +224,7 @@ class CardTable:
 
     def write(self, obj, slot: int, target) -> None:
         """``obj.refs[slot] = target`` with the write barrier (C, bounds-checked)."""
+        self.objects.require_writable("the write barrier")
         ref = 0 if target is None else target.ref
         rc = lib.ha_write_ref(self.objects.native(), _buffer(self.cards, "uint8_t[]"),
                               self.card_shift, obj.offset, slot, ref)

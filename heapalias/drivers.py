@@ -57,6 +57,7 @@ def _semispaces(objects: ObjectHeap):
 
 
 def _run(objects: ObjectHeap, program: str, call) -> GCRun:
+    objects.require_writable(program)
     a, b = _semispaces(objects)
     sa, sb = _space(a), _space(b)
     shadow = np.zeros(SHADOW_CAPACITY, dtype=np.uint64)

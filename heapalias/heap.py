@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import socket
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +33,47 @@ def _strategy_order(policy: MappingPolicy, strategy: object) -> tuple[str, ...]:
     if strategy != "auto":
         return (strategy,)
     return ("memfd", "mremap") if policy.backing == "memfd" else ("mremap",)
+
+
+@dataclass(frozen=True)
+class HeapHandle:
+    """What another process needs to map a shared heap: a memfd and its description."""
+
+    fd: int
+    size: int
+    pages: str
+    name: str
+    meta: dict = field(default_factory=dict)
+
+    def send(self, sock: socket.socket) -> None:
+        """Pass the handle over a connected UNIX socket (the fd goes with SCM_RIGHTS)."""
+        info = {"size": self.size, "pages": self.pages, "name": self.name, "meta": self.meta}
+        socket.send_fds(sock, [json.dumps(info).encode()], [self.fd])
+
+    @classmethod
+    def receive(cls, sock: socket.socket) -> HeapHandle:
+        """The handle another process sent with :meth:`send`."""
+        data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
+        if len(fds) != 1:
+            raise InvalidArgument("no heap file descriptor arrived on the socket")
+        info = json.loads(data)
+        return cls(fds[0], info["size"], info["pages"], info["name"], info["meta"])
+
+    def close(self) -> None:
+        """Close this handle's fd (heaps attached from it keep their own)."""
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def __enter__(self) -> HeapHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def attach(handle: HeapHandle, prot: str = "r", *, populate: bool = False) -> Heap:
+    """Map a heap another process shared with :meth:`Heap.share` (see :meth:`Heap.attach`)."""
+    return Heap.attach(handle, prot, populate=populate)
 
 
 @dataclass(frozen=True)
@@ -77,7 +122,13 @@ class Heap:
         name: str = "heap",
         populate: bool = True,
     ) -> None:
-        self._backing = Backing(size, kind=backing, pages=pages, name=name)
+        self._start(Backing(size, kind=backing, pages=pages, name=name), populate, "rw")
+        shortfall = self._backing.policy.thp_shortfall()
+        if shortfall:
+            warnings.warn(shortfall, HeapAliasWarning, stacklevel=2)
+
+    def _start(self, backing: Backing, populate: bool, prot: str) -> None:
+        self._backing = backing
         self.populate = bool(populate)
         self._lock = threading.RLock()  # guards the view lists against concurrent alias/close
         self._views: list[View] = []
@@ -85,16 +136,43 @@ class Heap:
         self._objects: ObjectHeap | None = None
         self._aliases = 0
         try:
-            if self.populate:
-                self._backing.check_committable()
-                self._backing.commit_file()
-            self._views.append(map_primary(self._backing, populate=self.populate))
+            if self.populate and backing.fd is not None and prot == "rw":
+                backing.check_committable()
+                backing.commit_file()
+            self._views.append(map_primary(backing, populate=self.populate, prot=prot))
         except BaseException:
-            self._backing.close()
+            backing.close()
             raise
-        shortfall = self._backing.policy.thp_shortfall()
-        if shortfall:
-            warnings.warn(shortfall, HeapAliasWarning, stacklevel=2)
+
+    def share(self, **meta: object) -> HeapHandle:
+        """A handle another process can :func:`attach` to: the memfd, and what it holds.
+
+        ``meta`` travels with it (JSON-serialisable), e.g. the spaces of an ObjectHeap.
+        Pass the handle with ``handle.send(sock)`` over a UNIX socket, or let a child
+        inherit ``handle.fd`` (``subprocess.run(..., pass_fds=[handle.fd])``).
+        """
+        if self.closed:
+            raise ViewClosed("the heap is closed", remedy="share it before closing it")
+        if self.fd is None:
+            raise UnsupportedAlias("share", self.backing, self.pages, None,
+                                   "only memfd memory has a file descriptor to pass on")
+        return HeapHandle(os.dup(self.fd), self.size, self.pages, self.name, dict(meta))
+
+    @classmethod
+    def attach(cls, handle: HeapHandle, prot: str = "r", *, populate: bool = False) -> Heap:
+        """Map a heap that another process shared; its memory stays that process's heap.
+
+        ``prot="r"`` gives read-only arrays (walks, verify, card scans); ``"rw"`` lets
+        loops that write (mark bits, evacuation) run over the shared heap.
+        """
+        prot_flags(prot)
+        if prot == "none":
+            raise InvalidArgument("attach with prot 'r' or 'rw'")
+        heap = cls.__new__(cls)
+        backing = Backing(handle.size, kind="memfd", pages=handle.pages, name=handle.name,
+                          fd=handle.fd)
+        heap._start(backing, populate, prot)
+        return heap
 
     size = property(lambda self: self._backing.size, doc="Heap size in bytes.")
     backing = property(lambda self: self._backing.kind, doc="'memfd', 'anon' or 'private'.")
@@ -102,6 +180,8 @@ class Heap:
     page_size = property(lambda self: self._backing.page_size, doc="Granule in bytes.")
     name = property(lambda self: self._backing.name, doc="The heap's name.")
     fd = property(lambda self: self._backing.fd, doc="The memfd, or None.")
+    commit_retries = property(lambda self: self._backing.commit_retries,
+                              doc="Times committing hugetlb pages was retried after ENOSPC.")
 
     @property
     def closed(self) -> bool:

@@ -251,8 +251,10 @@ class ObjectHeap:
         self.view: View = heap if isinstance(heap, View) else heap.view
         self.size = self.view.size
         self.encoding = encoding
-        if self.view.prot != "rw":
-            raise InvalidArgument("objects live in a read-write view")
+        if self.view.prot not in ("rw", "r"):
+            raise InvalidArgument("objects need a readable view")
+        #: False for a read-only view: walks, verify and card scans only.
+        self.writable = self.view.prot == "rw"
         self.words = self.view.array(np.uint64)  # keeps the view mapped
         self._color_arrays: list[np.ndarray] = []
         if encoding in ("colored", "masked"):
@@ -281,6 +283,38 @@ class ObjectHeap:
         self.spaces: dict[str, Space] = {}
         for name, (start, end) in (spaces or {"heap": (8, self.size)}).items():
             self.add_space(name, start, end)
+
+    def describe(self) -> dict:
+        """What another process needs to read these objects (see :meth:`from_description`)."""
+        return {"encoding": self.encoding,
+                "spaces": {s.name: [s.start, s.end, s.top] for s in self.spaces.values()}}
+
+    @classmethod
+    def from_description(cls, heap, description: dict) -> ObjectHeap:
+        """The ObjectHeap another process described, over ``heap`` (e.g. an attached one).
+
+        Only ``offset`` references mean the same thing at another address.
+        """
+        if description.get("encoding") != "offset":
+            raise InvalidArgument(
+                f"{description.get('encoding')!r} references hold addresses of the process "
+                "that made them; only 'offset' heaps can be read elsewhere")
+        spaces = {name: (start, end) for name, (start, end, _) in description["spaces"].items()}
+        objects = cls(heap, spaces=spaces)
+        for name, (_, _, top) in description["spaces"].items():
+            space = objects.spaces[name]
+            if not space.start <= top <= space.end:
+                raise InvalidArgument(f"space {name!r} top {top:#x} is outside the space")
+            space.top = top
+        return objects
+
+    def require_writable(self, what: str) -> None:
+        """InvalidArgument unless loops may write into this heap (a read-only view)."""
+        if not self.writable:
+            raise InvalidArgument(
+                f"{what} writes into the heap, and this ObjectHeap's view is read-only",
+                remedy="attach or build it over a read-write view",
+            )
 
     def add_space(self, name: str, start: int, end: int) -> Space:
         """Add a space ``[start, end)``; spaces must not overlap or touch offset 0."""
@@ -331,6 +365,7 @@ class ObjectHeap:
         Returns:
             The heap offset of each object.
         """
+        self.require_writable("allocation")
         nrefs = np.asarray(nrefs, dtype=np.int64)
         payload = np.asarray(payload_words, dtype=np.int64)
         if nrefs.shape != payload.shape or nrefs.ndim != 1:
@@ -357,6 +392,7 @@ class ObjectHeap:
 
     def link(self, offsets, nrefs, source, slot, target) -> None:
         """Store references ``offsets[target]`` into slot ``slot`` of ``offsets[source]``."""
+        self.require_writable("linking objects")
         source, slot, target = (np.asarray(a, dtype=np.int64) for a in (source, slot, target))
         n = len(offsets)
         if not (source.shape == slot.shape == target.shape):

@@ -300,18 +300,19 @@ def _populate(address: int, size: int, prot: str, page_size: int) -> None:
         native.touch(address, size, min(page_size, 4096), write)  # kernels before 5.14
 
 
-def map_primary(backing: Backing, *, populate: bool) -> View:
-    """Map the backing for the first time: the heap's read-write primary view."""
+def map_primary(backing: Backing, *, populate: bool, prot: str = "rw") -> View:
+    """Map the backing for the first time: the heap's primary view (read-write unless
+    an attached heap asks for ``"r"``)."""
     address = reserve(backing.size, backing.page_size, backing)
     try:
-        backing.map_at(address, PROTS["rw"])
+        backing.map_at(address, prot_flags(prot))
         backing.advise(address)
         if populate:
-            _populate(address, backing.size, "rw", backing.page_size)
+            _populate(address, backing.size, prot, backing.page_size)
     except BaseException:
         _quietly(native.munmap, address, backing.size)
         raise
-    return _finish(backing, address, "rw", "primary", "primary", None)
+    return _finish(backing, address, prot, "primary", "primary", None)
 
 
 def map_alias(

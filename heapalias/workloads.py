@@ -32,6 +32,7 @@ class Workload:
 
 def _run(objects: ObjectHeap, space: str | None, name: str, call) -> Workload:
     """Call ``call(heap, space, stats)``; it returns the roots. The space's top advances."""
+    objects.require_writable(name)
     target = objects.space(space)
     s = _space(target)
     st = ffi.new("ha_stats *")

@@ -264,8 +264,12 @@ def test_join_checks_its_heaps() -> None:
             ha.join(small, "heap")
         with pytest.raises(ha.InvalidArgument):
             ha.join(small, other, prot="x")
-        with pytest.raises(ha.InvalidArgument):  # read-only views cannot hold objects
-            ha.ObjectHeap(ha.join(small, other, prot="r"))
+        readonly = ha.ObjectHeap(ha.join(small, other, prot="r"))
+        assert not readonly.writable
+        with pytest.raises(ha.InvalidArgument):  # a read-only view takes no new objects
+            readonly.new()
+        with pytest.raises(ha.InvalidArgument):  # nor mark bits
+            collectors.mark(readonly, [])
     with ha.Heap("64K", backing="private") as private, pytest.raises(ha.UnsupportedAlias):
         ha.join(private)
 

@@ -75,3 +75,56 @@ def test_empty_pool_state(backing, sysctl) -> None:
         ha.Heap("2M", backing=backing, pages="2m")
     assert caught.value.free == 0 and caught.value.needed == 1
     assert (open_fds(), mapping_count()) == (fds, maps)
+
+
+HOLDER = """
+import sys, time, heapalias as ha
+heap = ha.Heap(int(sys.argv[1]) * (2 << 20), pages="2m", name="holder")
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def start_holder(pages: int, seconds: float):
+    """A process that takes ``pages`` hugetlb pages, then holds them for ``seconds``."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(pages), str(seconds)],
+                            stdout=subprocess.PIPE, text=True, cwd="/")
+    assert proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def test_pool_drained_by_another_process_raises_cleanly_and_leaks_nothing(
+        pool_2m, monkeypatch) -> None:
+    from heapalias import backing
+
+    monkeypatch.setattr(backing, "COMMIT_RETRY_SECONDS", 0.2)
+    holder = start_holder(hugepage_pool(pool_2m).available, 30)
+    try:
+        fds, maps = open_fds(), mapping_count()
+        errors = {}
+        for kind in ("memfd", "anon", "private"):
+            with pytest.raises(ha.HugePagesUnavailable) as caught:
+                ha.Heap("4M", backing=kind, pages="2m")
+            errors[kind] = caught.value
+            assert caught.value.free == 0
+        assert "retries)" in str(errors["memfd"])  # fallocate retried while the pool stayed empty
+        del errors, caught
+        assert (open_fds(), mapping_count()) == (fds, maps)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_enospc_while_a_process_returns_its_pages_is_retried(pool_2m) -> None:
+    """ZGC's trick: pages of a process that is exiting reach the pool a moment later."""
+    available = hugepage_pool(pool_2m).available
+    holder = start_holder(available, 0.3)
+    try:
+        with ha.Heap(min(available, 8) * pool_2m, pages="2m") as heap:
+            assert heap.commit_retries > 0  # it failed first, then got the returned pages
+            heap.view.array()[:] = 1
+    finally:
+        holder.wait()
