@@ -109,7 +109,9 @@ def _semantics_report(as_json: bool) -> None:
     colors = {"holds": "green", "does not hold": "red", "reported": "cyan"}
     for c in checks:
         color = colors.get(c.status, "yellow")
-        table.add_row(c.id, c.claim, f"[{color}]{c.status}[/{color}]", c.observed)
+        facts = ", ".join(f"{k}: {v}" for k, v in c.facts.items() if not isinstance(v, dict))
+        table.add_row(c.id, c.claim, f"[{color}]{c.status}[/{color}]",
+                      f"{c.observed}\n[dim]{facts}[/dim]")
     _console().print(table)
 
 
