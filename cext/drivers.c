@@ -41,15 +41,17 @@ static int collect(struct mutator *m)
 }
 
 /* Allocate a zeroed object and push its reference on the shadow stack. */
-static int push_new(struct mutator *m, uint64_t nrefs, uint64_t payload)
+/* Inlined into every caller, so the object's size is a constant there. */
+static inline __attribute__((always_inline)) int
+push_new(struct mutator *m, uint64_t nrefs, uint64_t payload)
 {
     uint64_t words = 1 + nrefs + payload, bytes;
     if (words < HA_MIN_WORDS)
         words = HA_MIN_WORDS;
     bytes = words * 8;
-    if (m->sp == m->capacity)
+    if (__builtin_expect(m->sp == m->capacity, 0))
         return ha_fail(m->st, HA_ERR_FULL, 0, (int64_t)m->sp);
-    if (m->end - m->top < bytes) {
+    if (__builtin_expect(m->end - m->top < bytes, 0)) {
         int rc = collect(m);
         if (rc)
             return rc;
@@ -71,7 +73,8 @@ static int push_new(struct mutator *m, uint64_t nrefs, uint64_t payload)
 }
 
 /* The object a shadow-stack slot names (valid until the next allocation). */
-static uint64_t *slot_object(struct mutator *m, size_t index)
+static inline __attribute__((always_inline)) uint64_t *
+slot_object(struct mutator *m, size_t index)
 {
     uint64_t off = 0;
     ha_decode(&m->h, m->shadow[index], &off);
@@ -84,8 +87,13 @@ static int make_tree(struct mutator *m, int depth, uint64_t payload)
     int rc;
     if (depth <= 0)
         return push_new(m, 2, payload);
-    if ((rc = make_tree(m, depth - 1, payload)) || (rc = make_tree(m, depth - 1, payload)) ||
-        (rc = push_new(m, 2, payload)))
+    if (depth == 1) { /* two leaves, allocated here rather than by two calls */
+        if ((rc = push_new(m, 2, payload)) || (rc = push_new(m, 2, payload)))
+            return rc;
+    } else if ((rc = make_tree(m, depth - 1, payload)) || (rc = make_tree(m, depth - 1, payload))) {
+        return rc;
+    }
+    if ((rc = push_new(m, 2, payload)))
         return rc;
     /* stack: left, right, node -> node, pointing at left and right */
     uint64_t *obj = slot_object(m, m->sp - 1);
@@ -109,7 +117,8 @@ static int populate(struct mutator *m, int depth, size_t parent)
     uint64_t *node = slot_object(m, parent);
     node[1] = m->shadow[left];
     node[2] = m->shadow[right];
-    if ((rc = populate(m, depth - 1, left)) || (rc = populate(m, depth - 1, right)))
+    /* Leaves need no call: their children would be depth 0. */
+    if (depth > 1 && ((rc = populate(m, depth - 1, left)) || (rc = populate(m, depth - 1, right))))
         return rc;
     m->sp -= 2;
     return HA_OK;
