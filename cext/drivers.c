@@ -105,22 +105,24 @@ static int make_tree(struct mutator *m, int depth, uint64_t payload)
 }
 
 /* Top-down (GCBench's Populate): give the node at `parent` two new children,
- * then populate each. */
+ * then populate each. The right child is handled by the loop instead of a
+ * call; the children stay on the shadow stack until the whole subtree is done. */
 static int populate(struct mutator *m, int depth, size_t parent)
 {
+    size_t base = m->sp;
     int rc;
-    if (depth <= 0)
-        return HA_OK;
-    if ((rc = push_new(m, 2, 1)) || (rc = push_new(m, 2, 1)))
-        return rc;
-    size_t left = m->sp - 2, right = m->sp - 1;
-    uint64_t *node = slot_object(m, parent);
-    node[1] = m->shadow[left];
-    node[2] = m->shadow[right];
-    /* Leaves need no call: their children would be depth 0. */
-    if (depth > 1 && ((rc = populate(m, depth - 1, left)) || (rc = populate(m, depth - 1, right))))
-        return rc;
-    m->sp -= 2;
+    for (; depth > 0; depth--) {
+        if ((rc = push_new(m, 2, 1)) || (rc = push_new(m, 2, 1)))
+            return rc;
+        size_t left = m->sp - 2, right = m->sp - 1;
+        uint64_t *node = slot_object(m, parent);
+        node[1] = m->shadow[left];
+        node[2] = m->shadow[right];
+        if (depth > 1 && (rc = populate(m, depth - 1, left)))
+            return rc;
+        parent = right;
+    }
+    m->sp = base;
     return HA_OK;
 }
 
