@@ -14,7 +14,11 @@
 static void copy_words(uint64_t *dst, const uint64_t *src, uint64_t bytes)
 {
 #if defined(__x86_64__)
-    if (bytes >= STREAM_BYTES && ((uintptr_t)dst & 15) == 0) {
+    if (bytes >= STREAM_BYTES) {
+        if ((uintptr_t)dst & 8) { /* objects are word-aligned: one word makes dst 16-aligned */
+            *dst++ = *src++;
+            bytes -= 8;
+        }
         __m128i *d = (__m128i *)dst;
         const __m128i *s = (const __m128i *)src;
         uint64_t n = bytes / 64;

@@ -290,3 +290,19 @@ def test_loops_release_the_gil() -> None:
         worker.join()
     # Holding the GIL through the call would stall this loop for the whole mark.
     assert result and longest_gap < result[0].seconds / 2
+
+
+def test_large_objects_survive_evacuation_bit_for_bit_both_ways() -> None:
+    """Objects of 256 KiB and more are copied with streaming stores, whatever the alignment."""
+    with ha.Heap("16M") as heap:
+        objects = ha.ObjectHeap(heap, spaces=collectors.semispace_layout(heap.size))
+        work = workloads.large_objects(objects, 5, (1 << 20) + 8 * 7, space="from")
+        rng = np.random.default_rng(5)
+        for obj in objects.reachable(work.roots):
+            obj.payload[:] = rng.integers(0, 1 << 63, size=len(obj.payload), dtype=np.uint64)
+        before = objects.shape(work.roots)
+        roots = work.roots.copy()
+        semi = ha.SemiSpace(objects)
+        for _ in range(3):  # low -> high, high -> low (8 bytes off 16-alignment), and back
+            semi.collect(roots)
+            assert objects.shape(roots) == before
