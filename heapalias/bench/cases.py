@@ -145,11 +145,27 @@ class Case:
         raise NotImplementedError
 
 
+def _each_detail(variants: Iterator[tuple[Variant | None, str, str]],
+                 details: tuple[str, ...]) -> Iterator[tuple[Variant | None, str, str]]:
+    """Each variant once per detail (skips pass through unchanged)."""
+    for variant, label, reason in variants:
+        if variant is None:
+            yield variant, label, reason
+        else:
+            for detail in details:
+                yield Variant(variant.backing, variant.pages, variant.strategy, detail), "", ""
+
+
 def _heap(size: int, variant: Variant, populate: bool = True) -> Heap:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HeapAliasWarning)
         return Heap(size, backing=variant.backing, pages=variant.pages, name="bench",
                     populate=populate)
+
+
+def _sample(stats: collectors.LoopStats) -> Sample:
+    """A loop's own timing and counts as one sample."""
+    return Sample(stats.seconds, stats.bytes, max(stats.objects, 1))
 
 
 def _timed(call: Callable[[], object]) -> float:
@@ -181,12 +197,7 @@ class Populate(Case):
     quick_backings = ("memfd", "private")
 
     def variants(self, ctx):
-        for variant, label, reason in super().variants(ctx):
-            if variant is None:
-                yield variant, label, reason
-            else:
-                for how in ("populate", "touch"):
-                    yield Variant(variant.backing, variant.pages, detail=how), "", ""
+        return _each_detail(super().variants(ctx), ("populate", "touch"))
 
     def reference(self, variant, variants):
         return next((v for v in variants if v.detail == variant.detail), None)
@@ -258,10 +269,19 @@ class Scan(Case):
         heap, objects, _ = _graph_heap(ctx, variant)
 
         def run() -> Sample:
-            stats = collectors.walk(objects)
-            return Sample(stats.seconds, stats.bytes, stats.objects)
+            return _sample(collectors.walk(objects))
 
         return Trial(run, [heap])
+
+
+def _marking(heap: Heap, objects: ObjectHeap, roots: np.ndarray) -> Trial:
+    """Each sample: clear the marks (untimed), then mark from the roots (the C loop's time)."""
+
+    def run() -> Sample:
+        collectors.clear_marks(objects)
+        return _sample(collectors.mark(objects, roots, stack_capacity=1 << 20))
+
+    return Trial(run, [heap])
 
 
 class Mark(Case):
@@ -273,12 +293,7 @@ class Mark(Case):
     def setup(self, ctx, variant):
         heap, objects, roots = _graph_heap(ctx, variant)
 
-        def run() -> Sample:
-            collectors.clear_marks(objects)
-            stats = collectors.mark(objects, roots, stack_capacity=1 << 20)
-            return Sample(stats.seconds, stats.bytes, stats.objects)
-
-        return Trial(run, [heap])
+        return _marking(heap, objects, roots)
 
 
 class Encodings(Case):
@@ -303,12 +318,7 @@ class Encodings(Case):
         colored = variant.detail in ("colored", "masked")
         heap, objects, roots = _graph_heap(ctx, variant, variant.detail, 3 if colored else 0)
 
-        def run() -> Sample:
-            collectors.clear_marks(objects)
-            stats = collectors.mark(objects, roots, stack_capacity=1 << 20)
-            return Sample(stats.seconds, stats.bytes, stats.objects)
-
-        return Trial(run, [heap])
+        return _marking(heap, objects, roots)
 
 
 class Evacuation(Case):
@@ -329,8 +339,7 @@ class Evacuation(Case):
         semi.collect(roots)  # survivors now lie in breadth-first order, as in steady state
 
         def run() -> Sample:
-            stats = semi.collect(roots)
-            return Sample(stats.seconds, stats.bytes, stats.objects)
+            return _sample(semi.collect(roots))
 
         return Trial(run, [heap])
 
@@ -352,12 +361,7 @@ class EvacuateSmall(Evacuation):
     limit = None
 
     def variants(self, ctx):
-        for variant, label, reason in super().variants(ctx):
-            if variant is None:
-                yield variant, label, reason
-            else:
-                for order in ("steady", "fresh"):
-                    yield Variant(variant.backing, variant.pages, detail=order), "", ""
+        return _each_detail(super().variants(ctx), ("steady", "fresh"))
 
     def reference(self, variant, variants):
         return next((v for v in variants
@@ -376,8 +380,7 @@ class EvacuateSmall(Evacuation):
         def run() -> Sample:  # a new tree each time: the copy reads it in allocation order
             for space in objects.spaces.values():
                 space.reset()
-            stats = collectors.SemiSpace(objects).collect(self.build(objects))
-            return Sample(stats.seconds, stats.bytes, stats.objects)
+            return _sample(collectors.SemiSpace(objects).collect(self.build(objects)))
 
         return Trial(run, [heap])
 
@@ -426,10 +429,6 @@ class Relocation(Case):
             return _sample(stats)
 
         return Trial(run, [heap])
-
-
-def _sample(stats: collectors.LoopStats) -> Sample:
-    return Sample(stats.seconds, stats.bytes, max(stats.objects, 1))
 
 
 def _size_label(size: int) -> str:
