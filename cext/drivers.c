@@ -1,22 +1,53 @@
 /* Mutators that allocate in C and collect with ha_cheney when a semispace
  * fills: Boehm's GCBench and the Benchmarks Game's binary-trees. Every live
  * reference sits on a shadow stack, the collector's roots, and is re-read
- * after each allocation because a collection may have moved it. */
+ * after each collection because the collection may have moved it.
+ *
+ * The tree builders are loops over an explicit stack, and they hold the
+ * allocation state in a local `struct cursor`. The compiler must assume that a
+ * store into the heap may change any uint64_t reached through a pointer, so
+ * state kept in `struct mutator` would be reloaded after every word written. */
 #include "object_model.h"
 
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
 struct mutator {
-    ha_heap h;          /* by value: stores into the heap cannot alias it */
-    uint64_t top, end;  /* the allocation cursor, cached from `from` */
+    ha_heap h;
+    ha_space *from, *to;
+    uint64_t top;       /* the allocation cursor while no builder holds it */
     uint64_t allocated; /* objects allocated; bytes follow from the cursor */
     uint64_t counted;   /* where the cursor was when bytes were last counted */
-    ha_space *from, *to;
     uint64_t *shadow;
     size_t capacity, sp;
     uint64_t *pauses;
     size_t pause_capacity;
+    uint64_t started; /* ha_now_ns() when the program began */
     ha_gc_run *run;
     ha_stats *st;
 };
+
+/* The state a builder keeps in registers: bump allocation in [top, end). */
+struct cursor {
+    ha_heap h;
+    uint64_t top, end, allocated;
+    uint64_t ref_bias; /* every encoding is linear: ref = offset + ref_bias */
+    uint64_t *shadow;
+    size_t sp;
+};
+
+static struct cursor cursor_take(const struct mutator *m)
+{
+    return (struct cursor){.h = m->h, .top = m->top, .end = m->from->end,
+                           .allocated = m->allocated, .ref_bias = ha_encode(&m->h, 0),
+                           .shadow = m->shadow, .sp = m->sp};
+}
+
+static void cursor_put(struct mutator *m, const struct cursor *c)
+{
+    m->top = c->top;
+    m->allocated = c->allocated;
+    m->sp = c->sp;
+}
 
 static int collect(struct mutator *m)
 {
@@ -36,104 +67,142 @@ static int collect(struct mutator *m)
     m->to = old;
     m->to->top = m->to->start;
     m->top = m->counted = m->from->top;
-    m->end = m->from->end;
     return HA_OK;
 }
 
-/* Allocate a zeroed object and push its reference on the shadow stack. */
-/* Inlined into every caller, so the object's size is a constant there. */
-static inline __attribute__((always_inline)) int
-push_new(struct mutator *m, uint64_t nrefs, uint64_t payload)
+/* Make room for `bytes`, collecting if the space is full; the collection may
+ * move every object, so callers read references only after this. */
+ALWAYS_INLINE int reserve(struct mutator *m, struct cursor *c, uint64_t bytes)
 {
-    uint64_t words = 1 + nrefs + payload, bytes;
-    if (words < HA_MIN_WORDS)
-        words = HA_MIN_WORDS;
-    bytes = words * 8;
-    if (__builtin_expect(m->sp == m->capacity, 0))
-        return ha_fail(m->st, HA_ERR_FULL, 0, (int64_t)m->sp);
-    if (__builtin_expect(m->end - m->top < bytes, 0)) {
-        int rc = collect(m);
-        if (rc)
-            return rc;
-        if (m->end - m->top < bytes)
-            return ha_fail(m->st, HA_ERR_FULL, m->top, -1);
-    }
-    uint64_t off = m->top;
-    m->top += bytes;
-    uint64_t *obj = ha_at(&m->h, off);
-    obj[0] = ha_make_header(words, nrefs);
-    if (words <= 8) /* small objects: a loop the compiler unrolls beats a memset call */
-        for (uint64_t i = 1; i < words; i++)
-            obj[i] = 0;
-    else
-        memset(obj + 1, 0, bytes - 8);
-    m->shadow[m->sp++] = ha_encode(&m->h, off);
-    m->allocated++;
-    return HA_OK;
+    if (__builtin_expect(c->end - c->top >= bytes, 1))
+        return HA_OK;
+    cursor_put(m, c);
+    int rc = collect(m);
+    *c = cursor_take(m);
+    if (!rc && c->end - c->top < bytes)
+        rc = ha_fail(m->st, HA_ERR_FULL, c->top, -1);
+    return rc;
 }
 
-/* The object a shadow-stack slot names (valid until the next allocation). */
-static inline __attribute__((always_inline)) uint64_t *
-slot_object(struct mutator *m, size_t index)
+/* Reserve room on the shadow stack for `slots` more references. */
+static int reserve_slots(struct mutator *m, size_t slots)
+{
+    return m->capacity - m->sp < slots ? ha_fail(m->st, HA_ERR_FULL, 0, (int64_t)m->sp) : HA_OK;
+}
+
+static inline uint64_t object_words(uint64_t nrefs, uint64_t payload)
+{
+    uint64_t words = 1 + nrefs + payload;
+    return words < HA_MIN_WORDS ? HA_MIN_WORDS : words;
+}
+
+/* Bump-allocate in reserved space: write the header, zero words [zero_from,
+ * words), and return the reference; `*obj` is where to store the rest. */
+ALWAYS_INLINE uint64_t bump(struct cursor *c, uint64_t words, uint64_t nrefs,
+                            uint64_t zero_from, uint64_t **obj)
+{
+    uint64_t off = c->top;
+    *obj = ha_at(&c->h, off);
+    c->top += words * 8;
+    c->allocated++;
+    (*obj)[0] = ha_make_header(words, nrefs);
+    if (words <= 8) /* small objects: a loop the compiler unrolls beats a memset call */
+        for (uint64_t i = zero_from; i < words; i++)
+            (*obj)[i] = 0;
+    else
+        memset(*obj + zero_from, 0, (words - zero_from) * 8);
+    return off + c->ref_bias;
+}
+
+/* The object a reference names, or NULL if it names no place in the heap. */
+ALWAYS_INLINE uint64_t *deref(const ha_heap *h, uint64_t ref)
 {
     uint64_t off = 0;
-    ha_decode(&m->h, m->shadow[index], &off);
-    return ha_deref(&m->h, m->shadow[index], off);
+    return ha_decode(h, ref, &off) ? ha_deref(h, ref, off) : NULL;
 }
 
-/* Bottom-up: children first, then the parent; leaves the tree on the stack. */
+/* Allocate one zeroed object and push its reference. */
+static int push_object(struct mutator *m, uint64_t nrefs, uint64_t payload)
+{
+    uint64_t words = object_words(nrefs, payload), *obj;
+    int rc = reserve_slots(m, 1);
+    struct cursor c = cursor_take(m);
+    if (!rc && !(rc = reserve(m, &c, words * 8)))
+        c.shadow[c.sp++] = bump(&c, words, nrefs, 1, &obj);
+    cursor_put(m, &c);
+    return rc;
+}
+
+/* Bottom-up (GCBench's MakeTree), in post-order: after the k-th leaf, ctz(k)
+ * subtrees are complete, and each joins the top two stack entries under a new
+ * parent. Leaves the root on the shadow stack. */
 static int make_tree(struct mutator *m, int depth, uint64_t payload)
 {
-    int rc;
-    if (depth <= 0)
-        return push_new(m, 2, payload);
-    if (depth == 1) { /* two leaves, allocated here rather than by two calls */
-        if ((rc = push_new(m, 2, payload)) || (rc = push_new(m, 2, payload)))
-            return rc;
-    } else if ((rc = make_tree(m, depth - 1, payload)) || (rc = make_tree(m, depth - 1, payload))) {
-        return rc;
+    uint64_t words = object_words(2, payload), *obj;
+    int rc = reserve_slots(m, (size_t)depth + 1);
+    struct cursor c = cursor_take(m);
+    for (uint64_t k = 1; !rc && k <= 1ULL << depth; k++) {
+        int joins = __builtin_ctzll(k);
+        if ((rc = reserve(m, &c, words * 8 * (uint64_t)(1 + joins))))
+            break;
+        c.shadow[c.sp++] = bump(&c, words, 2, 1, &obj);
+        for (; joins > 0; joins--) {
+            uint64_t ref = bump(&c, words, 2, 3, &obj);
+            obj[1] = c.shadow[c.sp - 2];
+            obj[2] = c.shadow[c.sp - 1];
+            c.shadow[--c.sp - 1] = ref;
+        }
     }
-    if ((rc = push_new(m, 2, payload)))
-        return rc;
-    /* stack: left, right, node -> node, pointing at left and right */
-    uint64_t *obj = slot_object(m, m->sp - 1);
-    obj[1] = m->shadow[m->sp - 3];
-    obj[2] = m->shadow[m->sp - 2];
-    m->shadow[m->sp - 3] = m->shadow[m->sp - 1];
-    m->sp -= 2;
-    return HA_OK;
+    cursor_put(m, &c);
+    return rc;
 }
 
-/* Top-down (GCBench's Populate): give the node at `parent` two new children,
- * then populate each. The right child is handled by the loop instead of a
- * call; the children stay on the shadow stack until the whole subtree is done. */
-static int populate(struct mutator *m, int depth, size_t parent)
+/* Top-down (GCBench's Populate), in pre-order: the stack above the caller's
+ * entries holds the nodes still to populate, left child on top, and `levels`
+ * the depth below each. Each node gets both children in one reservation. */
+static int populate(struct mutator *m, int depth, size_t parent, uint64_t payload)
 {
+    enum { MAX_DEPTH = 62 };
+    unsigned char levels[MAX_DEPTH + 1];
+    uint64_t words = object_words(2, payload), *node, *child;
     size_t base = m->sp;
-    int rc;
-    for (; depth > 0; depth--) {
-        if ((rc = push_new(m, 2, 1)) || (rc = push_new(m, 2, 1)))
-            return rc;
-        size_t left = m->sp - 2, right = m->sp - 1;
-        uint64_t *node = slot_object(m, parent);
-        node[1] = m->shadow[left];
-        node[2] = m->shadow[right];
-        if (depth > 1 && (rc = populate(m, depth - 1, left)))
-            return rc;
-        parent = right;
+    int rc = depth > MAX_DEPTH ? ha_fail(m->st, HA_ERR_ARGUMENT, 0, -1)
+                               : reserve_slots(m, (size_t)depth + 1);
+    struct cursor c = cursor_take(m);
+    if (!rc && depth > 0) {
+        c.shadow[c.sp++] = c.shadow[parent];
+        levels[0] = (unsigned char)depth;
     }
-    m->sp = base;
-    return HA_OK;
+    while (!rc && c.sp > base) {
+        if ((rc = reserve(m, &c, 2 * words * 8)))
+            break;
+        if (!(node = deref(&c.h, c.shadow[c.sp - 1]))) {
+            rc = ha_fail(m->st, HA_ERR_REF, 0, (int64_t)(c.sp - 1));
+            break;
+        }
+        uint64_t left = bump(&c, words, 2, 1, &child), right = bump(&c, words, 2, 1, &child);
+        node[1] = left;
+        node[2] = right;
+        unsigned char below = levels[c.sp - 1 - base] - 1;
+        if (below == 0) {
+            c.sp--;
+            continue;
+        }
+        c.shadow[c.sp - 1] = right;
+        c.shadow[c.sp] = left;
+        levels[c.sp - 1 - base] = levels[c.sp - base] = below;
+        c.sp++;
+    }
+    c.sp = base;
+    cursor_put(m, &c);
+    return rc;
 }
 
 /* Nodes reachable from a tree root, counted without allocating. */
-static int64_t item_check(struct mutator *m, uint64_t ref)
+static int64_t item_check(const ha_heap *h, uint64_t ref)
 {
-    uint64_t off;
-    if (ref == 0 || !ha_decode(&m->h, ref, &off))
-        return 0;
-    uint64_t *node = ha_deref(&m->h, ref, off);
-    return 1 + item_check(m, node[1]) + item_check(m, node[2]);
+    uint64_t *node = ref ? deref(h, ref) : NULL;
+    return node ? 1 + item_check(h, node[1]) + item_check(h, node[2]) : 0;
 }
 
 static int start_run(struct mutator *m, const ha_heap *h, ha_space *a, ha_space *b)
@@ -141,26 +210,32 @@ static int start_run(struct mutator *m, const ha_heap *h, ha_space *a, ha_space 
     memset(m->run, 0, sizeof *m->run);
     m->h = *h;
     m->top = m->counted = a->top;
-    m->end = a->end;
     int rc = ha_begin(h, m->st);
     if (!rc && (!ha_space_ok(h, a) || !ha_space_ok(h, b) || m->capacity < 64 ||
                 (a->start < b->end && b->start < a->end)))
         rc = ha_fail(m->st, HA_ERR_ARGUMENT, 0, -1);
-    m->run->total_ns = ha_now_ns();
+    m->started = ha_now_ns();
     return rc;
 }
 
-/* Stop the clock, and tell the caller which space now holds the live data:
- * `a` gets the allocation space, `b` the empty one. */
+/* Stop the program's clock (GCBench stops it before its checks, as Java's does). */
+static void stop_clock(struct mutator *m)
+{
+    if (!m->run->total_ns)
+        m->run->total_ns = ha_now_ns() - m->started;
+}
+
+/* Tell the caller which space now holds the live data: `a` gets the
+ * allocation space, `b` the empty one. */
 static int finish_run(struct mutator *m, ha_space *a, ha_space *b, int rc)
 {
+    stop_clock(m);
     m->from->top = m->top;
     m->run->bytes_allocated += m->top - m->counted;
     m->run->objects_allocated = m->allocated;
     ha_space live = *m->from, spare = *m->to;
     *a = live;
     *b = spare;
-    m->run->total_ns = ha_now_ns() - m->run->total_ns;
     return ha_end(m->st, rc);
 }
 
@@ -171,42 +246,45 @@ int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, uint64_t *shadow,
                ha_gc_run *run, ha_stats *st)
 {
     enum { STRETCH = 18, LONG_LIVED = 16, ARRAY = 500000, MIN_DEPTH = 4, MAX_DEPTH = 16 };
+    enum { PAYLOAD = 1 }; /* Java's two int fields */
     struct mutator m = {.from = a, .to = b, .shadow = shadow, .capacity = shadow_capacity,
                         .pauses = pauses, .pause_capacity = pause_capacity, .run = run, .st = st};
     int rc = start_run(&m, h, a, b);
     /* Stretch the memory space quickly, then drop the tree. */
     /* Node counts come from the allocation counter: GCBench itself never walks. */
     uint64_t allocated = m.allocated;
-    if (!rc && !(rc = make_tree(&m, STRETCH, 1))) {
+    if (!rc && !(rc = make_tree(&m, STRETCH, PAYLOAD))) {
         run->check[run->nchecks++] = (int64_t)(m.allocated - allocated);
         m.sp--;
     }
     /* A long-lived tree, populated top-down, and a long-lived array of doubles. */
     size_t tree = m.sp, array = m.sp + 1;
-    if (!rc && !(rc = push_new(&m, 2, 1)))
-        rc = populate(&m, LONG_LIVED, tree);
-    if (!rc && !(rc = push_new(&m, 0, ARRAY))) {
-        double *values = (double *)(slot_object(&m, array) + 1);
-        for (int i = 0; i < ARRAY / 2; i++)
-            values[i] = 1.0 / i;
+    if (!rc && !(rc = push_object(&m, 2, PAYLOAD)))
+        rc = populate(&m, LONG_LIVED, tree, PAYLOAD);
+    if (!rc && !(rc = push_object(&m, 0, ARRAY))) {
+        uint64_t *values = deref(&m.h, shadow[array]);
+        for (int i = 0; values && i < ARRAY / 2; i++)
+            ((double *)(values + 1))[i] = 1.0 / i;
     }
     for (int depth = MIN_DEPTH; !rc && depth <= MAX_DEPTH; depth += 2) {
         long iterations = 2 * TREE_SIZE(STRETCH) / TREE_SIZE(depth);
         allocated = m.allocated;
         for (long i = 0; !rc && i < iterations; i++) { /* top-down */
-            if (!(rc = push_new(&m, 2, 1)) && !(rc = populate(&m, depth, m.sp - 1)))
+            if (!(rc = push_object(&m, 2, PAYLOAD)) &&
+                !(rc = populate(&m, depth, m.sp - 1, PAYLOAD)))
                 m.sp--;
         }
         for (long i = 0; !rc && i < iterations; i++) { /* bottom-up */
-            if (!(rc = make_tree(&m, depth, 1)))
+            if (!(rc = make_tree(&m, depth, PAYLOAD)))
                 m.sp--;
         }
         run->check[run->nchecks++] = (int64_t)(m.allocated - allocated);
     }
-    if (!rc) {
-        double *values = (double *)(slot_object(&m, array) + 1);
-        run->check[run->nchecks++] = item_check(&m, shadow[tree]);
-        run->check[run->nchecks++] = values[1000] == 1.0 / 1000; /* GCBench's own test */
+    stop_clock(&m);
+    uint64_t *values = rc ? NULL : deref(&m.h, shadow[array]); /* it may have moved */
+    if (values) {
+        run->check[run->nchecks++] = item_check(&m.h, shadow[tree]);
+        run->check[run->nchecks++] = ((double *)(values + 1))[1000] == 1.0 / 1000; /* GCBench's own test */
     }
     return finish_run(&m, a, b, rc);
 }
@@ -219,11 +297,11 @@ int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_dep
     struct mutator m = {.from = a, .to = b, .shadow = shadow, .capacity = shadow_capacity,
                         .pauses = pauses, .pause_capacity = pause_capacity, .run = run, .st = st};
     int rc = start_run(&m, h, a, b);
-    if (!rc && (max_depth > 30 || (size_t)max_depth + 8 > shadow_capacity))
+    if (!rc && max_depth > 30)
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     int depth_max = max_depth < MIN_DEPTH + 2 ? MIN_DEPTH + 2 : (int)max_depth;
     if (!rc && !(rc = make_tree(&m, depth_max + 1, 0))) { /* stretch */
-        run->check[run->nchecks++] = item_check(&m, shadow[m.sp - 1]);
+        run->check[run->nchecks++] = item_check(&m.h, shadow[m.sp - 1]);
         m.sp--;
     }
     size_t long_lived = m.sp;
@@ -234,13 +312,13 @@ int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_dep
         int64_t check = 0;
         for (long i = 0; !rc && i < iterations; i++) {
             if (!(rc = make_tree(&m, depth, 0))) {
-                check += item_check(&m, shadow[m.sp - 1]);
+                check += item_check(&m.h, shadow[m.sp - 1]);
                 m.sp--;
             }
         }
         run->check[run->nchecks++] = check;
     }
     if (!rc)
-        run->check[run->nchecks++] = item_check(&m, shadow[long_lived]);
+        run->check[run->nchecks++] = item_check(&m.h, shadow[long_lived]);
     return finish_run(&m, a, b, rc);
 }

@@ -36,10 +36,11 @@ def test_gcbench_gives_its_check_values(encoding) -> None:
     assert summary["min_ms"] <= summary["median_ms"] <= summary["max_ms"]
 
 
-def test_gcbench_survives_heaps_on_colored_views() -> None:
+@pytest.mark.parametrize("encoding", ["colored", "masked"])
+def test_gcbench_survives_heaps_on_colored_views(encoding) -> None:
     with ha.Heap("64M") as heap:
         half = heap.size // 2
-        objects = ha.ObjectHeap(heap, encoding="colored", colors=heap.multimap(2, shift=27),
+        objects = ha.ObjectHeap(heap, encoding=encoding, colors=heap.multimap(2, shift=27),
                                 store_color=1, spaces={"a": (8, half), "b": (half, heap.size)})
         assert drivers.gcbench(objects).checks == drivers.expected_gcbench_checks()
 
@@ -51,6 +52,39 @@ def test_binary_trees_prints_the_canonical_checks(depth) -> None:
     assert run.checks == drivers.expected_binary_trees_checks(depth)
     if depth == 10:  # the program's published output for n=10
         assert run.checks == (4095, 31744, 32512, 32704, 32752, 2047)
+
+
+def perfect_depth(node: ha.Obj) -> int:
+    """The depth of the perfect binary tree under ``node``; fails on any other shape."""
+    left, right = node.refs
+    if left is None and right is None:
+        return 0
+    depths = {perfect_depth(left), perfect_depth(right)}
+    assert len(depths) == 1, f"unbalanced at {node}"
+    return depths.pop() + 1
+
+
+def test_bottom_up_trees_are_perfect_and_in_post_order() -> None:
+    with ha.Heap("16M") as heap:
+        objects = semispaces(heap)
+        run = drivers.binary_trees(objects, 4)  # small enough that nothing is collected
+        assert run.collections == 0
+        nodes = list(objects.objects(next(iter(objects.spaces))))
+        stretch = 2 ** 8 - 1  # the first tree, depth 7, ends with its root (post-order)
+        assert perfect_depth(nodes[stretch - 1]) == 7
+        assert len(objects.reachable([nodes[stretch - 1].ref])) == stretch
+        assert nodes[0].refs[0] is None and list(nodes[2].refs) == [nodes[0], nodes[1]]
+
+
+def test_top_down_trees_are_trees_not_dags() -> None:
+    """Populate's node count (GCBench's check) counts paths; mark counts distinct objects."""
+    with ha.Heap("1G") as heap:
+        objects = semispaces(heap)  # 512 MiB each: GCBench runs without a collection
+        run = drivers.gcbench(objects)
+        assert run.collections == 0
+        long_lived_root = 8 + (2 ** 19 - 1) * 32  # right after the stretch tree
+        assert ha.collectors.mark(objects, [long_lived_root]).objects == 2 ** 17 - 1
+        assert run.checks[-2] == 2 ** 17 - 1
 
 
 def test_live_data_stays_walkable_after_a_driver() -> None:
