@@ -49,7 +49,8 @@ struct cheney {
     ha_heap h;
     uint64_t from_start, from_top;
     uint64_t top, end; /* to-space allocation */
-    uint64_t objects, bytes, refs;
+    uint64_t objects, refs;
+    uint64_t from_next; /* where in from-space the last copied object ended */
     ha_stats *st;
 };
 
@@ -80,10 +81,10 @@ forward(struct cheney *c, uint64_t *slot, uint64_t where, int64_t root)
     uint64_t copy = c->top;
     c->top += bytes;
     copy_words(ha_at(&c->h, copy), (const uint64_t *)(uintptr_t)(c->h.load_base + off), bytes);
+    c->from_next = off + bytes;
     obj[0] = header | HA_FORWARDED;
     obj[1] = *slot = ha_encode(&c->h, copy);
     c->objects++;
-    c->bytes += bytes;
     return HA_OK;
 }
 
@@ -101,17 +102,61 @@ static inline __attribute__((always_inline)) int scan(struct cheney *c, uint64_t
     return HA_OK;
 }
 
+/* A freshly allocated graph is scattered in breadth-first order, and the loop
+ * would wait on one from-space miss after another; so the referents of grey
+ * objects a little ahead of the scan are prefetched. Once the graph has been
+ * copied, from-space reads run in order, the hardware prefetcher covers them,
+ * and parsing ahead would only cost time: every SAMPLE grey objects the loop
+ * checks whether the copies they made read one run of from-space, and
+ * prefetches for the next SAMPLE only if they did not. */
+enum { PREFETCH_OBJECTS = 12, PREFETCH_REFS = 4, SAMPLE = 256 };
+
+/* Prefetch what the grey object at `*ahead` references, and step past it.
+ * Prefetches never fault, so the references need no checks here; forward()
+ * checks them before any load. */
+static inline __attribute__((always_inline)) void prefetch(struct cheney *c, uint64_t *ahead)
+{
+    const uint64_t *obj = ha_at(&c->h, *ahead);
+    uint64_t nrefs = ha_nrefs(obj[0]);
+    for (uint64_t i = 1; i <= nrefs && i <= PREFETCH_REFS; i++)
+        __builtin_prefetch(ha_prefetch_address(&c->h, obj[i]), 1);
+    *ahead += ha_words(obj[0]) * 8;
+}
+
+/* Scan up to SAMPLE grey objects, prefetching ahead if `scattered`. */
+static inline __attribute__((always_inline)) int
+scan_some(struct cheney *c, uint64_t *grey, int scattered)
+{
+    int rc = HA_OK;
+    if (!scattered) {
+        for (unsigned n = 0; n < SAMPLE && !rc && *grey < c->top; n++)
+            rc = scan(c, grey);
+        return rc;
+    }
+    uint64_t ahead = *grey;
+    unsigned lead = 0; /* grey objects from grey to ahead */
+    for (unsigned n = 0; n < SAMPLE && !rc && *grey < c->top; n++, lead--) {
+        for (; lead < PREFETCH_OBJECTS && ahead < c->top; lead++)
+            prefetch(c, &ahead);
+        rc = scan(c, grey);
+    }
+    return rc;
+}
+
 /* The Cheney loop itself: forward the roots, then scan the grey objects. */
 static inline __attribute__((always_inline)) int
 evacuate(struct cheney *c, uint64_t *roots, size_t nroots, uint32_t encoding)
 {
-    int rc = HA_OK;
+    int rc = HA_OK, scattered = 1;
     uint64_t grey = c->top;
     c->h.encoding = encoding;
     for (size_t i = 0; i < nroots && !rc; i++)
         rc = forward(c, &roots[i], 0, (int64_t)i);
-    while (!rc && grey < c->top)
-        rc = scan(c, &grey);
+    while (!rc && grey < c->top) {
+        uint64_t from_next = c->from_next, top = c->top;
+        rc = scan_some(c, &grey, scattered);
+        scattered = c->from_next - from_next != c->top - top;
+    }
     return rc;
 }
 
@@ -138,9 +183,9 @@ int ha_cheney(const ha_heap *h, const ha_space *from, ha_space *to,
     default:
         rc = evacuate(&c, roots, nroots, HA_REF_MASKED);
     }
+    st->bytes = c.top - to->top;
     to->top = c.top;
     st->objects = c.objects;
-    st->bytes = c.bytes;
     st->refs = c.refs;
     return ha_end(st, rc);
 }

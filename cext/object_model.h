@@ -80,6 +80,20 @@ static inline uint64_t *ha_deref(const ha_heap *h, uint64_t ref, uint64_t off)
     return ha_at(h, off);
 }
 
+/* Where a load through `ref` would go, unchecked: only for prefetches, which
+ * never fault. */
+static inline const void *ha_prefetch_address(const ha_heap *h, uint64_t ref)
+{
+    switch (h->encoding) {
+    case HA_REF_OFFSET:
+        return ha_at(h, ref);
+    case HA_REF_MASKED:
+        return ha_at(h, (ref - h->ref_base) & ((1ULL << h->shift) - 1));
+    default:
+        return (const void *)(uintptr_t)ref;
+    }
+}
+
 static inline uint64_t ha_encode(const ha_heap *h, uint64_t off)
 {
     switch (h->encoding) {

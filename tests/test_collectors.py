@@ -83,6 +83,28 @@ def test_cheney_preserves_the_reachable_graph(heaps, graph, encoding) -> None:
     assert objects.shape(roots) == before
 
 
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 1 << 32), encoding=st.sampled_from(ENCODINGS),
+       top_down=st.booleans())
+def test_cheney_preserves_large_graphs_scattered_and_in_order(heaps, seed, encoding,
+                                                              top_down) -> None:
+    """Thousands of objects: the first copy reads a scattered from-space (the loop
+    prefetches), the copies after it read from-space in order (it does not)."""
+    objects = heaps[encoding]
+    for space in objects.spaces.values():
+        space.reset()
+    graph = workloads.random_graph(objects, 3000, 2, seed=seed, space="from").roots
+    tree = workloads.binary_tree(objects, 9, top_down=top_down, payload_words=1,
+                                 space="from").roots
+    roots = np.concatenate([graph, tree])
+    before = objects.shape(roots)
+    semi = ha.SemiSpace(objects)
+    for _ in range(3):
+        stats = semi.collect(roots)
+        assert stats.objects == len(objects.reachable(roots))
+        assert objects.shape(roots) == before
+
+
 @PROPERTY
 @given(graph=graphs(), encoding=st.sampled_from(ENCODINGS), stack=st.sampled_from([1, 2, 64]))
 def test_mark_counts_what_the_reference_reaches(heaps, graph, encoding, stack) -> None:
