@@ -22,17 +22,29 @@ static int spaces_ok(const ha_heap *h, const ha_space *spaces, size_t n)
 
 /* ---- mark/trace: header mark bit, explicit stack, overflow by rescanning ---- */
 
+/* Edges are enqueued, not followed at once: each target is prefetched when
+ * its edge enters a small FIFO and marked only when the edge leaves it, so
+ * PREFETCH_EDGES misses overlap instead of each one stalling the loop. */
+enum { PREFETCH_EDGES = 16 };
+
+struct edge {
+    uint64_t ref, where; /* where: the slot's heap offset, for errors */
+};
+
 struct marker {
-    const ha_heap *h;
+    ha_heap h;
     const ha_space *spaces;
     size_t nspaces;
     uint64_t *stack; /* references still to scan */
     size_t capacity, depth;
     int overflowed;
+    uint64_t objects, bytes, refs;
+    struct edge fifo[PREFETCH_EDGES];
+    unsigned head, queued;
     ha_stats *st;
 };
 
-static const ha_space *space_of(const struct marker *m, uint64_t off)
+static inline const ha_space *space_of(const struct marker *m, uint64_t off)
 {
     for (size_t i = 0; i < m->nspaces; i++)
         if (off >= m->spaces[i].start && off < m->spaces[i].top)
@@ -43,24 +55,23 @@ static const ha_space *space_of(const struct marker *m, uint64_t off)
 /* Mark the object `ref` names and queue it for scanning. A full stack drops
  * the push and sets `overflowed`: the object is marked, and a heap walk later
  * scans it, so no recursion and no lost objects. */
-static int grey(struct marker *m, uint64_t ref, uint64_t where, int64_t root)
+static inline __attribute__((always_inline)) int
+grey(struct marker *m, uint64_t ref, uint64_t where, int64_t root)
 {
     uint64_t off;
     const ha_space *s;
-    if (ref == 0)
-        return HA_OK;
-    m->st->refs++;
-    if (!ha_decode(m->h, ref, &off) || !(s = space_of(m, off)))
+    m->refs++;
+    if (!ha_decode(&m->h, ref, &off) || !(s = space_of(m, off)))
         return ha_fail(m->st, HA_ERR_REF, where, root);
-    uint64_t *obj = ha_deref(m->h, ref, off);
+    uint64_t *obj = ha_deref(&m->h, ref, off);
     uint64_t header = obj[0];
     if (!ha_header_ok(header, off, s->top))
         return ha_fail(m->st, HA_ERR_HEADER, off, root);
     if (header & HA_MARKED)
         return HA_OK;
     obj[0] = header | HA_MARKED;
-    m->st->objects++;
-    m->st->bytes += ha_words(header) * 8;
+    m->objects++;
+    m->bytes += ha_words(header) * 8;
     if (m->depth == m->capacity)
         m->overflowed = 1;
     else
@@ -68,25 +79,55 @@ static int grey(struct marker *m, uint64_t ref, uint64_t where, int64_t root)
     return HA_OK;
 }
 
-static int scan_refs(struct marker *m, const uint64_t *obj, uint64_t off)
+/* Enqueue the edge in the slot at `where`; once the FIFO is full, the oldest
+ * edge, whose target has had time to arrive, leaves it and is followed. */
+static inline __attribute__((always_inline)) int
+follow(struct marker *m, uint64_t ref, uint64_t where)
+{
+    if (ref == 0)
+        return HA_OK;
+    __builtin_prefetch(ha_prefetch_address(&m->h, ref), 1);
+    if (m->queued < PREFETCH_EDGES) {
+        m->fifo[(m->head + m->queued++) % PREFETCH_EDGES] = (struct edge){ref, where};
+        return HA_OK;
+    }
+    struct edge oldest = m->fifo[m->head];
+    m->fifo[m->head] = (struct edge){ref, where};
+    m->head = (m->head + 1) % PREFETCH_EDGES;
+    return grey(m, oldest.ref, oldest.where, -1);
+}
+
+static inline __attribute__((always_inline)) int
+scan_refs(struct marker *m, const uint64_t *obj, uint64_t off)
 {
     uint64_t nrefs = ha_nrefs(obj[0]);
     for (uint64_t i = 1; i <= nrefs; i++) {
-        int rc = grey(m, obj[i], off + 8 * i, -1);
+        int rc = follow(m, obj[i], off + 8 * i);
         if (rc)
             return rc;
     }
     return HA_OK;
 }
 
-static int drain(struct marker *m)
+/* Scan the stack and the FIFO empty. The state is copied into a local for
+ * the loop: stores into the heap cannot alias a local whose address stays here. */
+static int drain(struct marker *state)
 {
+    struct marker m = *state;
     int rc = HA_OK;
-    while (!rc && m->depth) {
-        uint64_t ref = m->stack[--m->depth], off = 0;
-        ha_decode(m->h, ref, &off); /* checked when it was pushed */
-        rc = scan_refs(m, ha_deref(m->h, ref, off), off);
+    while (!rc && (m.depth || m.queued)) {
+        if (m.depth) {
+            uint64_t ref = m.stack[--m.depth], off = 0;
+            ha_decode(&m.h, ref, &off); /* checked when it was pushed */
+            rc = scan_refs(&m, ha_deref(&m.h, ref, off), off);
+        } else {
+            struct edge oldest = m.fifo[m.head];
+            m.head = (m.head + 1) % PREFETCH_EDGES;
+            m.queued--;
+            rc = grey(&m, oldest.ref, oldest.where, -1);
+        }
     }
+    *state = m;
     return rc;
 }
 
@@ -97,9 +138,9 @@ static int rescan(struct marker *m)
         const ha_space *s = &m->spaces[i];
         uint64_t header;
         for (uint64_t off = s->start; off < s->top; off += ha_words(header) * 8) {
-            int rc = object_at(m->h, s, off, &header, m->st);
+            int rc = object_at(&m->h, s, off, &header, m->st);
             if (!rc && (header & HA_MARKED))
-                rc = scan_refs(m, ha_at(m->h, off), off);
+                rc = scan_refs(m, ha_at(&m->h, off), off);
             if (!rc)
                 rc = drain(m);
             if (rc)
@@ -116,14 +157,18 @@ int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
     int rc = ha_begin(h, st);
     if (!rc && (!spaces_ok(h, spaces, nspaces) || stack_capacity == 0))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
-    struct marker m = {h, spaces, nspaces, stack, stack_capacity, 0, 0, st};
+    struct marker m = {.h = *h, .spaces = spaces, .nspaces = nspaces, .stack = stack,
+                       .capacity = stack_capacity, .st = st};
     for (size_t i = 0; i < nroots && !rc; i++)
-        if (!(rc = grey(&m, roots[i], 0, (int64_t)i)))
+        if (roots[i] && !(rc = grey(&m, roots[i], 0, (int64_t)i)))
             rc = drain(&m);
     while (!rc && m.overflowed) {
         m.overflowed = 0;
         rc = rescan(&m);
     }
+    st->objects = m.objects;
+    st->bytes = m.bytes;
+    st->refs = m.refs;
     return ha_end(st, rc);
 }
 

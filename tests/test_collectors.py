@@ -89,7 +89,8 @@ def test_cheney_preserves_the_reachable_graph(heaps, graph, encoding) -> None:
 def test_cheney_preserves_large_graphs_scattered_and_in_order(heaps, seed, encoding,
                                                               top_down) -> None:
     """Thousands of objects: the first copy reads a scattered from-space (the loop
-    prefetches), the copies after it read from-space in order (it does not)."""
+    prefetches), the copies after it read from-space in order (it does not); then
+    mark, whose edge FIFO holds many edges at once."""
     objects = heaps[encoding]
     for space in objects.spaces.values():
         space.reset()
@@ -103,6 +104,9 @@ def test_cheney_preserves_large_graphs_scattered_and_in_order(heaps, seed, encod
         stats = semi.collect(roots)
         assert stats.objects == len(objects.reachable(roots))
         assert objects.shape(roots) == before
+    for stack in (4, 1 << 12):  # the mark FIFO with and without stack overflow
+        assert collectors.mark(objects, roots, stack_capacity=stack).objects == stats.objects
+        assert collectors.clear_marks(objects, semi.from_space.name).objects == stats.objects
 
 
 @PROPERTY
