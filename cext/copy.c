@@ -118,8 +118,11 @@ static inline __attribute__((always_inline)) void prefetch(struct cheney *c, uin
 {
     const uint64_t *obj = ha_at(&c->h, *ahead);
     uint64_t nrefs = ha_nrefs(obj[0]);
-    for (uint64_t i = 1; i <= nrefs && i <= PREFETCH_REFS; i++)
-        __builtin_prefetch(ha_prefetch_address(&c->h, obj[i]), 1);
+    for (uint64_t i = 1; i <= nrefs && i <= PREFETCH_REFS; i++) {
+        const char *target = ha_prefetch_address(&c->h, obj[i]);
+        __builtin_prefetch(target, 1);
+        __builtin_prefetch(target + 32, 1); /* a small object may straddle two lines */
+    }
     *ahead += ha_words(obj[0]) * 8;
 }
 
