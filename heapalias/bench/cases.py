@@ -248,6 +248,10 @@ class AliasedReadWrite(Case):
         return Trial(run, [heap], cleanup)
 
 
+#: Heap bytes per graph object: objects average 48 bytes, so the graph fills half the heap.
+GRAPH_BYTES_PER_OBJECT = 96
+
+
 def _graph_heap(ctx: Context, variant: Variant, encoding: str = "offset",
                 colors: int = 0) -> tuple[Heap, ObjectHeap, np.ndarray]:
     """A heap half full of a random graph; the quick suite caps it at 64 MiB."""
@@ -255,7 +259,7 @@ def _graph_heap(ctx: Context, variant: Variant, encoding: str = "offset",
     heap = _heap(size, variant)
     layout = heap.multimap(colors, shift=max(heap.size - 1, 1).bit_length()) if colors else None
     objects = ObjectHeap(heap, encoding=encoding, colors=layout)
-    n = heap.size // 96  # objects average 48 bytes: the graph fills about half the heap
+    n = heap.size // GRAPH_BYTES_PER_OBJECT
     work = workloads.random_graph(objects, n, 2, payload_words=(0, 6), seed=11, nroots=64)
     return heap, objects, work.roots
 
@@ -275,11 +279,13 @@ class Scan(Case):
 
 
 def _marking(heap: Heap, objects: ObjectHeap, roots: np.ndarray) -> Trial:
-    """Each sample: clear the marks (untimed), then mark from the roots (the C loop's time)."""
+    """Each sample: clear the marks (untimed), then mark from the roots (the C loop's time).
+    The stack can hold every object, so the figure is the trace itself, not overflow rescans."""
+    stack = heap.size // GRAPH_BYTES_PER_OBJECT
 
     def run() -> Sample:
         collectors.clear_marks(objects)
-        return _sample(collectors.mark(objects, roots, stack_capacity=1 << 20))
+        return _sample(collectors.mark(objects, roots, stack_capacity=stack))
 
     return Trial(run, [heap])
 
