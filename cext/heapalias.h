@@ -128,10 +128,10 @@ int ha_tree(const ha_heap *h, ha_space *s, uint32_t depth, int top_down,
             uint32_t payload_words, uint64_t *root, ha_stats *st);
 int ha_linked_list(const ha_heap *h, ha_space *s, uint64_t n, int shuffled,
                    uint64_t seed, uint64_t *head, ha_stats *st);
-int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n,
-                    uint32_t mean_degree, uint32_t payload_min,
-                    uint32_t payload_max, uint64_t seed, uint64_t *roots,
-                    size_t nroots, ha_stats *st);
+int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n, uint32_t mean_degree,
+                    uint32_t payload_min, uint32_t payload_max, const uint32_t *size_table,
+                    const uint64_t *size_cumulative, size_t size_entries, uint64_t seed,
+                    uint64_t *roots, size_t nroots, ha_stats *st);
 int ha_large_objects(const ha_heap *h, ha_space *s, uint64_t n,
                      uint64_t payload_words, uint64_t *head, ha_stats *st);
 

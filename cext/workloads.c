@@ -113,27 +113,60 @@ int ha_linked_list(const ha_heap *h, ha_space *s, uint64_t n, int shuffled,
     return ha_end(st, rc);
 }
 
-/* n nodes, each with 0..2*mean_degree references to uniformly chosen nodes
- * and payload_min..payload_max payload words; nroots random nodes as roots. */
-int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n,
-                    uint32_t mean_degree, uint32_t payload_min,
-                    uint32_t payload_max, uint64_t seed, uint64_t *roots,
-                    size_t nroots, ha_stats *st)
+/* A payload size: uniform in [min, max], or drawn from a table of sizes
+ * with cumulative weights (the last one is the total). */
+struct sizes {
+    uint32_t min, max;
+    const uint32_t *table;
+    const uint64_t *cumulative;
+    size_t entries;
+};
+
+static int sizes_ok(const struct sizes *z)
 {
+    if (!z->entries)
+        return z->min <= z->max;
+    for (size_t i = 1; i < z->entries; i++)
+        if (z->cumulative[i] < z->cumulative[i - 1])
+            return 0;
+    return z->cumulative[z->entries - 1] > 0;
+}
+
+static uint64_t draw_size(const struct sizes *z, uint64_t *seed)
+{
+    if (!z->entries)
+        return z->min + next_random(seed) % ((uint64_t)z->max - z->min + 1);
+    uint64_t x = next_random(seed) % z->cumulative[z->entries - 1];
+    size_t low = 0, high = z->entries - 1; /* the first entry whose cumulative exceeds x */
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        if (z->cumulative[mid] > x)
+            high = mid;
+        else
+            low = mid + 1;
+    }
+    return z->table[low];
+}
+
+/* n nodes, each with 0..2*mean_degree references to uniformly chosen nodes
+ * and a payload drawn as draw_size() says; nroots random nodes as roots. */
+int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n, uint32_t mean_degree,
+                    uint32_t payload_min, uint32_t payload_max, const uint32_t *size_table,
+                    const uint64_t *size_cumulative, size_t size_entries, uint64_t seed,
+                    uint64_t *roots, size_t nroots, ha_stats *st)
+{
+    struct sizes sizes = {payload_min, payload_max, size_table, size_cumulative, size_entries};
     int rc = start(h, s, st);
-    if (!rc && (payload_min > payload_max || 2ULL * mean_degree > HA_MAX_REFS ||
-                (n == 0 && nroots > 0)))
+    if (!rc && (!sizes_ok(&sizes) || 2ULL * mean_degree > HA_MAX_REFS || (n == 0 && nroots > 0)))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     if (rc || n == 0)
         return ha_end(st, rc);
     uint64_t *nodes = malloc(n * sizeof *nodes);
     if (!nodes)
         return ha_end(st, ha_fail(st, HA_ERR_NOMEM, 0, -1));
-    uint64_t span = payload_max - payload_min + 1;
     for (uint64_t i = 0; i < n && !rc; i++) {
         uint64_t nrefs = next_random(&seed) % (2ULL * mean_degree + 1);
-        uint64_t payload = payload_min + next_random(&seed) % span;
-        rc = allocate(h, s, nrefs, payload, &nodes[i], st);
+        rc = allocate(h, s, nrefs, draw_size(&sizes, &seed), &nodes[i], st);
     }
     for (uint64_t i = 0; i < n && !rc; i++) {
         uint64_t *node = ha_at(h, nodes[i]);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,21 +81,62 @@ def linked_list(objects: ObjectHeap, n: int, *, shuffled: bool = False, seed: in
     return _run(objects, space, "linked_list", call)
 
 
-def random_graph(objects: ObjectHeap, n: int, mean_degree: int = 2, *,
-                 payload_words: tuple[int, int] = (0, 4), seed: int = 0, nroots: int = 16,
-                 space: str | None = None) -> Workload:
-    """``n`` nodes with 0..2*mean_degree uniformly random edges and a uniform payload size."""
+#: A payload-size distribution: ``(low, high)`` words, uniform and inclusive, or a
+#: mapping ``{payload_words: weight}`` such as a histogram measured on a real heap.
+SizeDistribution = tuple[int, int] | Mapping[int, float]
+
+MAX_PAYLOAD_WORDS = 1 << 20
+
+
+def _size_table(distribution: SizeDistribution) -> tuple[np.ndarray, np.ndarray]:
+    """A mapping as (sizes, cumulative integer weights) for the C sampler."""
+    if not distribution:
+        raise InvalidArgument("size_distribution is empty: give at least one size")
+    sizes = np.array([_count(k, "payload_words", 0, MAX_PAYLOAD_WORDS) for k in distribution],
+                     dtype=np.uint32)
+    weights = []
+    for size, weight in distribution.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)):
+            raise InvalidArgument(f"the weight of size {size} must be a number, got {weight!r}")
+        if not 0 <= weight < float("inf"):
+            raise InvalidArgument(f"the weight of size {size} must be finite and >= 0, got {weight}")
+        weights.append(float(weight))
+    total = sum(weights)
+    if total <= 0:
+        raise InvalidArgument("size_distribution needs a positive weight somewhere")
+    # Integer weights out of 2**48: exact for small integer weights, fine-grained for floats.
+    cumulative = np.round(np.cumsum(weights) / total * float(1 << 48)).astype(np.uint64)
+    return sizes, cumulative
+
+
+def random_graph(objects: ObjectHeap, n: int, mean_degree: int = 2,
+                 size_distribution: SizeDistribution = (0, 4), *, seed: int = 0,
+                 nroots: int = 16, space: str | None = None) -> Workload:
+    """``n`` nodes with 0..2*mean_degree uniformly random edges to uniformly chosen
+    nodes, and payloads drawn from ``size_distribution`` (see :data:`SizeDistribution`)."""
     n = _count(n, "n")
     mean_degree = _count(mean_degree, "mean_degree", 0, 0x7FFF)
-    low, high = (_count(p, "payload_words", 0, 1 << 20) for p in payload_words)
-    if low > high:
-        raise InvalidArgument(f"payload_words range {payload_words} is empty")
+    table = cumulative = np.zeros(1, dtype=np.uint64)
+    low = high = entries = 0
+    if isinstance(size_distribution, Mapping):
+        table, cumulative = _size_table(size_distribution)
+        entries = len(table)
+    elif isinstance(size_distribution, tuple) and len(size_distribution) == 2:
+        low, high = (_count(p, "payload_words", 0, MAX_PAYLOAD_WORDS) for p in size_distribution)
+        if low > high:
+            raise InvalidArgument(f"payload_words range {size_distribution} is empty")
+    else:
+        raise InvalidArgument("size_distribution must be a (low, high) pair or a "
+                              f"{{payload_words: weight}} mapping, got {size_distribution!r}")
     seed = _count(seed, "seed", 0, (1 << 64) - 1)
     nroots = _count(nroots, "nroots", 0, 1 << 20) if n else 0
     roots = np.zeros(max(nroots, 1), dtype=np.uint64)
 
     def call(h, s, st):
-        rc = lib.ha_random_graph(h, s, n, mean_degree, low, high, seed, _buffer(roots), nroots, st)
+        rc = lib.ha_random_graph(h, s, n, mean_degree, low, high,
+                                 _buffer(table, "uint32_t[]") if entries else ffi.NULL,
+                                 _buffer(cumulative) if entries else ffi.NULL, entries,
+                                 seed, _buffer(roots), nroots, st)
         return rc, roots[:nroots]
 
     return _run(objects, space, "random_graph", call)

@@ -230,7 +230,7 @@ def test_workloads_are_deterministic_and_counted(top_down) -> None:
             objects = heap.objects
             tree = workloads.binary_tree(objects, 6, top_down=top_down, payload_words=1)
             assert tree.objects == 127 and tree.bytes == 127 * 32
-            graph = workloads.random_graph(objects, 500, 3, payload_words=(1, 5), seed=9)
+            graph = workloads.random_graph(objects, 500, 3, size_distribution=(1, 5), seed=9)
             chain = workloads.linked_list(objects, 300, shuffled=True, seed=4)
             big = workloads.large_objects(objects, 3, 64 << 10)
             assert len(objects.reachable(chain.roots)) == 300
@@ -239,6 +239,20 @@ def test_workloads_are_deterministic_and_counted(top_down) -> None:
             shapes.append((objects.shape(tree.roots), objects.shape(graph.roots),
                            objects.shape(chain.roots)))
     assert shapes[0] == shapes[1]
+
+
+def test_random_graph_draws_payloads_from_a_histogram() -> None:
+    with ha.Heap("8M") as heap:
+        histogram = {0: 1, 6: 3, 100: 0}  # a zero weight is never drawn
+        graph = workloads.random_graph(heap.objects, 20_000, 2, histogram, seed=5)
+        # objects without references are padded to the 2-word minimum: leave them out
+        payloads = [o.size_words - 1 - o.nrefs for o in heap.objects.objects() if o.nrefs]
+        sizes, counts = np.unique(payloads, return_counts=True)
+        assert sizes.tolist() == [0, 6]
+        assert abs(counts[1] / len(payloads) - 0.75) < 0.02
+        assert graph.objects == 20_000
+        again = workloads.random_graph(heap.objects, 20_000, 2, histogram, seed=5)
+        assert heap.objects.shape(again.roots) == heap.objects.shape(graph.roots)
 
 
 def test_shuffled_list_is_scattered_and_ordered() -> None:
@@ -253,7 +267,15 @@ def test_shuffled_list_is_scattered_and_ordered() -> None:
 def test_workload_arguments_are_checked() -> None:
     with ha.Heap("64K") as heap:
         for call in (lambda: workloads.binary_tree(heap.objects, 41),
-                     lambda: workloads.random_graph(heap.objects, 10, payload_words=(3, 1)),
+                     lambda: workloads.random_graph(heap.objects, 10, size_distribution=(3, 1)),
+                     lambda: workloads.random_graph(heap.objects, 10, size_distribution={}),
+                     lambda: workloads.random_graph(heap.objects, 10, size_distribution={1: 0}),
+                     lambda: workloads.random_graph(heap.objects, 10, size_distribution={1: -1}),
+                     lambda: workloads.random_graph(heap.objects, 10,
+                                                    size_distribution={1: float("nan")}),
+                     lambda: workloads.random_graph(heap.objects, 10, size_distribution={-1: 1}),
+                     lambda: workloads.random_graph(heap.objects, 10, size_distribution={1: "x"}),
+                     lambda: workloads.random_graph(heap.objects, 10, size_distribution=[1, 2]),
                      lambda: workloads.linked_list(heap.objects, -1),
                      lambda: workloads.large_objects(heap.objects, 1, 8)):
             with pytest.raises(ha.InvalidArgument):

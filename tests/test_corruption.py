@@ -27,7 +27,7 @@ for encoding, corruptions in cases:
     spaces = {"from": (8, 1 << 19), "to": (1 << 19, 1 << 20)}
     objects = ha.ObjectHeap(heap, encoding=encoding, spaces=spaces,
                             colors=colors if encoding in ("colored", "masked") else None)
-    work = workloads.random_graph(objects, 300, 2, payload_words=(0, 3), seed=7, nroots=4,
+    work = workloads.random_graph(objects, 300, 2, size_distribution=(0, 3), seed=7, nroots=4,
                                   space="from")
     first, top = 1, objects.space("from").top >> 3
     for index, kind, value in corruptions:

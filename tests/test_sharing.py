@@ -61,7 +61,7 @@ def run_collector_child(handle: ha.HeapHandle) -> dict:
 def test_a_collector_process_sees_what_the_mutator_built() -> None:
     with ha.Heap("16M", name="shared") as heap:
         objects = heap.objects
-        graph = workloads.random_graph(objects, 20_000, 3, payload_words=(0, 4), seed=8)
+        graph = workloads.random_graph(objects, 20_000, 3, size_distribution=(0, 4), seed=8)
         heap.view.array(np.uint64)[-1] = 0xBEEF  # past the objects: the heap's last word
         marker = int(heap.view.array(np.uint64)[-1])
         walked = collectors.walk(objects)

@@ -260,7 +260,7 @@ def _graph_heap(ctx: Context, variant: Variant, encoding: str = "offset",
     layout = heap.multimap(colors, shift=max(heap.size - 1, 1).bit_length()) if colors else None
     objects = ObjectHeap(heap, encoding=encoding, colors=layout)
     n = heap.size // GRAPH_BYTES_PER_OBJECT
-    work = workloads.random_graph(objects, n, 2, payload_words=(0, 6), seed=11, nroots=64)
+    work = workloads.random_graph(objects, n, 2, (0, 6), seed=11, nroots=64)
     return heap, objects, work.roots
 
 
