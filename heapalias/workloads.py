@@ -96,10 +96,10 @@ def _size_table(distribution: SizeDistribution) -> tuple[np.ndarray, np.ndarray]
                      dtype=np.uint32)
     weights = []
     for size, weight in distribution.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)):
-            raise InvalidArgument(f"the weight of size {size} must be a number, got {weight!r}")
-        if not 0 <= weight < float("inf"):
-            raise InvalidArgument(f"the weight of size {size} must be finite and >= 0, got {weight}")
+        number = isinstance(weight, (int, float, np.integer, np.floating))
+        if isinstance(weight, bool) or not number or not 0 <= weight < float("inf"):
+            raise InvalidArgument(f"the weight of size {size} must be a finite number >= 0, "
+                                  f"got {weight!r}")
         weights.append(float(weight))
     total = sum(weights)
     if total <= 0:
