@@ -80,6 +80,10 @@ static inline uint64_t *ha_deref(const ha_heap *h, uint64_t ref, uint64_t off)
     return ha_at(h, off);
 }
 
+/* How far ahead loops that stream through memory prefetch: the hardware
+ * prefetcher stops at every 4 KiB page, and this starts the next one early. */
+#define HA_PREFETCH_AHEAD 1024
+
 /* Where a load through `ref` would go, unchecked: only for prefetches, which
  * never fault. */
 static inline const void *ha_prefetch_address(const ha_heap *h, uint64_t ref)

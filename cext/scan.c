@@ -195,16 +195,22 @@ int ha_walk(const ha_heap *h, const ha_space *s, uint64_t *offsets,
     int rc = ha_begin(h, st);
     if (!rc && !ha_space_ok(h, s))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
-    uint64_t header;
-    for (uint64_t off = s->start; !rc && off < s->top; off += ha_words(header) * 8) {
-        if ((rc = object_at(h, s, off, &header, st)))
+    /* Locals, not *st: a store into `offsets` could otherwise change them. */
+    const ha_heap heap = *h;
+    const ha_space space = *s;
+    uint64_t header, objects = 0, refs = 0, off;
+    for (off = space.start; !rc && off < space.top; off += ha_words(header) * 8) {
+        __builtin_prefetch(ha_at(&heap, off + HA_PREFETCH_AHEAD));
+        if ((rc = object_at(&heap, &space, off, &header, st)))
             break;
-        if (st->objects < capacity)
-            offsets[st->objects] = off;
-        st->refs += ha_nrefs(header);
-        st->objects++;
-        st->bytes += ha_words(header) * 8;
+        if (objects < capacity)
+            offsets[objects] = off;
+        refs += ha_nrefs(header);
+        objects++;
     }
+    st->objects = objects;
+    st->refs = refs;
+    st->bytes = (rc ? st->error_offset : off) - space.start;
     return ha_end(st, rc);
 }
 
