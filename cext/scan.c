@@ -141,13 +141,13 @@ static int rescan(struct marker *m)
             int rc = object_at(&m->h, s, off, &header, m->st);
             if (!rc && (header & HA_MARKED))
                 rc = scan_refs(m, ha_at(&m->h, off), off);
-            if (!rc)
+            if (!rc && m->depth) /* edges may wait in the FIFO; new grey objects may not */
                 rc = drain(m);
             if (rc)
                 return rc;
         }
     }
-    return HA_OK;
+    return drain(m);
 }
 
 int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,

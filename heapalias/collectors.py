@@ -169,7 +169,7 @@ def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
 
     ``stack_capacity`` entries of 8 bytes hold the grey objects. A smaller stack
     stays correct, but each overflow costs a walk of every space: on a 1 GiB random
-    graph, a 1 Mi-entry stack makes marking about 3.5x slower than one that fits.
+    graph, a 1 Mi-entry stack makes marking about 1.4x slower than one that fits.
     """
     objects.require_writable("mark (mark bits live in the headers)")
     roots = roots_array(roots)
