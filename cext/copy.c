@@ -170,8 +170,7 @@ int ha_cheney(const ha_heap *h, const ha_space *from, ha_space *to,
     int rc = ha_begin(h, st);
     if (rc)
         return ha_end(st, rc);
-    if (!ha_space_ok(h, from) || !ha_space_ok(h, to) ||
-        (from->start < to->end && to->start < from->end))
+    if (!ha_semispaces_ok(h, from, to))
         return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
     struct cheney c = {*h, from->start, from->top, to->top, to->end, 0, 0, 0, st};
     switch (h->encoding) { /* one loop per encoding, each with the encoding a constant */

@@ -90,12 +90,6 @@ static int reserve_slots(struct mutator *m, size_t slots)
     return m->capacity - m->sp < slots ? ha_fail(m->st, HA_ERR_FULL, 0, (int64_t)m->sp) : HA_OK;
 }
 
-static inline uint64_t object_words(uint64_t nrefs, uint64_t payload)
-{
-    uint64_t words = 1 + nrefs + payload;
-    return words < HA_MIN_WORDS ? HA_MIN_WORDS : words;
-}
-
 /* Bump-allocate in reserved space: write the header, zero words [zero_from,
  * words), and return the reference; `*obj` is where to store the rest. */
 ALWAYS_INLINE uint64_t bump(struct cursor *c, uint64_t words, uint64_t nrefs,
@@ -124,7 +118,7 @@ ALWAYS_INLINE uint64_t *deref(const ha_heap *h, uint64_t ref)
 /* Allocate one zeroed object and push its reference. */
 static int push_object(struct mutator *m, uint64_t nrefs, uint64_t payload)
 {
-    uint64_t words = object_words(nrefs, payload), *obj;
+    uint64_t words = ha_object_words(nrefs, payload), *obj;
     int rc = reserve_slots(m, 1);
     struct cursor c = cursor_take(m);
     if (!rc && !(rc = reserve(m, &c, words * 8)))
@@ -138,7 +132,7 @@ static int push_object(struct mutator *m, uint64_t nrefs, uint64_t payload)
  * parent. Leaves the root on the shadow stack. */
 static int make_tree(struct mutator *m, int depth, uint64_t payload)
 {
-    uint64_t words = object_words(2, payload), *obj;
+    uint64_t words = ha_object_words(2, payload), *obj;
     int rc = reserve_slots(m, (size_t)depth + 1);
     struct cursor c = cursor_take(m);
     for (uint64_t k = 1; !rc && k <= 1ULL << depth; k++) {
@@ -164,7 +158,7 @@ static int populate(struct mutator *m, int depth, size_t parent, uint64_t payloa
 {
     enum { MAX_DEPTH = 62 };
     unsigned char levels[MAX_DEPTH + 1];
-    uint64_t words = object_words(2, payload), *node, *child;
+    uint64_t words = ha_object_words(2, payload), *node, *child;
     size_t base = m->sp;
     int rc = depth > MAX_DEPTH ? ha_fail(m->st, HA_ERR_ARGUMENT, 0, -1)
                                : reserve_slots(m, (size_t)depth + 1);
@@ -211,8 +205,7 @@ static int start_run(struct mutator *m, const ha_heap *h, ha_space *a, ha_space 
     m->h = *h;
     m->top = m->counted = a->top;
     int rc = ha_begin(h, m->st);
-    if (!rc && (!ha_space_ok(h, a) || !ha_space_ok(h, b) || m->capacity < 64 ||
-                (a->start < b->end && b->start < a->end)))
+    if (!rc && (!ha_semispaces_ok(h, a, b) || m->capacity < 64))
         rc = ha_fail(m->st, HA_ERR_ARGUMENT, 0, -1);
     m->started = ha_now_ns();
     return rc;

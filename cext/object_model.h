@@ -29,6 +29,13 @@ static inline uint64_t ha_make_header(uint64_t words, uint64_t nrefs)
     return words | nrefs << 32 | HA_MAGIC << 48;
 }
 
+/* Words of an object with these reference slots and payload words. */
+static inline uint64_t ha_object_words(uint64_t nrefs, uint64_t payload)
+{
+    uint64_t words = 1 + nrefs + payload;
+    return words < HA_MIN_WORDS ? HA_MIN_WORDS : words;
+}
+
 static inline uint64_t ha_words(uint64_t header) { return header & 0xffffffffULL; }
 static inline uint64_t ha_nrefs(uint64_t header) { return (header >> 32) & 0xffffULL; }
 
@@ -124,6 +131,12 @@ static inline int ha_space_ok(const ha_heap *h, const ha_space *s)
            s->end <= h->size && ((s->start | s->top | s->end) & 7) == 0;
 }
 
+/* Two valid spaces that do not overlap, as a copying collector needs. */
+static inline int ha_semispaces_ok(const ha_heap *h, const ha_space *a, const ha_space *b)
+{
+    return ha_space_ok(h, a) && ha_space_ok(h, b) && (a->end <= b->start || b->end <= a->start);
+}
+
 static inline uint64_t ha_now_ns(void)
 {
     struct timespec t;
@@ -143,6 +156,15 @@ static inline int ha_begin(const ha_heap *h, ha_stats *st)
           (1ULL << h->shift) < h->size)))
         return ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     return HA_OK;
+}
+
+/* Start a loop over one space: ha_begin, then check the space. */
+static inline int ha_begin_space(const ha_heap *h, const ha_space *s, ha_stats *st)
+{
+    int rc = ha_begin(h, st);
+    if (!rc && !ha_space_ok(h, s))
+        rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
+    return rc;
 }
 
 static inline int ha_end(ha_stats *st, int rc)

@@ -174,9 +174,7 @@ int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
 
 int ha_clear_marks(const ha_heap *h, const ha_space *s, ha_stats *st)
 {
-    int rc = ha_begin(h, st);
-    if (!rc && !ha_space_ok(h, s))
-        rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
+    int rc = ha_begin_space(h, s, st);
     uint64_t header;
     for (uint64_t off = s->start; !rc && off < s->top; off += ha_words(header) * 8) {
         if (!(rc = object_at(h, s, off, &header, st))) {
@@ -192,9 +190,7 @@ int ha_clear_marks(const ha_heap *h, const ha_space *s, ha_stats *st)
 int ha_walk(const ha_heap *h, const ha_space *s, uint64_t *offsets,
             size_t capacity, ha_stats *st)
 {
-    int rc = ha_begin(h, st);
-    if (!rc && !ha_space_ok(h, s))
-        rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
+    int rc = ha_begin_space(h, s, st);
     /* Locals, not *st: a store into `offsets` could otherwise change them. */
     const ha_heap heap = *h;
     const ha_space space = *s;
@@ -210,7 +206,7 @@ int ha_walk(const ha_heap *h, const ha_space *s, uint64_t *offsets,
     }
     st->objects = objects;
     st->refs = refs;
-    st->bytes = (rc ? st->error_offset : off) - space.start;
+    st->bytes = off - space.start; /* a bad header stops `off` at itself */
     return ha_end(st, rc);
 }
 

@@ -16,9 +16,7 @@ static uint64_t next_random(uint64_t *state)
 static int allocate(const ha_heap *h, ha_space *s, uint64_t nrefs,
                     uint64_t payload, uint64_t *off, ha_stats *st)
 {
-    uint64_t words = 1 + nrefs + payload;
-    if (words < HA_MIN_WORDS)
-        words = HA_MIN_WORDS;
+    uint64_t words = ha_object_words(nrefs, payload);
     if (nrefs > HA_MAX_REFS || words > HA_MAX_WORDS)
         return ha_fail(st, HA_ERR_ARGUMENT, s->top, -1);
     if (s->end - s->top < words * 8)
@@ -31,14 +29,6 @@ static int allocate(const ha_heap *h, ha_space *s, uint64_t nrefs,
     st->objects++;
     st->bytes += words * 8;
     return HA_OK;
-}
-
-static int start(const ha_heap *h, ha_space *s, ha_stats *st)
-{
-    int rc = ha_begin(h, st);
-    if (!rc && !ha_space_ok(h, s))
-        rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
-    return rc;
 }
 
 struct tree {
@@ -72,7 +62,7 @@ static int make_tree(struct tree *t, uint32_t depth, uint64_t *node)
 int ha_tree(const ha_heap *h, ha_space *s, uint32_t depth, int top_down,
             uint32_t payload_words, uint64_t *root, ha_stats *st)
 {
-    int rc = start(h, s, st);
+    int rc = ha_begin_space(h, s, st);
     if (!rc && depth > 40)
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     struct tree t = {h, s, payload_words, top_down, st};
@@ -88,7 +78,7 @@ int ha_tree(const ha_heap *h, ha_space *s, uint32_t depth, int top_down,
 int ha_linked_list(const ha_heap *h, ha_space *s, uint64_t n, int shuffled,
                    uint64_t seed, uint64_t *head, ha_stats *st)
 {
-    int rc = start(h, s, st);
+    int rc = ha_begin_space(h, s, st);
     *head = 0;
     if (rc || n == 0)
         return ha_end(st, rc);
@@ -156,7 +146,7 @@ int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n, uint32_t mean_deg
                     uint64_t *roots, size_t nroots, ha_stats *st)
 {
     struct sizes sizes = {payload_min, payload_max, size_table, size_cumulative, size_entries};
-    int rc = start(h, s, st);
+    int rc = ha_begin_space(h, s, st);
     if (!rc && (!sizes_ok(&sizes) || 2ULL * mean_degree > HA_MAX_REFS || (n == 0 && nroots > 0)))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     if (rc || n == 0)
@@ -183,7 +173,7 @@ int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n, uint32_t mean_deg
 int ha_large_objects(const ha_heap *h, ha_space *s, uint64_t n,
                      uint64_t payload_words, uint64_t *head, ha_stats *st)
 {
-    int rc = start(h, s, st);
+    int rc = ha_begin_space(h, s, st);
     uint64_t previous = 0, off;
     *head = 0;
     for (uint64_t i = 0; i < n && !rc; i++) {
