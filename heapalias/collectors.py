@@ -95,6 +95,16 @@ def _buffer(array: np.ndarray, ctype: str = "uint64_t[]"):
     return ffi.from_buffer(ctype, array, require_writable=True)
 
 
+def _roots_buffer(roots: np.ndarray):
+    """The roots for C, or NULL when there are none (an empty buffer has no address)."""
+    return _buffer(roots) if len(roots) else ffi.NULL
+
+
+def _chosen_spaces(objects: ObjectHeap, names: list[str] | None) -> list[Space]:
+    """The named spaces, or every space of the heap."""
+    return [objects.space(n) for n in names] if names else list(objects.spaces.values())
+
+
 #: Gap left between the semispaces; see semispace_layout.
 SEMISPACE_GAP = 64 << 10
 
@@ -153,7 +163,7 @@ class SemiSpace:
         st = ffi.new("ha_stats *")
         rc = lib.ha_cheney(
             self.objects.native(load_base), _space(self.from_space), to,
-            _buffer(roots) if len(roots) else ffi.NULL, len(roots), st,
+            _roots_buffer(roots), len(roots), st,
         )
         del keep
         self.to_space.top = int(to.top)
@@ -175,11 +185,11 @@ def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
     roots = roots_array(roots)
     if stack_capacity < 1:
         raise InvalidArgument("stack_capacity must be at least 1")
-    chosen = [objects.space(n) for n in spaces] if spaces else list(objects.spaces.values())
+    chosen = _chosen_spaces(objects, spaces)
     stack = np.empty(stack_capacity, dtype=np.uint64)
     st = ffi.new("ha_stats *")
     rc = lib.ha_mark(objects.native(), _spaces(chosen), len(chosen),
-                     _buffer(roots) if len(roots) else ffi.NULL, len(roots),
+                     _roots_buffer(roots), len(roots),
                      _buffer(stack), stack_capacity, st)
     return _check(rc, st, "mark")
 
@@ -209,11 +219,11 @@ def walk(objects: ObjectHeap, space: str | None = None, *, offsets: bool = False
 def verify(objects: ObjectHeap, roots=(), spaces: list[str] | None = None) -> LoopStats:
     """Check every header, and that every reference names an object start; raise at the first."""
     roots = roots_array(roots)
-    chosen = [objects.space(n) for n in spaces] if spaces else list(objects.spaces.values())
+    chosen = _chosen_spaces(objects, spaces)
     bitmap = np.zeros(objects.size // 512 + 1, dtype=np.uint64)
     st = ffi.new("ha_stats *")
     rc = lib.ha_verify(objects.native(), _spaces(chosen), len(chosen),
-                       _buffer(roots) if len(roots) else ffi.NULL, len(roots), _buffer(bitmap), st)
+                       _roots_buffer(roots), len(roots), _buffer(bitmap), st)
     return _check(rc, st, "verify")
 
 

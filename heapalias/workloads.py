@@ -49,6 +49,13 @@ def _count(value: object, what: str, low: int = 0, high: int = 1 << 40) -> int:
     return value
 
 
+#: A payload-size distribution: ``(low, high)`` words, uniform and inclusive, or a
+#: mapping ``{payload_words: weight}`` such as a histogram measured on a real heap.
+SizeDistribution = tuple[int, int] | Mapping[int, float]
+
+MAX_PAYLOAD_WORDS = 1 << 20
+
+
 def binary_tree(objects: ObjectHeap, depth: int, *, top_down: bool = False,
                 payload_words: int = 0, space: str | None = None) -> Workload:
     """A complete binary tree of ``2**(depth+1) - 1`` nodes {left, right, payload...}.
@@ -57,7 +64,7 @@ def binary_tree(objects: ObjectHeap, depth: int, *, top_down: bool = False,
     otherwise children first (MakeTree). With a payload, word 0 holds the depth.
     """
     depth = _count(depth, "depth", 0, 40)
-    payload_words = _count(payload_words, "payload_words", 0, 1 << 20)
+    payload_words = _count(payload_words, "payload_words", 0, MAX_PAYLOAD_WORDS)
     root = ffi.new("uint64_t *")
 
     def call(h, s, st):
@@ -79,13 +86,6 @@ def linked_list(objects: ObjectHeap, n: int, *, shuffled: bool = False, seed: in
         return rc, np.array([head[0]], dtype=np.uint64)
 
     return _run(objects, space, "linked_list", call)
-
-
-#: A payload-size distribution: ``(low, high)`` words, uniform and inclusive, or a
-#: mapping ``{payload_words: weight}`` such as a histogram measured on a real heap.
-SizeDistribution = tuple[int, int] | Mapping[int, float]
-
-MAX_PAYLOAD_WORDS = 1 << 20
 
 
 def _size_table(distribution: SizeDistribution) -> tuple[np.ndarray, np.ndarray]:
@@ -116,11 +116,10 @@ def random_graph(objects: ObjectHeap, n: int, mean_degree: int = 2,
     nodes, and payloads drawn from ``size_distribution`` (see :data:`SizeDistribution`)."""
     n = _count(n, "n")
     mean_degree = _count(mean_degree, "mean_degree", 0, 0x7FFF)
-    table = cumulative = np.zeros(1, dtype=np.uint64)
-    low = high = entries = 0
+    table = cumulative = None
+    low = high = 0
     if isinstance(size_distribution, Mapping):
         table, cumulative = _size_table(size_distribution)
-        entries = len(table)
     elif isinstance(size_distribution, tuple) and len(size_distribution) == 2:
         low, high = (_count(p, "payload_words", 0, MAX_PAYLOAD_WORDS) for p in size_distribution)
         if low > high:
@@ -133,10 +132,10 @@ def random_graph(objects: ObjectHeap, n: int, mean_degree: int = 2,
     roots = np.zeros(max(nroots, 1), dtype=np.uint64)
 
     def call(h, s, st):
-        rc = lib.ha_random_graph(h, s, n, mean_degree, low, high,
-                                 _buffer(table, "uint32_t[]") if entries else ffi.NULL,
-                                 _buffer(cumulative) if entries else ffi.NULL, entries,
-                                 seed, _buffer(roots), nroots, st)
+        sizes = (ffi.NULL, ffi.NULL, 0) if table is None else (
+            _buffer(table, "uint32_t[]"), _buffer(cumulative), len(table))
+        rc = lib.ha_random_graph(h, s, n, mean_degree, low, high, *sizes, seed,
+                                 _buffer(roots), nroots, st)
         return rc, roots[:nroots]
 
     return _run(objects, space, "random_graph", call)

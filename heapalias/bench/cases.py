@@ -7,6 +7,7 @@ timed sample. Variants the probe found broken are skipped with its reason.
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -74,6 +75,11 @@ class Trial:
             heap.close()
 
 
+def _misfit(pages: str) -> str:
+    """Why a heap of the run's size cannot use these pages."""
+    return f"heap size is not a multiple of the {pages} page"
+
+
 @dataclass(frozen=True)
 class Context:
     """What every case may use: the heap size, the suite, and the probe's findings."""
@@ -89,8 +95,7 @@ class Context:
             for pages in PAGE_SIZES:
                 combo = self.probe.get(backing, pages, "memfd" if backing == "memfd" else "mremap")
                 if self.size % PAGE_SIZES[pages]:
-                    yield None, f"{backing}/{pages}", (
-                        f"heap size is not a multiple of the {pages} page")
+                    yield None, f"{backing}/{pages}", _misfit(pages)
                 elif not combo.obtained:
                     yield None, f"{backing}/{pages}", combo.error
                 else:
@@ -105,7 +110,7 @@ class Context:
             if not combo.ok:
                 yield None, label, combo.error
             elif self.size % PAGE_SIZES[combo.pages]:
-                yield None, label, f"heap size is not a multiple of the {combo.pages} page"
+                yield None, label, _misfit(combo.pages)
             else:
                 yield Variant(combo.backing, combo.pages, combo.strategy), "", ""
 
@@ -490,9 +495,8 @@ class GCBench(Program):
     def setup(self, ctx, variant):
         if variant.strategy != "jvm-parallelgc":
             return super().setup(ctx, variant)
-        times = jvm.gcbench_ms(ctx.size, rounds=40)  # JIT-warmed rounds, handed out in turn
-        index = iter(range(1 << 30))
-        return Trial(lambda: Sample(times[next(index) % len(times)] / 1e3))
+        rounds = itertools.cycle(jvm.gcbench_ms(ctx.size, rounds=40))  # JIT-warmed, in turn
+        return Trial(lambda: Sample(next(rounds) / 1e3))
 
 
 #: Every case, in the order they run and are reported.
