@@ -383,6 +383,12 @@ def join(*heaps: Heap, prot: str = "rw") -> View:
     total = sum(h.size for h in heaps)
     reservation = Reservation(total, heaps[0]._backing, "heapalias:joined")
     parts: list[View] = []
+
+    def release() -> None:
+        for part in parts:
+            part.close()
+        reservation.release()
+
     try:
         start = reservation.address
         for heap in heaps:
@@ -397,15 +403,8 @@ def join(*heaps: Heap, prot: str = "rw") -> View:
                 ))
             start += heap.size
     except BaseException:
-        for part in parts:
-            part.close()
-        reservation.release()
+        release()
         raise
-
-    def release() -> None:
-        for part in parts:
-            part.close()
-        reservation.release()
 
     label = "+".join(h.name for h in heaps)
     return View(address=reservation.address, size=total, prot=prot, strategy="joined",

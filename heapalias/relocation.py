@@ -15,7 +15,7 @@ from .collectors import LoopStats, _stats
 from .errors import InvalidArgument, SyscallFailed, ViewInUse
 from .heap import Heap
 from .native import ffi, lib
-from .views import Reservation, View
+from .views import Reservation, View, first_overlap
 
 
 def _aligned(value: int, granule: int, what: str) -> int:
@@ -59,9 +59,9 @@ class RelocationArea:
             raise InvalidArgument("relocate from an open read-write view of this heap")
         if not length or offset + length > view.size or at + length > self.size:
             raise InvalidArgument(f"range of {length} bytes does not fit the view or the area")
-        if any(offset < end and start < offset + length for start, end in view.holes):
+        if first_overlap(view.holes, offset, offset + length):
             raise InvalidArgument("part of that range was already relocated away")
-        if any(at < end and start < at + length for start, end in self._used):
+        if first_overlap(self._used, at, at + length):
             raise InvalidArgument(f"area bytes {at:#x}..{at + length:#x} are already in use")
         if view.exported:
             raise ViewInUse(

@@ -208,14 +208,13 @@ class View:
                 f"{count} items of {dtype} at offset {offset} overrun the view's "
                 f"{self.size} bytes (at most {fits} fit)"
             )
-        end = offset + count * dtype.itemsize
-        for start, stop in self.holes:
-            if offset < stop and start < end:
-                raise InvalidArgument(
-                    f"bytes {start:#x}..{stop:#x} of view {self.role} were relocated away "
-                    "and are PROT_NONE",
-                    remedy="ask for a range outside them, or read the relocated view",
-                )
+        hole = first_overlap(self.holes, offset, offset + count * dtype.itemsize)
+        if hole:
+            raise InvalidArgument(
+                f"bytes {hole[0]:#x}..{hole[1]:#x} of view {self.role} were relocated away "
+                "and are PROT_NONE",
+                remedy="ask for a range outside them, or read the relocated view",
+            )
         with self._lock:
             if self.closed:
                 raise ViewClosed(
@@ -274,6 +273,11 @@ class View:
             f"View({self.role}, address={self.address:#x}, size={self.size}, prot={self.prot!r}, "
             f"strategy={self.strategy!r}, {state})"
         )
+
+
+def first_overlap(ranges: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    """The first ``[a, b)`` of ``ranges`` that meets ``[start, end)``, or None."""
+    return next(((a, b) for a, b in ranges if start < b and a < end), None)
 
 
 def _plain_dtype(dtype: object) -> np.dtype:
