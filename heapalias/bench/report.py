@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import InvalidArgument
-from .stats import compare
+from .stats import CV_WARNING, compare
 
 
 def winners(results: list[dict]) -> set[int]:
@@ -58,7 +58,8 @@ def print_report(data: dict, console: Console) -> None:
         best = winners(results)
         for i, r in enumerate(results):
             s = r["summary"]
-            cv = f"{s['cv'] * 100:.0f}%" + (" [yellow]![/yellow]" if s["cv"] >= 0.10 else "")
+            flag = " [yellow]![/yellow]" if s["cv"] >= CV_WARNING else ""
+            cv = f"{s['cv'] * 100:.0f}%{flag}"
             row = [("* " if i in best else "  ") + r["label"], _fmt(s["median"]),
                    _fmt(s["iqr"]), cv]
             if limit:
@@ -66,7 +67,8 @@ def print_report(data: dict, console: Console) -> None:
             row += [_fmt(r["ratio_to_reference"]), f"{r['minor_faults']:.0f}", r["obtained"]]
             table.add_row(*row)
         console.print(table)
-    noisy = [f"{r['case']} {r['label']}" for r in data["results"] if r["summary"]["cv"] >= 0.10]
+    noisy = [f"{r['case']} {r['label']}" for r in data["results"]
+             if r["summary"]["cv"] >= CV_WARNING]
     if noisy:
         console.print(f"[yellow]warning:[/yellow] CV >= 10% for {len(noisy)} results "
                       f"({', '.join(noisy[:4])}{', ...' if len(noisy) > 4 else ''}): "
