@@ -108,11 +108,8 @@ def _hugetlb_pages() -> int:
 
 
 def _meminfo(key: str) -> int:
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
+    from .system import meminfo_kb
+    return meminfo_kb().get(key, 0)
 
 
 # ---- the checks (each runs in a child process) ----

@@ -132,13 +132,19 @@ def map_count() -> int:
         return sum(1 for _ in maps)
 
 
-def memory_available() -> int:
-    """Bytes a new heap can commit without swapping out others: MemAvailable + SwapFree."""
+def meminfo_kb() -> dict[str, int]:
+    """``/proc/meminfo``'s numbers as it gives them: kB, or a count for HugePages_*."""
     fields = {}
     for line in _read("/proc/meminfo").splitlines():
         key, _, value = line.partition(":")
-        fields[key] = int(value.split()[0]) << 10 if value.split() else 0
-    return fields.get("MemAvailable", 0) + fields.get("SwapFree", 0)
+        fields[key] = int(value.split()[0]) if value.split() else 0
+    return fields
+
+
+def memory_available() -> int:
+    """Bytes a new heap can commit without swapping out others: MemAvailable + SwapFree."""
+    fields = meminfo_kb()
+    return (fields.get("MemAvailable", 0) + fields.get("SwapFree", 0)) << 10
 
 
 def overcommit_mode() -> int:
