@@ -14,18 +14,15 @@ from heapalias.relocation import RelocationArea, copy
 from conftest import mapped_at, run_isolated
 
 
-def semispaces(heap: ha.Heap) -> ha.ObjectHeap:
+def semispaces(heap: ha.Heap, **options) -> ha.ObjectHeap:
     half = heap.size // 2
-    return ha.ObjectHeap(heap, spaces={"a": (8, half), "b": (half, heap.size)})
+    return ha.ObjectHeap(heap, spaces={"a": (8, half), "b": (half, heap.size)}, **options)
 
 
 @pytest.mark.parametrize("encoding", ["offset", "address"])
 def test_gcbench_gives_its_check_values(encoding) -> None:
     with ha.Heap("64M") as heap:
-        half = heap.size // 2
-        objects = ha.ObjectHeap(heap, encoding=encoding,
-                                spaces={"a": (8, half), "b": (half, heap.size)})
-        run = drivers.gcbench(objects)
+        run = drivers.gcbench(semispaces(heap, encoding=encoding))
     assert run.checks == drivers.expected_gcbench_checks()
     assert run.checks[-1] == 1  # array[1000] == 1.0/1000 after every collection
     assert run.collections > 0 and len(run.pauses_ns) == run.collections
@@ -39,9 +36,8 @@ def test_gcbench_gives_its_check_values(encoding) -> None:
 @pytest.mark.parametrize("encoding", ["colored", "masked"])
 def test_gcbench_survives_heaps_on_colored_views(encoding) -> None:
     with ha.Heap("64M") as heap:
-        half = heap.size // 2
-        objects = ha.ObjectHeap(heap, encoding=encoding, colors=heap.multimap(2, shift=27),
-                                store_color=1, spaces={"a": (8, half), "b": (half, heap.size)})
+        objects = semispaces(heap, encoding=encoding, colors=heap.multimap(2, shift=27),
+                             store_color=1)
         assert drivers.gcbench(objects).checks == drivers.expected_gcbench_checks()
 
 
