@@ -1,4 +1,4 @@
-"""Run the Java GCBench in ``jvm/GCBench.java`` on this machine's JVM, for a same-run baseline."""
+"""Run the Java GCBench in ``java/GCBench.java`` on this machine's JVM, for a same-run baseline."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from ..drivers import expected_gcbench_checks
 from ..errors import HeapAliasError
 
-SOURCE = Path(__file__).with_name("jvm") / "GCBench.java"
+SOURCE = Path(__file__).with_name("java") / "GCBench.java"
 WARMUP_ROUNDS = 3
 
 
