@@ -9,6 +9,7 @@ import math
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -509,9 +510,11 @@ def test_pools_are_given_back_when_the_run_is_interrupted(empty_2m_pool, monkeyp
 
 def test_pools_are_given_back_on_sigterm(empty_2m_pool) -> None:
     command = [sys.executable, "-m", "heapalias.cli", "bench", "-k", "scan", "--size", "8M",
-               "--repeat", "100000"]
+               "--repeat", "20000"]
     child = subprocess.Popen(command, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
+    deadline = threading.Timer(120, child.kill)  # never hang on a run that did not announce
+    deadline.start()
     try:
         lines = []
         for line in child.stderr:  # the run announces the reservation before it measures
@@ -522,6 +525,7 @@ def test_pools_are_given_back_on_sigterm(empty_2m_pool) -> None:
         child.send_signal(signal.SIGTERM)
         rest = child.communicate(timeout=120)[1]
     finally:
+        deadline.cancel()
         child.kill()
         child.wait()
     assert child.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
