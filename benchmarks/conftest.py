@@ -6,10 +6,9 @@ import os
 
 import pytest
 
-from heapalias import limits
 from heapalias.backing import parse_size
 from heapalias.bench.cases import Context
-from heapalias.bench.runner import limit_values
+from heapalias.bench.runner import limit_values, measure_limits
 from heapalias.probe import probe
 
 SIZE = parse_size(os.environ.get("HEAPALIAS_BENCH_SIZE", "64M"))
@@ -23,8 +22,8 @@ def bench_context() -> Context:
 
 @pytest.fixture(scope="session")
 def bench_limits() -> dict[str, float]:
-    """memcpy, read, latency and fault limits, measured once in this session."""
-    return limit_values(limits.measure(min(SIZE, 256 << 20), repeats=3))
+    """The limits (see heapalias.limits), measured once in this session."""
+    return limit_values(measure_limits(SIZE, SUITE))
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import statistics
 import pytest
 
 from heapalias.bench.cases import CASES, Context, Sample
+from heapalias.bench.runner import limit_ratio
 from heapalias.errors import HeapAliasError
 from heapalias.probe import probe
 from heapalias.system import hugepage_pools
@@ -28,18 +29,14 @@ def _variants():
     for case in CASES:
         if SUITE not in case.suites:
             continue
-        for variant, label, reason in case.variants(ctx):
-            name = f"{case.name}[{variant.label if variant else label}]"
-            if variant is None:
-                yield pytest.param(case, None, reason, id=name)
-            else:
-                yield pytest.param(case, variant, "", id=name)
+        for variant, reason in case.variants(ctx):
+            yield pytest.param(case, variant, reason, id=f"{case.name}[{variant.label}]")
 
 
 @pytest.mark.parametrize(("case", "variant", "reason"), list(_variants()))
 def test_case(benchmark, bench_context, bench_limits, reference_medians, case, variant,
               reason) -> None:
-    if variant is None:
+    if reason:
         pytest.skip(reason=f"{case.name}: {reason}")
     try:
         trial = case.setup(bench_context, variant)
@@ -59,9 +56,8 @@ def test_case(benchmark, bench_context, bench_limits, reference_medians, case, v
     info = benchmark.extra_info
     info[case.unit] = median
     if case.limit:
-        bound = bench_limits[case.limit]
-        info[f"x_{case.limit}"] = median / bound if case.higher_is_better else bound / median
-    siblings = [v for v, _, _ in case.variants(bench_context) if v is not None]
+        info[f"x_{case.limit}"] = limit_ratio(case, median, bench_limits[case.limit])
+    siblings = [v for v, why_not in case.variants(bench_context) if not why_not]
     reference = case.reference(variant, siblings) or siblings[0]
     ref = reference_medians.get((case.name, reference.label))
     if ref:

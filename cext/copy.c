@@ -11,31 +11,41 @@
  * memcpy run at full bandwidth. */
 #define STREAM_BYTES (256u << 10)
 
-static void copy_words(uint64_t *dst, const uint64_t *src, uint64_t bytes)
+/* A copy with non-temporal stores (plain memcpy off x86): the Cheney copy of
+ * large objects, and the streaming half of the copy limit in limits.c.
+ * dst and src are word-aligned. */
+void ha_copy_streaming(uint64_t *dst, const uint64_t *src, uint64_t bytes)
 {
 #if defined(__x86_64__)
+    if (((uintptr_t)dst & 8) && bytes >= 8) { /* one word makes dst 16-aligned */
+        *dst++ = *src++;
+        bytes -= 8;
+    }
+    __m128i *d = (__m128i *)dst;
+    const __m128i *s = (const __m128i *)src;
+    uint64_t n = bytes / 64;
+    for (uint64_t i = 0; i < n; i++, d += 4, s += 4) {
+        __builtin_prefetch((const char *)s + HA_PREFETCH_AHEAD, 0, 0);
+        __m128i a = _mm_loadu_si128(s), b = _mm_loadu_si128(s + 1);
+        __m128i c = _mm_loadu_si128(s + 2), e = _mm_loadu_si128(s + 3);
+        _mm_stream_si128(d, a);
+        _mm_stream_si128(d + 1, b);
+        _mm_stream_si128(d + 2, c);
+        _mm_stream_si128(d + 3, e);
+    }
+    _mm_sfence();
+    memcpy(d, s, bytes % 64);
+#else
+    memcpy(dst, src, bytes);
+#endif
+}
+
+static void copy_words(uint64_t *dst, const uint64_t *src, uint64_t bytes)
+{
     if (bytes >= STREAM_BYTES) {
-        if ((uintptr_t)dst & 8) { /* objects are word-aligned: one word makes dst 16-aligned */
-            *dst++ = *src++;
-            bytes -= 8;
-        }
-        __m128i *d = (__m128i *)dst;
-        const __m128i *s = (const __m128i *)src;
-        uint64_t n = bytes / 64;
-        for (uint64_t i = 0; i < n; i++, d += 4, s += 4) {
-            __builtin_prefetch((const char *)s + HA_PREFETCH_AHEAD, 0, 0);
-            __m128i a = _mm_loadu_si128(s), b = _mm_loadu_si128(s + 1);
-            __m128i c = _mm_loadu_si128(s + 2), e = _mm_loadu_si128(s + 3);
-            _mm_stream_si128(d, a);
-            _mm_stream_si128(d + 1, b);
-            _mm_stream_si128(d + 2, c);
-            _mm_stream_si128(d + 3, e);
-        }
-        _mm_sfence();
-        memcpy(d, s, bytes % 64);
+        ha_copy_streaming(dst, src, bytes);
         return;
     }
-#endif
     if (bytes <= 64) { /* small objects: an inlined loop beats a memcpy call */
         for (uint64_t i = 0; i < bytes / 8; i++)
             dst[i] = src[i];

@@ -143,10 +143,17 @@ int ha_relocate_copy(uint64_t dst, uint64_t src, uint64_t length, ha_stats *st);
 
 /* ---- physical limits, measured in the same run as the loops they judge ---- */
 uint64_t ha_memcpy_ns(uint64_t dst, uint64_t src, uint64_t length, uint32_t repeats);
-uint64_t ha_read_ns(uint64_t src, uint64_t length, uint32_t repeats, uint64_t *sum);
+uint64_t ha_read_ns(uint64_t src, uint64_t length, uint32_t repeats, int prefetch,
+                    uint64_t *sum);
 uint64_t ha_chase_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t seed,
                      uint64_t *last);
 int64_t ha_fault_ns(uint64_t length, int flags);
+uint64_t ha_stream_copy_ns(uint64_t dst, uint64_t src, uint64_t length, uint32_t repeats);
+uint64_t ha_write_ns(uint64_t dst, uint64_t length, uint32_t repeats, int streaming);
+uint64_t ha_write_read_ns(uint64_t write_to, uint64_t read_from, uint64_t length,
+                          int streaming, int prefetch, uint64_t *sum);
+uint64_t ha_gather_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t seed,
+                      uint64_t *sum);
 
 /* ---- mutator drivers: allocate in C, collect with ha_cheney when full ---- */
 typedef struct ha_gc_run {
@@ -167,5 +174,8 @@ int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_dep
                     uint64_t *shadow, size_t shadow_capacity, uint64_t *pauses,
                     size_t pause_capacity, ha_gc_run *run, ha_stats *st);
 /* cffi-end */
+
+/* Shared between the C files only. */
+void ha_copy_streaming(uint64_t *dst, const uint64_t *src, uint64_t bytes);
 
 #endif

@@ -1,9 +1,16 @@
-/* Physical limits the loops are judged against, measured in the same run:
- * memcpy bandwidth, sequential read bandwidth, dependent-load latency and the
- * cost of a first-touch page fault. Each returns nanoseconds for the whole job. */
+/* Physical limits the loops are judged against, measured in the same run.
+ * Each is the fastest known way to do a case's work: copy (memcpy or a
+ * non-temporal streaming copy), write (memset or streaming stores), read,
+ * write-then-read, and independent random loads; plus the dependent-load
+ * latency and the cost of a first-touch page fault, for reference. Each
+ * returns nanoseconds for the whole job. */
 #include "object_model.h"
 
 #include <unistd.h>
+
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 uint64_t ha_memcpy_ns(uint64_t dst, uint64_t src, uint64_t length, uint32_t repeats)
 {
@@ -16,26 +23,116 @@ uint64_t ha_memcpy_ns(uint64_t dst, uint64_t src, uint64_t length, uint32_t repe
 }
 
 /* Sum every word, with four independent accumulators so the loads, not the
- * adds, set the pace. */
-uint64_t ha_read_ns(uint64_t src, uint64_t length, uint32_t repeats, uint64_t *sum)
+ * adds, set the pace. With `prefetch`, also ask for the line HA_PREFETCH_AHEAD
+ * bytes on: the hardware prefetcher stops at each 4 KiB page, and on some
+ * machines this read is the faster one. */
+static uint64_t sum_words(const uint64_t *w, uint64_t n, int prefetch)
 {
-    const uint64_t *w = (const uint64_t *)(uintptr_t)src;
-    uint64_t n = length / 8, a = 0, b = 0, c = 0, d = 0;
-    uint64_t start = ha_now_ns();
+    uint64_t a = 0, b = 0, c = 0, d = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        if (prefetch)
+            __builtin_prefetch(w + i + HA_PREFETCH_AHEAD / 8, 0, 0);
+        a += w[i] + w[i + 4];
+        b += w[i + 1] + w[i + 5];
+        c += w[i + 2] + w[i + 6];
+        d += w[i + 3] + w[i + 7];
+    }
+    for (; i < n; i++)
+        a += w[i];
+    return a + b + c + d;
+}
+
+uint64_t ha_read_ns(uint64_t src, uint64_t length, uint32_t repeats, int prefetch,
+                    uint64_t *sum)
+{
+    uint64_t total = 0, start = ha_now_ns();
     for (uint32_t r = 0; r < repeats; r++) {
-        uint64_t i = 0;
-        for (; i + 4 <= n; i += 4) {
-            a += w[i];
-            b += w[i + 1];
-            c += w[i + 2];
-            d += w[i + 3];
-        }
-        for (; i < n; i++)
-            a += w[i];
+        total += sum_words((const uint64_t *)(uintptr_t)src, length / 8, prefetch);
         __asm__ volatile("" ::: "memory");
     }
     uint64_t ns = ha_now_ns() - start;
-    *sum = a + b + c + d;
+    *sum = total;
+    return ns;
+}
+
+uint64_t ha_stream_copy_ns(uint64_t dst, uint64_t src, uint64_t length, uint32_t repeats)
+{
+    uint64_t start = ha_now_ns();
+    for (uint32_t r = 0; r < repeats; r++) {
+        ha_copy_streaming((uint64_t *)(uintptr_t)dst, (const uint64_t *)(uintptr_t)src, length);
+        __asm__ volatile("" ::: "memory");
+    }
+    return ha_now_ns() - start;
+}
+
+/* Fill `length` bytes with 0x01 bytes: memset (which picks its own stores), or
+ * non-temporal stores that skip the read-for-ownership (memset off x86). */
+static void fill(uint64_t dst, uint64_t length, int streaming)
+{
+#if defined(__x86_64__)
+    if (streaming) {
+        uint64_t *w = (uint64_t *)(uintptr_t)dst;
+        const uint64_t ones = 0x0101010101010101ULL;
+        for (; ((uintptr_t)w & 15) && length >= 8; length -= 8)
+            *w++ = ones;
+        __m128i v = _mm_set1_epi64x((long long)ones), *d = (__m128i *)w;
+        for (; length >= 64; length -= 64, d += 4) {
+            _mm_stream_si128(d, v);
+            _mm_stream_si128(d + 1, v);
+            _mm_stream_si128(d + 2, v);
+            _mm_stream_si128(d + 3, v);
+        }
+        _mm_sfence();
+        memset(d, 1, length);
+        return;
+    }
+#endif
+    (void)streaming;
+    memset((void *)(uintptr_t)dst, 1, length);
+}
+
+uint64_t ha_write_ns(uint64_t dst, uint64_t length, uint32_t repeats, int streaming)
+{
+    uint64_t start = ha_now_ns();
+    for (uint32_t r = 0; r < repeats; r++) {
+        fill(dst, length, streaming);
+        __asm__ volatile("" ::: "memory");
+    }
+    return ha_now_ns() - start;
+}
+
+/* Write `length` bytes through one address, then read them back through
+ * another: two views of one heap, or the same view twice for the limit. */
+uint64_t ha_write_read_ns(uint64_t write_to, uint64_t read_from, uint64_t length,
+                          int streaming, int prefetch, uint64_t *sum)
+{
+    uint64_t start = ha_now_ns();
+    fill(write_to, length, streaming);
+    __asm__ volatile("" ::: "memory");
+    uint64_t total = sum_words((const uint64_t *)(uintptr_t)read_from, length / 8, prefetch);
+    uint64_t ns = ha_now_ns() - start;
+    *sum = total;
+    return ns;
+}
+
+/* Load one word from each of `steps` random cache lines of `slots`. The
+ * addresses come from a generator, not from the loads, so the loads overlap:
+ * the most random lines per second the memory system serves, which bounds any
+ * loop that visits objects in random order (mark). */
+uint64_t ha_gather_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t seed,
+                      uint64_t *sum)
+{
+    const uint64_t *w = (const uint64_t *)(uintptr_t)buffer;
+    uint64_t x = seed | 1, total = 0, start = ha_now_ns();
+    for (uint64_t s = 0; s < steps; s++) {
+        x ^= x << 13; /* xorshift64 */
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint64_t slot = (uint64_t)(((unsigned __int128)x * slots) >> 64);
+        total += w[slot * 8];
+    }
+    uint64_t ns = ha_now_ns() - start;
+    *sum = total;
     return ns;
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -20,22 +21,52 @@ from .probe import ProbeResult, probe
 from .system import PAGE_SIZES, SystemInfo, hugepage_pool, hugepage_pools, reserve_hugepages
 
 
+class OneLineError(click.ClickException):
+    """An error shown as the one line the README promises: no usage text, no traceback."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"heapalias: error: {self.message}", err=True, file=file)
+
+
+def one_line(exc: Exception) -> OneLineError:
+    """Exit 2 for a usage error (with where to read the options), 1 for everything else."""
+    if isinstance(exc, click.UsageError):
+        where = f"`{exc.ctx.command_path} --help`" if exc.ctx else "`heapalias --help`"
+        return OneLineError(f"{exc.format_message().rstrip('.')}. Remedy: see {where}", 2)
+    if isinstance(exc, click.ClickException):
+        return OneLineError(exc.format_message(), exc.exit_code)
+    return OneLineError(str(exc), 1)
+
+
 class _Group(click.Group):
-    """Turns a HeapAliasError from any command into one line on stderr and exit 1."""
+    """Turns a usage error or a HeapAliasError from any command into one line on stderr."""
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # bare `heapalias`: the help text is the answer
+        except (click.UsageError, HeapAliasError) as exc:
+            raise one_line(exc) from exc
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except HeapAliasError as exc:
-            click.echo(f"heapalias: error: {exc}", err=True)
-            ctx.exit(1)
+        except OneLineError:
+            raise
+        except (click.ClickException, HeapAliasError) as exc:
+            raise one_line(exc) from exc
 
 
 def _console() -> Console:
     return Console(highlight=False, soft_wrap=False, width=max(Console().width, 120))
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("heapalias", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="heapalias")
 def main() -> None:
     """heapalias: aliased JVM-style heaps for studying garbage collectors."""
@@ -171,6 +202,32 @@ def _progress_runner():
     return progress, tick, on_start
 
 
+def _output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An output file the run can write at its end, checked before the run starts."""
+    if value is None:
+        return None
+    path = Path(value)
+    folder = path.parent
+    if path.is_dir():
+        raise click.BadParameter(f"{value} is a directory", ctx, param)
+    if not folder.is_dir():
+        raise click.BadParameter(f"directory {folder} does not exist", ctx, param)
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.BadParameter(f"{value} is not writable", ctx, param)
+    return value
+
+
+def _plot_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Like _output_path, and drawing needs matplotlib (the `plot` extra)."""
+    if value is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as exc:
+            raise click.BadParameter("drawing needs matplotlib: pip install "
+                                     "'heapalias[plot]'", ctx, param) from exc
+    return _output_path(ctx, param, value)
+
+
 @main.command("bench")
 @click.option("--suite", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
               help="quick: about a minute on 2 cores; full: every variant, size and program.")
@@ -182,30 +239,37 @@ def _progress_runner():
 @click.option("--backing", type=click.Choice(["memfd", "anon", "private"]), default=None)
 @click.option("--pages", type=click.Choice(["4k", "thp", "2m", "1g"]), default=None)
 @click.option("--strategy", type=click.Choice(["mremap", "memfd"]), default=None)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
+@click.option("--json", "json_path", callback=_output_path,
               help="Also write the full report (samples, metadata) to this file.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True),
+@click.option("--plot", "plot_path", callback=_plot_path,
               help="Also draw the ratios and the relocation crossover to this PNG.")
 @click.option("--pin", type=click.IntRange(min=0), default=None, help="Pin to this CPU.")
+@click.option("--no-reserve", is_flag=True,
+              help="As root, do not fill the hugetlb pools for the run (by default a short pool "
+              "is filled for the run and restored afterwards).")
 def bench_command(suite, size, repeat, pattern, backing, pages, strategy, json_path, plot_path,
-                  pin) -> None:
+                  pin, no_reserve) -> None:
     """Benchmark the strategies side by side, each figure a ratio to a same-run limit."""
     from .backing import parse_size
     from .bench import report
-    from .bench.runner import run_suite
+    from .bench.runner import NothingSelected, run_suite
 
     nbytes = parse_size(size)
     if pin is not None and pin not in os.sched_getaffinity(0):
         raise click.BadParameter(f"CPU {pin} is not available to this process", param_hint="--pin")
-    pools = {p.label: p.available for p in hugepage_pools()}
-    if not any(pools.values()):
-        click.echo("heapalias: note: the hugetlb pools are empty, so the 2m/1g variants are "
-                   "skipped; `heapalias hugepages --reserve 512` fills the 2 MiB pool", err=True)
     progress, tick, on_start = _progress_runner()
+
+    def say(line: str) -> None:  # above the progress bar, on stderr
+        progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     with progress:
-        result = run_suite(suite=suite, size=nbytes, repeat=repeat, pattern=pattern,
-                           backing=backing, pages=pages, strategy=strategy, pin=pin, tick=tick,
-                           on_start=on_start)
+        try:
+            result = run_suite(suite=suite, size=nbytes, repeat=repeat, pattern=pattern,
+                               backing=backing, pages=pages, strategy=strategy, pin=pin,
+                               reserve_pools=os.geteuid() == 0 and not no_reserve, tick=tick,
+                               on_start=on_start, say=say)
+        except NothingSelected as exc:
+            raise click.UsageError(exc.message) from exc
     data = result.as_dict()
     report.print_report(data, _console())
     if json_path:

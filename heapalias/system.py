@@ -9,7 +9,13 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import HeapAliasError, InvalidArgument, NotPermitted, hugepage_sysctl
+from .errors import (
+    HeapAliasError,
+    InsufficientMemory,
+    InvalidArgument,
+    NotPermitted,
+    hugepage_sysctl,
+)
 
 HUGEPAGES_DIR = Path("/sys/kernel/mm/hugepages")
 THP_DIR = Path("/sys/kernel/mm/transparent_hugepage")
@@ -100,6 +106,16 @@ def reserve_hugepages(count: int, page_size: int = 2 << 20) -> HugePagePool:
             f"this kernel has no {page_size >> 10} kB hugetlb pool",
             errno=errno.ENOENT,
             remedy="use --size 2m, or boot with hugepagesz=1G for 1 GiB pages",
+        )
+    growth = (count - hugepage_pool(page_size).total) * page_size
+    available_kb = meminfo_kb().get("MemAvailable")
+    # The kernel grants what it can and never says no: an oversized count would take every
+    # free page from every other process, so ask for no more than is available.
+    if growth > 0 and available_kb is not None and growth > available_kb << 10:
+        raise InsufficientMemory(
+            f"{count} pages of {page_size >> 10} kB would take {growth >> 20} MiB more for "
+            f"the pool, but only {available_kb >> 10} MiB of memory is available",
+            remedy="reserve fewer pages, or free memory first",
         )
     try:
         Path(path).write_text(f"{count}\n")

@@ -59,6 +59,14 @@ def test_hugepages_reserve(runner, sysctl) -> None:
     assert hugepage_pool(2 << 20).total == total + 2
 
 
+def one_error_line(result) -> str:
+    """The single line an error prints (asserts there is exactly one, and no traceback)."""
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("heapalias: error: ") and "Traceback" not in result.output
+    return lines[0]
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -67,12 +75,18 @@ def test_hugepages_reserve(runner, sysctl) -> None:
         ["hugepages", "--size", "4k"],
         ["probe", "--colour"],
         ["no-such-command"],
+        ["--no-such-option"],
+        ["gcbench", "--pages", "3m"],
+        ["gcbench", "--repeat", "0"],
+        ["compare", "only-one.json"],
+        ["bench", "--pin", "-1"],
     ],
 )
-def test_usage_errors_exit_2(runner, args) -> None:
+def test_usage_errors_exit_2_with_one_line(runner, args) -> None:
     result = runner.invoke(cli.main, args)
-    assert result.exit_code == 2
-    assert "Usage:" in result.output
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "Remedy: see `heapalias" in line and "--help`" in line and ".." not in line
 
 
 def test_runtime_error_exits_1_with_one_line_and_no_traceback(runner, monkeypatch) -> None:
@@ -91,3 +105,14 @@ def test_runtime_error_exits_1_with_one_line_and_no_traceback(runner, monkeypatc
 def test_version(runner) -> None:
     result = runner.invoke(cli.main, ["--version"])
     assert result.exit_code == 0 and ha.__version__ in result.output
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the refusal is checked before writing, which needs root "
+                    "to reach")
+def test_reserving_more_than_memory_is_refused_and_changes_nothing(runner) -> None:
+    """Before, the kernel was asked for 10^11 pages and took every free page it could find."""
+    before = hugepage_pool(2 << 20).total
+    result = runner.invoke(cli.main, ["hugepages", "--reserve", str(10**11)])
+    assert result.exit_code == 1
+    assert "memory is available" in one_error_line(result)
+    assert hugepage_pool(2 << 20).total == before

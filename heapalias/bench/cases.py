@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import collectors, drivers, workloads
+from ..backing import format_size
 from ..errors import HeapAliasWarning
 from ..heap import Heap
 from ..native import ffi, lib
 from ..objects import ObjectHeap
-from ..probe import ProbeResult
+from ..probe import Combination, ProbeResult
 from ..relocation import RelocationArea
 from ..relocation import copy as copy_range
-from ..system import PAGE_SIZES
+from ..system import HUGETLB_PAGES, PAGE_SIZES
 from . import jvm
 
 
@@ -80,6 +81,15 @@ def _misfit(pages: str) -> str:
     return f"heap size is not a multiple of the {pages} page"
 
 
+def pool_short(pages: str) -> str:
+    """Why a variant could not get its hugetlb pages: one reason per pool, whatever the call."""
+    return f"the {format_size(PAGE_SIZES[pages])} hugetlb pool is short of pages"
+
+
+#: What Case.variants yields: a variant, and why it cannot run ("" when it can).
+Choice = tuple["Variant", str]
+
+
 @dataclass(frozen=True)
 class Context:
     """What every case may use: the heap size, the suite, and the probe's findings."""
@@ -88,31 +98,41 @@ class Context:
     suite: str
     probe: ProbeResult
 
-    def heaps(self, backings: tuple[str, ...] = ("memfd", "anon", "private")) -> Iterator[
-            tuple[Variant | None, str, str]]:
-        """Each (backing, pages) the probe could create a heap for; a reason when it could not."""
+    def why_not(self, combo: Combination) -> str:
+        """Why a combination the probe saw fail cannot run: a hugetlb pool without a free page
+        at probe time is the cause, whatever the call that found it out."""
+        if combo.pages in HUGETLB_PAGES:
+            pools = {pool.label: pool for pool in self.probe.system.hugepage_pools}
+            pool = pools.get(combo.pages)
+            if pool is not None and pool.available == 0:
+                return pool_short(combo.pages)
+        return combo.error
+
+    def heaps(self, backings: tuple[str, ...] = ("memfd", "anon", "private")) -> Iterator[Choice]:
+        """Each backing x pages, and why the probe could not create a heap with it ("" if it
+        could)."""
         for backing in backings:
             for pages in PAGE_SIZES:
                 combo = self.probe.get(backing, pages, "memfd" if backing == "memfd" else "mremap")
                 if self.size % PAGE_SIZES[pages]:
-                    yield None, f"{backing}/{pages}", _misfit(pages)
+                    yield Variant(backing, pages), _misfit(pages)
                 elif not combo.obtained:
-                    yield None, f"{backing}/{pages}", combo.error
+                    yield Variant(backing, pages), self.why_not(combo)
                 else:
-                    yield Variant(backing, pages), "", ""
+                    yield Variant(backing, pages), ""
 
-    def aliases(self) -> Iterator[tuple[Variant | None, str, str]]:
-        """Each working backing/pages/strategy combination, or why it was skipped."""
+    def aliases(self) -> Iterator[Choice]:
+        """Each applicable backing x pages x strategy, and why it cannot run ("" if it can)."""
         for combo in self.probe.combinations:
-            label = f"{combo.backing}/{combo.pages}/{combo.strategy}"
             if not combo.applicable:
                 continue
-            if not combo.ok:
-                yield None, label, combo.error
-            elif self.size % PAGE_SIZES[combo.pages]:
-                yield None, label, _misfit(combo.pages)
+            variant = Variant(combo.backing, combo.pages, combo.strategy)
+            if self.size % PAGE_SIZES[combo.pages]:
+                yield variant, _misfit(combo.pages)
+            elif not combo.ok:
+                yield variant, self.why_not(combo)
             else:
-                yield Variant(combo.backing, combo.pages, combo.strategy), "", ""
+                yield variant, ""
 
 
 class Case:
@@ -121,7 +141,7 @@ class Case:
     name = ""
     description = ""
     unit = "GB/s"  # or "us/op", "ns/obj", "ms"
-    limit: str | None = None  # "memcpy", "read", "latency", "fault"
+    limit: str | None = None  # a key of runner.limit_values: "copy", "write", "read", ...
     suites = ("quick", "full")
     #: Backings the case runs on, in the full suite and in the quick one.
     backings: tuple[str, ...] = ("memfd", "anon", "private")
@@ -138,8 +158,14 @@ class Case:
         scale = {"us/op": 1e6, "ns/obj": 1e9, "ms": 1e3}[self.unit]
         return sample.seconds / sample.ops * scale
 
-    def variants(self, ctx: Context) -> Iterator[tuple[Variant | None, str, str]]:
+    def variants(self, ctx: Context) -> Iterator[Choice]:
+        """Every variant, with why it cannot run on this machine ("" when it can)."""
         yield from ctx.heaps(self.quick_backings if ctx.suite == "quick" else self.backings)
+
+    def footprint(self, ctx: Context, variant: Variant) -> tuple[int, int]:
+        """Bytes of heap a variant holds once set up, and bytes more while one sample runs:
+        what the hugetlb pool must hold for it."""
+        return ctx.size, 0
 
     def reference(self, variant: Variant, variants: list[Variant]) -> Variant | None:
         """The variant this one is compared with (by default the first); None if not among
@@ -150,15 +176,14 @@ class Case:
         raise NotImplementedError
 
 
-def _each_detail(variants: Iterator[tuple[Variant | None, str, str]],
-                 details: tuple[str, ...]) -> Iterator[tuple[Variant | None, str, str]]:
+def _each_detail(variants: Iterator[Choice], details: tuple[str, ...]) -> Iterator[Choice]:
     """Each variant once per detail (skips pass through unchanged)."""
-    for variant, label, reason in variants:
-        if variant is None:
-            yield variant, label, reason
+    for variant, reason in variants:
+        if reason:
+            yield variant, reason
         else:
             for detail in details:
-                yield Variant(variant.backing, variant.pages, variant.strategy, detail), "", ""
+                yield Variant(variant.backing, variant.pages, variant.strategy, detail), ""
 
 
 def _heap(size: int, variant: Variant, populate: bool = True) -> Heap:
@@ -187,9 +212,12 @@ class AliasCreation(Case):
     def variants(self, ctx):
         yield from ctx.aliases()
 
-    def setup(self, ctx, variant):
+    def footprint(self, ctx, variant):
         page = PAGE_SIZES[variant.pages]
-        heap = _heap(max(min(ctx.size, 64 << 20) // page * page, page), variant)
+        return max(min(ctx.size, 64 << 20) // page * page, page), 0
+
+    def setup(self, ctx, variant):
+        heap = _heap(self.footprint(ctx, variant)[0], variant)
         heap.populate = False  # time the mapping, not faulting in page tables
         return Trial(lambda: Sample(_timed(lambda: heap.alias(variant.strategy).close())), [heap])
 
@@ -198,7 +226,7 @@ class Populate(Case):
     name = "populate"
     description = ("get a heap's memory: `populate` commits and faults it in when the heap is "
                    "created; `touch` maps it lazily and first-touches one byte per page")
-    limit = "fault"
+    limit = "write"  # the kernel zeroes every page it hands out: at best a memset
     quick_backings = ("memfd", "private")
 
     def variants(self, ctx):
@@ -206,6 +234,9 @@ class Populate(Case):
 
     def reference(self, variant, variants):
         return next((v for v in variants if v.detail == variant.detail), None)
+
+    def footprint(self, ctx, variant):
+        return PAGE_SIZES[variant.pages], ctx.size  # a one-page heap, and each sample's heap
 
     def setup(self, ctx, variant):
         page = min(PAGE_SIZES[variant.pages], 4096 if variant.pages == "thp" else 1 << 30)
@@ -229,39 +260,37 @@ class Populate(Case):
 class AliasedReadWrite(Case):
     name = "alias_rw"
     description = "write the heap through one view, read it through another (or the same)"
-    limit = "read"
+    limit = "write+read"
 
     def variants(self, ctx):
-        yield Variant("memfd", "4k", "single"), "", ""
+        yield Variant("memfd", "4k", "single"), ""
         yield from ctx.aliases()
 
     def setup(self, ctx, variant):
         heap = _heap(ctx.size, variant)
-        writer = heap.view.array(np.uint64)
         reader = heap.view if variant.strategy == "single" else heap.alias(variant.strategy)
         total = ffi.new("uint64_t *")
 
-        def run() -> Sample:
-            seconds = _timed(lambda: writer.fill(1))
-            seconds += lib.ha_read_ns(reader.address, reader.size, 1, total) / 1e9
-            return Sample(seconds, 2 * heap.size)
+        def run() -> Sample:  # the write+read limit's own loop, through two views
+            ns = lib.ha_write_read_ns(heap.view.address, reader.address, heap.size, 0, 0, total)
+            return Sample(ns / 1e9, 2 * heap.size)
 
-        def cleanup() -> None:
-            nonlocal writer
-            del writer
-
-        return Trial(run, [heap], cleanup)
+        return Trial(run, [heap])
 
 
 #: Heap bytes per graph object: objects average 48 bytes, so the graph fills half the heap.
 GRAPH_BYTES_PER_OBJECT = 96
 
 
+def graph_size(size: int, suite: str) -> int:
+    """The heap size of the graph cases: the run's size, capped at 64 MiB in the quick suite."""
+    return size if suite == "full" else min(size, 64 << 20)
+
+
 def _graph_heap(ctx: Context, variant: Variant, encoding: str = "offset",
                 colors: int = 0) -> tuple[Heap, ObjectHeap, np.ndarray]:
-    """A heap half full of a random graph; the quick suite caps it at 64 MiB."""
-    size = ctx.size if ctx.suite == "full" else min(ctx.size, 64 << 20)
-    heap = _heap(size, variant)
+    """A heap half full of a random graph (see graph_size)."""
+    heap = _heap(graph_size(ctx.size, ctx.suite), variant)
     layout = heap.multimap(colors, shift=max(heap.size - 1, 1).bit_length()) if colors else None
     objects = ObjectHeap(heap, encoding=encoding, colors=layout)
     n = heap.size // GRAPH_BYTES_PER_OBJECT
@@ -269,7 +298,14 @@ def _graph_heap(ctx: Context, variant: Variant, encoding: str = "offset",
     return heap, objects, work.roots
 
 
-class Scan(Case):
+class GraphCase(Case):
+    """A case over a heap half full of a random graph (see graph_size)."""
+
+    def footprint(self, ctx, variant):
+        return graph_size(ctx.size, ctx.suite), 0
+
+
+class Scan(GraphCase):
     name = "scan"
     description = "linear heap walk: parse every header, bottom to top"
     limit = "read"
@@ -295,11 +331,11 @@ def _marking(heap: Heap, objects: ObjectHeap, roots: np.ndarray) -> Trial:
     return Trial(run, [heap])
 
 
-class Mark(Case):
+class Mark(GraphCase):
     name = "mark"
     description = "trace a random graph from 64 roots (marks cleared between samples)"
     unit = "ns/obj"
-    limit = "latency"
+    limit = "random load"
 
     def setup(self, ctx, variant):
         heap, objects, roots = _graph_heap(ctx, variant)
@@ -307,19 +343,19 @@ class Mark(Case):
         return _marking(heap, objects, roots)
 
 
-class Encodings(Case):
+class Encodings(GraphCase):
     name = "encodings"
     description = "mark the same graph with offset, address, colored and masked references"
     unit = "ns/obj"
-    limit = "latency"
+    limit = "random load"
 
     def variants(self, ctx):
-        for variant, label, reason in ctx.heaps(("memfd",)):
-            if variant is None:
-                yield variant, label, reason
+        for variant, reason in ctx.heaps(("memfd",)):
+            if reason:
+                yield variant, reason
             elif ctx.suite == "full" or variant.pages != "thp":
                 for encoding in ("offset", "address", "colored", "masked"):
-                    yield Variant(variant.backing, variant.pages, detail=encoding), "", ""
+                    yield Variant(variant.backing, variant.pages, detail=encoding), ""
 
     def reference(self, variant, variants):
         return next((v for v in variants
@@ -335,7 +371,7 @@ class Encodings(Case):
 class Evacuation(Case):
     """Cheney evacuation between the halves of one heap."""
 
-    limit = "memcpy"
+    limit = "copy"
 
     def build(self, objects: ObjectHeap) -> np.ndarray:
         raise NotImplementedError
@@ -408,16 +444,19 @@ class Relocation(Case):
         return [4096 << k for k in range(15) if 4096 << k <= top]
 
     def variants(self, ctx):
-        for variant, label, reason in ctx.heaps(("memfd",)):
-            if variant is None:
-                yield variant, label, reason
+        for variant, reason in ctx.heaps(("memfd",)):
+            if reason:
+                yield variant, reason
                 continue
             if variant.pages == "thp":
                 continue
             for size in self.sizes(ctx):
                 if size % PAGE_SIZES[variant.pages] == 0:
                     for method in ("copy", "remap", "remap+populate"):
-                        yield Variant("memfd", variant.pages, method, _size_label(size)), "", ""
+                        yield Variant("memfd", variant.pages, method, _size_label(size)), ""
+
+    def footprint(self, ctx, variant):
+        return 2 * _parse_label(variant.detail), 0  # the range and room to copy it to
 
     def reference(self, variant, variants):
         return next((v for v in variants if v.pages == variant.pages
@@ -425,8 +464,8 @@ class Relocation(Case):
 
     def setup(self, ctx, variant):
         size = _parse_label(variant.detail)
-        # The range and room to copy it to; every alias is populated, as a heap in use would be.
-        heap = _heap(2 * size, variant)
+        # Every alias is populated, as a heap in use would be.
+        heap = _heap(self.footprint(ctx, variant)[0], variant)
         if variant.strategy == "copy":
             return Trial(lambda: _sample(copy_range(heap.view, 0, size, heap.view, size)), [heap])
 
@@ -486,8 +525,7 @@ class GCBench(Program):
 
     def variants(self, ctx):
         yield from super().variants(ctx)
-        reason = jvm.unavailable()
-        yield (None, "jvm", reason) if reason else (Variant(strategy="jvm-parallelgc"), "", "")
+        yield Variant(strategy="jvm-parallelgc"), jvm.unavailable()
 
     def go(self, objects, ctx):
         return drivers.gcbench(objects)

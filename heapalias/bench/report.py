@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import InvalidArgument
-from .stats import CV_WARNING, compare
+from ..errors import HeapAliasError, InvalidArgument
+from .conclusions import conclusions
+from .stats import CV_WARNING, SUSPECT_RATIO, compare
 
 
 def winners(results: list[dict]) -> set[int]:
@@ -31,18 +33,46 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def limits_line(limits: dict) -> str:
+    """The limits of a run, each the fastest known way to do a case's work."""
+    return (f"Limits measured in this run (the fastest known way to do each case's work): "
+            f"copy {limits['copy_gb_per_s']:.2f} GB/s (memcpy {limits['memcpy_gb_per_s']:.2f}, "
+            f"streaming {limits['stream_copy_gb_per_s']:.2f}), write "
+            f"{limits['write_gb_per_s']:.2f} GB/s, read {limits['read_gb_per_s']:.2f} GB/s, "
+            f"write+read {limits['write_read_gb_per_s']:.2f} GB/s, random load "
+            f"{limits['random_load_ns']:.1f} ns over {limits['random_bytes'] >> 20} MiB. "
+            f"For reference: dependent load {limits['load_latency_ns']:.1f} ns, first-touch "
+            f"fault {limits['fault_ns_per_page'] / 1000:.2f} us per 4 KiB page")
+
+
+def suspects(results: list[dict]) -> list[dict]:
+    """Results that beat their limit by more than SUSPECT_RATIO: the limit is no limit."""
+    return [r for r in results
+            if r.get("ratio_to_limit") is not None and r["ratio_to_limit"] > SUSPECT_RATIO]
+
+
+def skipped_by_cause(skipped: list[dict]) -> list[tuple[str, int, str]]:
+    """(cause, count, 'case: variant, variant; case: ...') per distinct reason, most first."""
+    groups: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for skip in skipped:
+        groups[skip["reason"]][skip["case"]].append(skip["label"])
+    rows = []
+    for reason, by_case in groups.items():
+        count = sum(len(labels) for labels in by_case.values())
+        where = "; ".join(f"{case}: {', '.join(labels)}" for case, labels in by_case.items())
+        rows.append((reason, count, where))
+    return sorted(rows, key=lambda row: -row[1])
+
+
 def print_report(data: dict, console: Console) -> None:
-    """One table per case: median, IQR, CV, ratios; the winner marked with a star."""
+    """One table per case: median, IQR, CV, ratios; the winner marked with a star. Then the
+    warnings, the skipped variants by cause, and what the run says about this machine."""
     meta = data["metadata"]
     console.print(f"[bold]heapalias bench[/bold] {data['config']['suite']} suite, "
                   f"{data['config']['size'] >> 20} MiB heaps, {data['config']['repeat']} rounds "
                   f"on {meta['kernel']}, {meta['cpu']} x{meta['cpus']}, THP "
                   f"{meta['thp_enabled']}/{meta['thp_shmem_enabled']}")
-    lim = data["limits"]
-    console.print(f"Limits measured in this run: memcpy {lim['memcpy_gb_per_s']:.2f} GB/s, "
-                  f"read {lim['read_gb_per_s']:.2f} GB/s, dependent load "
-                  f"{lim['load_latency_ns']:.1f} ns, first-touch fault "
-                  f"{lim['fault_ns_per_page'] / 1000:.2f} us per 4 KiB page")
+    console.print(limits_line(data["limits"]))
     by_case: dict[str, list[dict]] = defaultdict(list)
     for result in data["results"]:
         by_case[result["case"]].append(result)
@@ -63,36 +93,80 @@ def print_report(data: dict, console: Console) -> None:
             row = [("* " if i in best else "  ") + r["label"], _fmt(s["median"]),
                    _fmt(s["iqr"]), cv]
             if limit:
-                row.append(_fmt(r["ratio_to_limit"]))
+                suspect = r["ratio_to_limit"] > SUSPECT_RATIO
+                row.append(_fmt(r["ratio_to_limit"]) + (" [yellow]?[/yellow]" if suspect else ""))
             row += [_fmt(r["ratio_to_reference"]), f"{r['minor_faults']:.0f}", r["obtained"]]
             table.add_row(*row)
         console.print(table)
+    console.print("* marks the winner among variants sharing a reference; x ref is the speed "
+                  "against that reference (above 1 is faster).")
     noisy = [f"{r['case']} {r['label']}" for r in data["results"]
              if r["summary"]["cv"] >= CV_WARNING]
     if noisy:
         console.print(f"[yellow]warning:[/yellow] CV >= 10% for {len(noisy)} results "
                       f"({', '.join(noisy[:4])}{', ...' if len(noisy) > 4 else ''}): "
                       "rerun with more --repeat, or --pin a CPU")
+    beaten = suspects(data["results"])
+    if beaten:
+        listed = ", ".join(f"{r['case']} {r['label']} {r['ratio_to_limit']:.2f}x {r['limit']}"
+                           for r in beaten)
+        console.print(f"[yellow]suspect limit:[/yellow] {len(beaten)} results beat their limit "
+                      f"by more than {SUSPECT_RATIO - 1:.0%} ({listed}): that limit is not the "
+                      "fastest way to do the work on this machine (marked ?)", soft_wrap=True)
     if data["skipped"]:
-        console.print(f"Skipped {len(data['skipped'])} variants:")
-        for skip in data["skipped"]:
-            console.print(f"  {skip['case']} {skip['label']}: {skip['reason']}", soft_wrap=True)
-    console.print("* marks the winner among variants sharing a reference; x ref is the speed "
-                  "against that reference (above 1 is faster).")
+        console.print(f"Skipped {len(data['skipped'])} variants, by cause:")
+        for reason, count, where in skipped_by_cause(data["skipped"]):
+            console.print(f"  {count} x {reason}: {where}", soft_wrap=True, markup=False)
+    told = conclusions(data["results"])
+    if told:
+        console.print("[bold]What this machine says[/bold] (IQRs that overlap count as no "
+                      "measurable difference):")
+        for line in told:
+            console.print(f"  - {line}", soft_wrap=True, markup=False)
 
 
 def save(data: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(data, indent=1))
+    """Write a report as JSON; a path that cannot be written is a HeapAliasError."""
+    try:
+        Path(path).write_text(json.dumps(data, indent=1))
+    except OSError as exc:
+        raise HeapAliasError(f"cannot write the report to {path}: {exc.strerror}",
+                             errno=exc.errno, remedy="choose a writable --json path") from exc
+
+
+#: What compare needs of each result, and the type each field must have.
+RESULT_FIELDS = {"case": str, "label": str, "unit": str, "higher_is_better": bool, "values": list}
+
+
+def _report_problem(data: object) -> str:
+    """What makes ``data`` unusable as a bench report ('' if nothing)."""
+    if not isinstance(data, dict) or not {"metadata", "results"} <= data.keys():
+        return "it is not an object with metadata and results"
+    if not isinstance(data["results"], list):
+        return "results is not a list"
+    for i, result in enumerate(data["results"]):
+        if not isinstance(result, dict):
+            return f"results[{i}] is not an object"
+        for name, kind in RESULT_FIELDS.items():
+            if not isinstance(result.get(name), kind):
+                return f"results[{i}].{name} is missing or not a {kind.__name__}"
+        values = result["values"]
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                 and math.isfinite(v) and v > 0 for v in values):
+            return f"results[{i}].values is not a non-empty list of positive numbers"
+    return ""
 
 
 def load(path: str | Path) -> dict:
     """A report written by ``heapalias bench --json``; InvalidArgument if it is not one."""
+    remedy = "pass files written by `heapalias bench --json`"
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidArgument(f"cannot read a report from {path}: {exc}") from exc
-    if not isinstance(data, dict) or not {"metadata", "results"} <= data.keys():
-        raise InvalidArgument(f"{path} is not a heapalias bench report")
+        data = json.loads(Path(path).read_bytes().decode())
+    except (OSError, ValueError) as exc:  # ValueError: bad UTF-8 or bad JSON
+        raise InvalidArgument(f"cannot read a report from {path}: {exc}", remedy=remedy) from exc
+    problem = _report_problem(data)
+    if problem:
+        raise InvalidArgument(f"{path} is not a heapalias bench report: {problem}", remedy=remedy)
     return data
 
 
@@ -107,7 +181,7 @@ def compare_reports(a: dict, b: dict) -> list[dict]:
         change = compare(ra["values"], rb["values"])
         speed = change.ratio if rb["higher_is_better"] else 1 / change.ratio
         rows.append({"case": rb["case"], "label": rb["label"], "unit": rb["unit"],
-                     "a": ra["summary"]["median"], "b": rb["summary"]["median"],
+                     "a": change.median_a, "b": change.median_b,
                      "speedup": speed, "p_value": change.p_value, "noise": change.noise,
                      "significant": change.significant})
     return rows

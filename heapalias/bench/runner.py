@@ -7,6 +7,8 @@ read bandwidth, load latency, fault cost) are measured in the same run.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import math
 import os
@@ -19,10 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import __version__, limits
-from ..errors import HeapAliasError
+from ..errors import HeapAliasError, HugePagesUnavailable, InvalidArgument
 from ..probe import probe
 from ..system import system_info
-from .cases import CASES, Case, Context, Sample, Trial, Variant
+from . import pools
+from .cases import CASES, Case, Context, Sample, Trial, Variant, graph_size, pool_short
 from .stats import Summary, summarize
 
 SUITES = ("quick", "full")
@@ -111,13 +114,31 @@ def metadata() -> dict:
 
 
 def limit_values(measured: limits.Limits) -> dict[str, float]:
-    """Each limit in the unit its cases report: GB/s, or ns per dependent load."""
+    """Each limit in the unit its cases report: GB/s, or ns per random load."""
     return {
-        "memcpy": measured.memcpy_gb_per_s,
+        "copy": measured.copy_gb_per_s,
+        "write": measured.write_gb_per_s,
         "read": measured.read_gb_per_s,
-        "latency": measured.load_latency_ns,
-        "fault": 4096 / measured.fault_ns_per_page,  # bytes per ns of 4 KiB first touches
+        "write+read": measured.write_read_gb_per_s,
+        "random load": measured.random_load_ns,
     }
+
+
+def measure_limits(size: int, suite: str) -> limits.Limits:
+    """The limits for a run of ``suite`` at ``size``: buffers up to 256 MiB, random loads over
+    the span of the graph cases' heaps."""
+    cap = 256 << 20
+    return limits.measure(min(size, cap), repeats=3,
+                          random_size=min(graph_size(size, suite), cap))
+
+
+def limit_ratio(case: Case, median: float, bound: float) -> float:
+    """How close a median comes to its limit: 1.0 reaches it, above 1.0 beats it."""
+    return median / bound if case.higher_is_better else bound / median
+
+
+class NothingSelected(InvalidArgument):
+    """-k and the filters leave no case and no variant to run."""
 
 
 def _matches(case: Case, variant: Variant, pattern: str | None, filters: dict) -> bool:
@@ -125,6 +146,21 @@ def _matches(case: Case, variant: Variant, pattern: str | None, filters: dict) -
         return False
     return all(value is None or getattr(variant, key) in ("-", value)
                for key, value in filters.items())
+
+
+def select(case: Case, ctx: Context, pattern: str | None,
+           filters: dict) -> tuple[list[Variant], list[Skipped]]:
+    """The variants of ``case`` that ``pattern`` and ``filters`` pick: those that can run, and
+    those that cannot, with why."""
+    runnable, skipped = [], []
+    for variant, reason in case.variants(ctx):
+        if not _matches(case, variant, pattern, filters):
+            continue
+        if reason:
+            skipped.append(Skipped(case.name, variant.label, reason))
+        else:
+            runnable.append(variant)
+    return runnable, skipped
 
 
 def _run_calibrated(trial: Trial, inner: int) -> tuple[Sample, float, float]:
@@ -141,29 +177,33 @@ def _run_calibrated(trial: Trial, inner: int) -> tuple[Sample, float, float]:
             (after.ru_majflt - before.ru_majflt) / inner)
 
 
-def run_case(case: Case, ctx: Context, repeat: int, pattern: str | None, filters: dict,
-             limit_table: dict[str, float], tick: Callable[[str], None],
-             on_start: Callable[[int], None] = lambda samples: None) -> tuple[
-                 list[Result], list[Skipped]]:
-    """Set up every matching variant, warm up and calibrate, then run interleaved rounds.
+def _setup(case: Case, ctx: Context, variant: Variant) -> Trial | Skipped:
+    try:
+        return case.setup(ctx, variant)
+    except HugePagesUnavailable:
+        return Skipped(case.name, variant.label, pool_short(variant.pages))
+    except HeapAliasError as exc:
+        return Skipped(case.name, variant.label, str(exc))
+
+
+def run_variants(case: Case, ctx: Context, variants: list[Variant], repeat: int,
+                 limit_table: dict[str, float], tick: Callable[[str], None],
+                 on_start: Callable[[int], None] = lambda samples: None) -> tuple[
+                     list[Result], list[Skipped]]:
+    """Set up every variant, warm up and calibrate, then run interleaved rounds.
 
     ``on_start`` hears how many samples (warm-ups included) are about to run.
     """
     trials: list[tuple[Variant, Trial]] = []
     skipped: list[Skipped] = []
-    for variant, label, reason in case.variants(ctx):
-        if variant is None:
-            if not pattern or pattern in f"{case.name} {label}":
-                skipped.append(Skipped(case.name, label, reason))
-            continue
-        if not _matches(case, variant, pattern, filters):
-            continue
-        try:
-            trials.append((variant, case.setup(ctx, variant)))
-        except HeapAliasError as exc:
-            skipped.append(Skipped(case.name, variant.label, str(exc)))
-    on_start(len(trials) * (repeat + 1))
     try:
+        for variant in variants:
+            trial = _setup(case, ctx, variant)
+            if isinstance(trial, Skipped):
+                skipped.append(trial)
+            else:
+                trials.append((variant, trial))
+        on_start(len(trials) * (repeat + 1))
         inner = {}
         for variant, trial in trials:  # warm-up run, which also calibrates
             begin = time.perf_counter()
@@ -184,9 +224,9 @@ def run_case(case: Case, ctx: Context, repeat: int, pattern: str | None, filters
         for _, trial in trials:
             trial.close()
     results = []
-    variants = [v for v, _ in trials]
+    ran = [v for v, _ in trials]
     medians = {}
-    for variant in variants:
+    for variant in ran:
         values = [case.metric(s) for s in samples[variant]]
         summary = summarize(values)
         medians[variant] = summary.median
@@ -197,17 +237,25 @@ def run_case(case: Case, ctx: Context, repeat: int, pattern: str | None, filters
             summary, inner[variant], case.limit, minor_faults=minor, major_faults=major,
             obtained=obtained[variant],
         ))
-    for result, variant in zip(results, variants, strict=True):
-        reference = case.reference(variant, variants) or variants[0]
+    for result, variant in zip(results, ran, strict=True):
+        reference = case.reference(variant, ran) or ran[0]
         result.reference = reference.label
         ratio = medians[variant] / medians[reference] if medians[reference] else math.nan
         result.ratio_to_reference = ratio if case.higher_is_better else 1 / ratio
         if case.limit:
-            bound = limit_table[case.limit]
-            result.limit_value = bound
-            result.ratio_to_limit = (result.summary.median / bound if case.higher_is_better
-                                     else bound / result.summary.median)
+            result.limit_value = limit_table[case.limit]
+            result.ratio_to_limit = limit_ratio(case, result.summary.median, result.limit_value)
     return results, skipped
+
+
+def run_case(case: Case, ctx: Context, repeat: int, pattern: str | None, filters: dict,
+             limit_table: dict[str, float], tick: Callable[[str], None],
+             on_start: Callable[[int], None] = lambda samples: None) -> tuple[
+                 list[Result], list[Skipped]]:
+    """Run the variants of ``case`` that ``pattern`` and ``filters`` pick (see select)."""
+    variants, skipped = select(case, ctx, pattern, filters)
+    results, failed = run_variants(case, ctx, variants, repeat, limit_table, tick, on_start)
+    return results, skipped + failed
 
 
 def plan(suite: str) -> list[Case]:
@@ -215,29 +263,79 @@ def plan(suite: str) -> list[Case]:
     return [c for c in CASES if suite in c.suites]
 
 
+def _selection(cases: list[Case], ctx: Context, pattern: str | None,
+               filters: dict) -> list[tuple[Case, list[Variant], list[Skipped]]]:
+    return [(case, *select(case, ctx, pattern, filters)) for case in cases]
+
+
+def _lend_pools(guard: pools.PoolGuard | None, ctx: Context, cases: list[Case],
+                pattern: str | None, filters: dict, say: Callable[[str], None]) -> Context:
+    """Make sure the hugetlb pools hold what the selected variants need, or say what would.
+
+    With a guard (root), a pool the run needs that has no page free gets one first, so the
+    probe can try its combinations; the exact need then follows from the probe. Without
+    one, the need is an upper bound from the probe as it would read with filled pools.
+    """
+    hoped = _selection(cases, dataclasses.replace(ctx, probe=pools.as_if_filled(ctx.probe)),
+                       pattern, filters)
+    upper = pools.demand(ctx, [(case, variants) for case, variants, _ in hoped])
+    if guard is None:
+        line = pools.shortage(upper)
+        if line:
+            say(line)
+        return ctx
+    try:
+        primed = [pages for pages in upper if guard.ensure(pages, 1) and pages in guard.found]
+    except HeapAliasError as exc:
+        say(f"heapalias: warning: cannot fill the hugetlb pools: {exc}")
+        return ctx
+    if primed:
+        ctx = dataclasses.replace(ctx, probe=probe())
+    exact = _selection(cases, ctx, pattern, filters)
+    line = guard.fill(pools.demand(ctx, [(case, variants) for case, variants, _ in exact]))
+    if line:
+        say(line)
+    return ctx
+
+
 def run_suite(*, suite: str = "quick", size: int = 256 << 20, repeat: int = 5,
               pattern: str | None = None, backing: str | None = None, pages: str | None = None,
-              strategy: str | None = None, pin: int | None = None,
+              strategy: str | None = None, pin: int | None = None, reserve_pools: bool = False,
               tick: Callable[[str], None] = lambda _: None,
-              on_start: Callable[[int], None] = lambda samples: None) -> Report:
+              on_start: Callable[[int], None] = lambda samples: None,
+              say: Callable[[str], None] = lambda line: None) -> Report:
     """Run a suite and return its Report.
 
     ``on_start(n)`` is called before each case with its number of samples, and
     ``tick(description)`` after every sample: enough to drive a progress bar.
+    ``reserve_pools`` (root only) fills the hugetlb pools the selected variants
+    need for the run and restores them when it ends; ``say`` hears one line
+    about the pools (what was reserved, or which command would fill them).
+    Raises NothingSelected when ``pattern`` and the filters pick nothing.
     """
     if pin is not None:
         os.sched_setaffinity(0, {pin})
-    ctx = Context(size=size, suite=suite, probe=probe())
-    measured = limits.measure(min(size, 256 << 20), repeats=3)
-    table = limit_values(measured)
-    report = Report(
-        metadata=metadata(), limits={**measured.as_dict(), "ratios_against": table},
-        config={"suite": suite, "size": size, "repeat": repeat, "pattern": pattern,
-                "backing": backing, "pages": pages, "strategy": strategy, "pin": pin},
-    )
     filters = {"backing": backing, "pages": pages, "strategy": strategy}
-    for case in plan(suite):
-        results, skipped = run_case(case, ctx, repeat, pattern, filters, table, tick, on_start)
-        report.results.extend(results)
-        report.skipped.extend(skipped)
+    cases = plan(suite)
+    with pools.PoolGuard(say) if reserve_pools else contextlib.nullcontext() as guard:
+        ctx = Context(size=size, suite=suite, probe=probe())
+        if not any(variants or skipped
+                   for _, variants, skipped in _selection(cases, ctx, pattern, filters)):
+            raise NothingSelected(
+                f"no case or variant of the {suite} suite matches "
+                + ", ".join(f"{k} {v!r}" for k, v in {"-k": pattern, **filters}.items() if v),
+                remedy="`heapalias bench --help` lists the options; case names are in the README")
+        ctx = _lend_pools(guard, ctx, cases, pattern, filters, say)
+        measured = measure_limits(size, suite)
+        table = limit_values(measured)
+        report = Report(
+            metadata=metadata(), limits={**measured.as_dict(), "ratios_against": table},
+            config={"suite": suite, "size": size, "repeat": repeat, "pattern": pattern,
+                    "backing": backing, "pages": pages, "strategy": strategy, "pin": pin,
+                    "reserved_pools": guard.lent() if guard else {}},
+        )
+        for case, variants, skipped in _selection(cases, ctx, pattern, filters):
+            results, failed = run_variants(case, ctx, variants, repeat, table, tick, on_start)
+            report.results.extend(results)
+            report.skipped.extend(skipped + failed)
     return report

@@ -13,6 +13,8 @@ import statistics
 from dataclasses import asdict, dataclass
 
 CV_WARNING = 0.10  # warn when the coefficient of variation reaches 10%
+#: A case faster than its limit by more than this has not met a limit: flag the limit.
+SUSPECT_RATIO = 1.05
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class Change:
     """How run B's samples compare with run A's for one case."""
 
     ratio: float         # median(B) / median(A)
+    median_a: float
+    median_b: float
     p_value: float
     noise: float         # the larger relative IQR of the two runs
     significant: bool
@@ -102,4 +106,5 @@ def compare(a: list[float], b: list[float], alpha: float = 0.05) -> Change:
     ratio = sb.median / sa.median if sa.median else math.inf
     noise = max(sa.iqr / sa.median if sa.median else 0.0, sb.iqr / sb.median if sb.median else 0.0)
     p = mann_whitney_p(a, b)
-    return Change(ratio, p, noise, p < alpha and abs(ratio - 1) > noise)
+    return Change(ratio, sa.median, sb.median, p, noise,
+                  p < alpha and abs(ratio - 1) > noise)
