@@ -8,8 +8,11 @@ mapping of it uses, in the spirit of MMTk's ``MmapStrategy``.
 from __future__ import annotations
 
 import errno
+import fcntl
+import operator
 import os
 import re
+import stat
 import time
 import weakref
 from collections.abc import Callable
@@ -24,6 +27,7 @@ from .errors import (
     InsufficientMemory,
     InvalidArgument,
     MapCountExceeded,
+    NotPermitted,
     SyscallFailed,
 )
 from .native import lib
@@ -46,6 +50,12 @@ PAGES = tuple(PAGE_SIZES)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,48}")
 MAX_HEAP_SIZE = 1 << 46  # half the 47-bit user address space: views need room too
 SHMEM_THP_KNOB = "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#: Seals every heap memfd carries once sized: nobody, this process or a peer it shared
+#: the fd with, can resize it under a mapping (a shrunk memfd is SIGBUS to read), and
+#: no further seal can be added.
+HEAP_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+#: The seals an attached memfd must carry.
+REQUIRED_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
 ANON_THP_KNOB = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
@@ -60,15 +70,14 @@ _UNITS = _units()
 
 
 def parse_size(size: int | str) -> int:
-    """Bytes from an int or a string like ``"64M"``, ``"2MiB"``, ``"1g"`` (binary units)."""
-    if isinstance(size, bool):
-        raise InvalidArgument(f"size must be an int or a string like '64M', got {size!r}")
-    if isinstance(size, int):
-        return size
+    """Bytes from an int (numpy integers too) or a string like ``"64M"``, ``"2MiB"``, ``"1g"``
+    (binary units)."""
     if isinstance(size, str):
         match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", size)
         if match and match.group(2).lower() in _UNITS:
             return int(match.group(1)) * _UNITS[match.group(2).lower()]
+    elif (nbytes := _integer(size)) is not None:
+        return nbytes
     raise InvalidArgument(
         f"size must be an int or a string like '64M', '2MiB' or '1G', got {size!r}",
         remedy="pass a byte count, or a number with a binary unit (K, M, G, T)",
@@ -83,11 +92,22 @@ def format_size(nbytes: int) -> str:
     return f"{nbytes} B"
 
 
+def _integer(value: object) -> int | None:
+    """``value`` as an int if it is an integer (numpy's too, via ``__index__``), not a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def require_int(value: object, what: str) -> int:
     """``value`` as an int (numpy integers too); InvalidArgument for bools, floats, strings."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    result = _integer(value)
+    if result is None:
         raise InvalidArgument(f"{what} must be an integer, got {value!r}")
-    return int(value)
+    return result
 
 
 def _choice(value: object, allowed: tuple[str, ...], what: str) -> str:
@@ -124,8 +144,14 @@ class MappingPolicy:
         return self.backing != "private" and not self.hugetlb
 
     @property
+    def inherited_by_fork(self) -> bool:
+        """False for private hugetlb memory, mapped MADV_DONTFORK: its huge pages are
+        reserved for this process only, so a child's copy-on-write could be SIGBUS."""
+        return not (self.backing == "private" and self.hugetlb)
+
+    @property
     def memfd_flags(self) -> int:
-        flags = lib.MFD_CLOEXEC
+        flags = lib.MFD_CLOEXEC | lib.MFD_ALLOW_SEALING
         if self.hugetlb:
             size_flag = lib.MFD_HUGE_1GB if self.pages == "1g" else lib.MFD_HUGE_2MB
             flags |= lib.MFD_HUGETLB | size_flag
@@ -213,43 +239,78 @@ def explain(
 class Backing:
     """The physical memory of one heap.
 
-    ``memfd`` memory is a file descriptor any number of mappings can share.
+    ``memfd`` memory is a file descriptor any number of mappings can share. Its
+    memfd is sealed against shrinking and growing once sized.
     ``anon`` and ``private`` memory exist only as their first mapping, made by
     :meth:`map_at`; ``anon`` can be mirrored from it with mremap, ``private`` cannot.
+
+    ``fd`` adopts a memfd another heap shared; ``writable=False`` then holds it
+    through a read-only fd, and every read-write mapping is refused (NotPermitted).
     """
 
     def __init__(
         self, size: int | str, *, kind: str = "memfd", pages: str = "4k", name: str = "heap",
-        fd: int | None = None,
+        fd: int | None = None, writable: bool = True,
     ) -> None:
         self.policy = MappingPolicy(kind, pages)
         self.size = validate_size(size, self.policy)
         self.name = validate_name(name)
         self.fd: int | None = None
+        #: False when the memory was attached read-only: no view of it may be writable.
+        self.writable = True
         self._close_fd: Callable[[], object] = lambda: None
         self.closed = False
         self._anon_mapped = False
         #: fallocate retries after ENOSPC while the pool refilled (see commit_file).
         self.commit_retries = 0
         if fd is not None:
-            self._adopt(fd)
+            self._adopt(fd, bool(writable))
         elif kind == "memfd":
             self._create_memfd()
 
-    def _adopt(self, fd: int) -> None:
-        """Use (a duplicate of) a memfd another heap created, e.g. received from another process."""
+    def _adopt(self, fd: object, writable: bool) -> None:
+        """Use a memfd another heap created, e.g. received from another process.
+
+        Nothing the sender claims is trusted: the fd must be a memfd sealed against
+        resizing (or a peer could shrink it under our mappings: SIGBUS), and its size
+        and page size come from fstat. Read-only adoption holds its own read-only fd,
+        so the kernel refuses writable mappings as well.
+        """
         if self.kind != "memfd":
             raise InvalidArgument("only memfd memory can be attached from a file descriptor")
-        try:
-            actual = os.fstat(fd).st_size
-            self.fd = os.dup(fd)
-        except OSError as exc:
-            raise InvalidArgument(f"fd {fd} is not an open memfd", errno=exc.errno,
-                                  remedy="pass the handle's fd while it is open") from exc
+        fd = require_int(fd, "fd")
+        info, fd_writable = _shared_memfd(fd)
+        # The seals were checked first, so this size can no longer change.
+        if info.st_size != self.size:
+            raise InvalidArgument(f"the memfd holds {info.st_size} bytes, the handle says "
+                                  f"{self.size}")
+        page = self.page_size if self.policy.hugetlb else os.sysconf("SC_PAGE_SIZE")
+        if info.st_blksize != page:
+            raise InvalidArgument(
+                f"the memfd has {format_size(info.st_blksize)} pages, the handle says "
+                f"{self.pages!r}"
+            )
+        if writable and not fd_writable:
+            raise NotPermitted(
+                f"heap {self.name!r} was shared read-only: its fd cannot map writable memory",
+                errno=errno.EACCES,
+                remedy="attach with prot='r', or have the owner share it with "
+                       "heap.share(prot='rw')",
+            )
+        # Read-only: our own read-only fd, so the kernel, too, refuses writable mappings.
+        self.fd = own_fd(fd, read_only=not writable)
         self._close_fd = weakref.finalize(self, native.close, self.fd)
-        if actual != self.size:
-            self.close()
-            raise InvalidArgument(f"the memfd holds {actual} bytes, the handle says {self.size}")
+        self.writable = writable
+
+    def check_prot(self, prot: str, what: str) -> None:
+        """NotPermitted when ``prot`` would write memory attached read-only."""
+        if prot == "rw" and not self.writable:
+            raise NotPermitted(
+                f"{what}: heap {self.name!r} is attached read-only",
+                errno=errno.EACCES,
+                remedy="attach it with prot='r' only for reading; to write, attach a handle "
+                       "shared with heap.share(prot='rw') with prot='rw'",
+            )
 
     @property
     def kind(self) -> str:
@@ -272,6 +333,7 @@ class Backing:
             self.fd = native.memfd_create(self.memfd_name, self.policy.memfd_flags)
             self._close_fd = weakref.finalize(self, native.close, self.fd)
             native.ftruncate(self.fd, self.size)
+            _add_seals(self.fd, HEAP_SEALS)
         except SyscallFailed as exc:
             self.close()
             raise explain(exc, self.policy, self.size) from None
@@ -337,7 +399,10 @@ class Backing:
         self._anon_mapped = self.fd is None
 
     def advise(self, address: int) -> None:
-        """Ask for the page size the policy names on a fresh mapping of this backing."""
+        """Ask for the page size the policy names on a fresh mapping of this backing,
+        and keep private hugetlb memory out of fork() children."""
+        if not self.policy.inherited_by_fork:
+            native.madvise(address, self.size, lib.MADV_DONTFORK)
         if self.policy.hugetlb:
             return
         advice = lib.MADV_HUGEPAGE if self.pages == "thp" else lib.MADV_NOHUGEPAGE
@@ -358,3 +423,62 @@ class Backing:
             f"Backing(kind={self.kind!r}, pages={self.pages!r}, size={format_size(self.size)!r}, "
             f"fd={self.fd})"
         )
+
+
+def _add_seals(fd: int, seals: int) -> None:
+    try:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    except OSError as exc:
+        raise SyscallFailed.from_os_error("fcntl(F_ADD_SEALS)", exc) from None
+
+
+def _shared_memfd(fd: int) -> tuple[os.stat_result, bool]:
+    """fstat of ``fd`` and whether it is open for writing, once it proves to be a memfd
+    sealed against resizing."""
+    try:
+        # Seals first: once they are there, the size fstat reads can no longer change.
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+        info = os.fstat(fd)
+        writable = fd_writable(fd)
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            raise InvalidArgument(f"fd {fd} is not open", errno=exc.errno,
+                                  remedy="pass the handle's fd while it is open") from None
+        if exc.errno != errno.EINVAL:
+            raise SyscallFailed.from_os_error("fcntl", exc, detail=f"fd {fd}") from None
+        seals = None  # EINVAL: a file that cannot carry seals (not shmem or hugetlbfs)
+    if seals is None or not stat.S_ISREG(info.st_mode):
+        raise InvalidArgument(
+            f"fd {fd} is not a memfd", errno=errno.EINVAL,
+            remedy="attach only a handle made by heap.share()",
+        )
+    if seals & REQUIRED_SEALS != REQUIRED_SEALS:
+        raise InvalidArgument(
+            f"the memfd of fd {fd} is not sealed against shrinking and growing, so its "
+            "owner or a peer could truncate it under our mappings (SIGBUS)",
+            remedy="attach only a handle made by heap.share(), which seals its memfd",
+        )
+    return info, writable
+
+
+def fd_writable(fd: int) -> bool:
+    """True when ``fd`` was opened read-write."""
+    return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR
+
+
+def own_fd(fd: int, *, read_only: bool = False) -> int:
+    """A new close-on-exec fd of the same file, for the caller to own.
+
+    A duplicate keeps the original's access; ``read_only`` reopens the file through
+    /proc/self/fd instead, so the new fd cannot write whatever the original can.
+    """
+    try:
+        if read_only:
+            return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        return os.dup(fd)
+    except OSError as exc:
+        if exc.errno == errno.EBADF or (read_only and exc.errno == errno.ENOENT):
+            raise InvalidArgument(f"fd {fd} is not open", errno=errno.EBADF,
+                                  remedy="pass the handle's fd while it is open") from None
+        raise SyscallFailed.from_os_error("dup" if not read_only else "open /proc/self/fd",
+                                          exc, detail=f"fd {fd}") from None

@@ -42,7 +42,20 @@ class SyscallFailed(HeapAliasError):
     def __init__(self, call: str, errno: int, *, detail: str = "", remedy: str = "") -> None:
         self.call = call
         message = f"{call} failed" + (f": {detail}" if detail else "")
-        super().__init__(message, errno=errno, remedy=remedy or "see the errno in the man page")
+        super().__init__(message, errno=errno, remedy=remedy or errno_remedy(errno))
+
+    @classmethod
+    def from_os_error(cls, call: str, exc: OSError, *, detail: str = "") -> SyscallFailed:
+        """The typed form of an OSError that Python's own wrappers raised."""
+        return cls(call, exc.errno or _errno.EIO, detail=detail)
+
+
+def errno_remedy(code: int | None) -> str:
+    """What to do about an errno that says more than the call that failed."""
+    if code in (_errno.EMFILE, _errno.ENFILE):
+        return ("this process ran out of file descriptors: close ones it no longer needs, "
+                "or raise the limit (`ulimit -n`)")
+    return "see the errno in the man page"
 
 
 class InvalidArgument(HeapAliasError, ValueError):
@@ -135,7 +148,8 @@ class InsufficientMemory(HeapAliasError):
 
 
 class NotPermitted(HeapAliasError):
-    """The operation needs privileges this process lacks (usually root)."""
+    """The operation needs a right this process lacks: root, or write access to a heap
+    that was shared or attached read-only (errno EACCES)."""
 
 
 class HeapAliasWarning(UserWarning):

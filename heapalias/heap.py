@@ -8,10 +8,26 @@ import os
 import socket
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
-from .backing import Backing, MappingPolicy, format_size, require_int
-from .errors import HeapAliasWarning, InvalidArgument, UnsupportedAlias, ViewClosed
+from .backing import (
+    PAGES,
+    Backing,
+    MappingPolicy,
+    fd_writable,
+    format_size,
+    own_fd,
+    require_int,
+    validate_name,
+)
+from .errors import (
+    HeapAliasWarning,
+    InvalidArgument,
+    SyscallFailed,
+    UnsupportedAlias,
+    ViewClosed,
+)
 from .objects import ObjectHeap
 from .system import SMAPS_FIELDS, read_smaps, smaps_range
 from .views import (
@@ -35,40 +51,135 @@ def _strategy_order(policy: MappingPolicy, strategy: object) -> tuple[str, ...]:
     return ("memfd", "mremap") if policy.backing == "memfd" else ("mremap",)
 
 
-@dataclass(frozen=True)
-class HeapHandle:
-    """What another process needs to map a shared heap: a memfd and its description."""
+#: The most bytes of metadata a handle carries over a socket.
+MAX_HANDLE_MESSAGE = 1 << 16
 
-    fd: int
-    size: int
-    pages: str
-    name: str
-    meta: dict = field(default_factory=dict)
+
+class HeapHandle:
+    """What another process needs to map a shared heap: a memfd and its description.
+
+    The handle owns its fd, and closes it on :meth:`close`, at the end of a
+    ``with`` block, or when it is garbage-collected. Built from an fd (say, one a
+    child inherited), it holds a duplicate; the caller keeps its own.
+
+    Attributes:
+        size, pages, name: what the sender says the heap is; :func:`attach` checks
+            them against the memfd itself.
+        meta: the JSON-serialisable dict passed to :meth:`Heap.share`.
+    """
+
+    def __init__(self, fd: int, size: int, pages: str, name: str, meta: dict | None = None
+                 ) -> None:
+        fields = _handle_fields(size, pages, name, {} if meta is None else meta)
+        self._take(own_fd(require_int(fd, "fd")), *fields)
+
+    @classmethod
+    def _owning(cls, fd: int, size: int, pages: str, name: str, meta: dict) -> HeapHandle:
+        """A handle that takes ``fd`` over (fields already checked)."""
+        handle = cls.__new__(cls)
+        handle._take(fd, size, pages, name, meta)
+        return handle
+
+    def _take(self, fd: int, size: int, pages: str, name: str, meta: dict) -> None:
+        self._fd = fd
+        self._finalizer = weakref.finalize(self, _close_quietly, fd)
+        self.size, self.pages, self.name, self.meta = size, pages, name, meta
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    @property
+    def fd(self) -> int:
+        """The memfd (owned by the handle); ViewClosed once the handle is closed."""
+        if self.closed:
+            raise ViewClosed("the heap handle is closed", remedy="share the heap again")
+        return self._fd
+
+    @property
+    def writable(self) -> bool:
+        """True when the fd may map the heap read-write (``heap.share(prot='rw')``)."""
+        return fd_writable(self.fd)
 
     def send(self, sock: socket.socket) -> None:
         """Pass the handle over a connected UNIX socket (the fd goes with SCM_RIGHTS)."""
         info = {"size": self.size, "pages": self.pages, "name": self.name, "meta": self.meta}
-        socket.send_fds(sock, [json.dumps(info).encode()], [self.fd])
+        _require_socket(sock)
+        message = json.dumps(info).encode()
+        if len(message) > MAX_HANDLE_MESSAGE:
+            raise InvalidArgument(
+                f"the handle's metadata takes {len(message)} bytes, more than "
+                f"{MAX_HANDLE_MESSAGE}", remedy="pass less metadata, or a path to it",
+            )
+        try:
+            socket.send_fds(sock, [message], [self.fd])
+        except OSError as exc:
+            raise SyscallFailed.from_os_error("sendmsg", exc) from None
 
     @classmethod
     def receive(cls, sock: socket.socket) -> HeapHandle:
-        """The handle another process sent with :meth:`send`."""
-        data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
-        if len(fds) != 1:
-            raise InvalidArgument("no heap file descriptor arrived on the socket")
-        info = json.loads(data)
-        return cls(fds[0], info["size"], info["pages"], info["name"], info["meta"])
+        """The handle another process sent with :meth:`send`.
+
+        Whatever arrives, a received fd is either owned by the returned handle or
+        closed: malformed metadata raises InvalidArgument.
+        """
+        _require_socket(sock)
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, MAX_HANDLE_MESSAGE, 1)
+        except OSError as exc:
+            raise SyscallFailed.from_os_error("recvmsg", exc) from None
+        try:
+            if len(fds) != 1:
+                raise InvalidArgument("no heap file descriptor arrived on the socket")
+            try:
+                info = json.loads(data)
+            except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, deep nesting
+                raise InvalidArgument(f"the handle's metadata is not JSON: {exc}") from None
+            if not isinstance(info, dict) or not {"size", "pages", "name", "meta"} <= info.keys():
+                raise InvalidArgument(
+                    "the handle's metadata must be an object with size, pages, name and meta"
+                )
+            fields = _handle_fields(info["size"], info["pages"], info["name"], info["meta"])
+        except BaseException:
+            for fd in fds:
+                _close_quietly(fd)
+            raise
+        return cls._owning(fds[0], *fields)
 
     def close(self) -> None:
-        """Close this handle's fd (heaps attached from it keep their own)."""
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        """Close this handle's fd (heaps attached from it keep their own). Idempotent."""
+        self._finalizer()
 
     def __enter__(self) -> HeapHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self._fd}"
+        return f"HeapHandle({self.name!r}, {format_size(self.size)}, {self.pages!r}, {state})"
+
+
+def _handle_fields(size: object, pages: object, name: object, meta: object
+                   ) -> tuple[int, str, str, dict]:
+    """A handle's description, checked for type (attach checks it against the memfd)."""
+    size = require_int(size, "the handle's size")
+    if not isinstance(pages, str) or pages not in PAGES:
+        raise InvalidArgument(f"the handle's pages must be one of {PAGES}, got {pages!r}")
+    if not isinstance(meta, dict):
+        raise InvalidArgument(f"the handle's meta must be a dict, got {type(meta).__name__}")
+    return size, pages, validate_name(name), meta
+
+
+def _require_socket(sock: object) -> None:
+    if not isinstance(sock, socket.socket) or sock.family != socket.AF_UNIX:
+        raise InvalidArgument(f"handles travel over a UNIX socket, got {sock!r}")
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def attach(handle: HeapHandle, prot: str = "r", *, populate: bool = False) -> Heap:
@@ -144,33 +255,48 @@ class Heap:
             backing.close()
             raise
 
-    def share(self, **meta: object) -> HeapHandle:
+    def share(self, prot: str = "r", **meta: object) -> HeapHandle:
         """A handle another process can :func:`attach` to: the memfd, and what it holds.
 
+        ``prot="r"`` (the default) hands out a read-only fd: the peer can map the heap
+        for reading only, and the kernel refuses it anything else. ``"rw"`` lets it
+        write (mark bits, evacuation). The memfd is sealed, so no peer can resize it.
         ``meta`` travels with it (JSON-serialisable), e.g. the spaces of an ObjectHeap.
         Pass the handle with ``handle.send(sock)`` over a UNIX socket, or let a child
         inherit ``handle.fd`` (``subprocess.run(..., pass_fds=[handle.fd])``).
         """
+        if prot not in ("r", "rw"):
+            raise InvalidArgument(f"share with prot 'r' or 'rw', got {prot!r}")
+        try:
+            json.dumps(meta)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"meta must be JSON-serialisable: {exc}") from None
         if self.closed:
             raise ViewClosed("the heap is closed", remedy="share it before closing it")
         if self.fd is None:
             raise UnsupportedAlias("share", self.backing, self.pages, None,
                                    "only memfd memory has a file descriptor to pass on")
-        return HeapHandle(os.dup(self.fd), self.size, self.pages, self.name, dict(meta))
+        self._backing.check_prot(prot, "it cannot be shared read-write")
+        fd = own_fd(self.fd, read_only=prot == "r")
+        return HeapHandle._owning(fd, self.size, self.pages, self.name, dict(meta))
 
     @classmethod
     def attach(cls, handle: HeapHandle, prot: str = "r", *, populate: bool = False) -> Heap:
         """Map a heap that another process shared; its memory stays that process's heap.
 
-        ``prot="r"`` gives read-only arrays (walks, verify, card scans); ``"rw"`` lets
-        loops that write (mark bits, evacuation) run over the shared heap.
+        ``prot="r"`` gives read-only arrays (walks, verify, card scans), and the heap
+        refuses every writable view (NotPermitted); ``"rw"`` lets loops that write
+        (mark bits, evacuation) run over the shared heap, and needs a handle shared
+        with ``prot="rw"``. The memfd must be sealed against resizing (every
+        :meth:`share` handle is), and its size and page size must match the handle's.
         """
-        prot_flags(prot)
-        if prot == "none":
-            raise InvalidArgument("attach with prot 'r' or 'rw'")
+        if not isinstance(handle, HeapHandle):
+            raise InvalidArgument(f"attach takes a HeapHandle, got {type(handle).__name__}")
+        if prot not in ("r", "rw"):
+            raise InvalidArgument(f"attach with prot 'r' or 'rw', got {prot!r}")
         heap = cls.__new__(cls)
         backing = Backing(handle.size, kind="memfd", pages=handle.pages, name=handle.name,
-                          fd=handle.fd)
+                          fd=handle.fd, writable=prot == "rw")
         heap._start(backing, populate, prot)
         return heap
 
@@ -408,7 +534,8 @@ def join(*heaps: Heap, prot: str = "rw") -> View:
 
     label = "+".join(h.name for h in heaps)
     return View(address=reservation.address, size=total, prot=prot, strategy="joined",
-                role="joined", label=f"heapalias:{label}:joined", release=release)
+                role="joined", label=f"heapalias:{label}:joined", release=release,
+                backings=tuple(h._backing for h in heaps))
 
 
 def _obtained(fields: dict[str, int], vmflags: tuple[str, ...]) -> str:

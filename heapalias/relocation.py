@@ -9,17 +9,21 @@ baseline: ``memcpy`` into another range of the heap.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from .backing import require_int
 from .collectors import LoopStats, _stats
-from .errors import InvalidArgument, SyscallFailed, ViewInUse
+from .errors import InvalidArgument, SyscallFailed, ViewClosed, ViewInUse
 from .heap import Heap
 from .native import ffi, lib
 from .views import Reservation, View, first_overlap
 
 
 def _aligned(value: int, granule: int, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value % granule:
+    value = require_int(value, what)
+    if value < 0 or value % granule:
         raise InvalidArgument(f"{what} {value!r} must be a non-negative multiple of {granule}")
     return value
 
@@ -30,18 +34,34 @@ class RelocationArea:
     Args:
         heap: a ``memfd`` or ``anon`` heap (private memory cannot be remapped shared).
         size: bytes of address space to reserve (a multiple of the page size).
+
+    ``close()`` ends remapping into the area; the address space goes back once the
+    last moved view is gone too.
     """
 
     def __init__(self, heap: Heap, size: int) -> None:
+        if not isinstance(heap, Heap):
+            raise InvalidArgument(f"a relocation area takes a Heap, got {type(heap).__name__}")
         if heap.backing == "private":
             raise InvalidArgument("private memory cannot be relocated by remapping; use copy()")
+        if heap.closed:
+            raise ViewClosed("the heap is closed", remedy="create the area before closing it")
         self.heap = heap
         self.size = _aligned(size, heap.page_size, "size")
         if not self.size:
             raise InvalidArgument("a relocation area needs a positive size")
         self._reservation = Reservation(self.size, heap._backing, f"heapalias:{heap.name}:moved")
         self.address = self._reservation.address
-        self._used: list[tuple[int, int]] = []
+        # Shared with the moved views' release, which may run after close().
+        self._state = {"used": [], "closed": False}
+        # Re-entrant: a moved view's release can run from the garbage collector
+        # while this thread holds the lock.
+        self._lock = threading.RLock()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called: nothing more can be remapped into the area."""
+        return self._state["closed"]
 
     def remap(self, view: View, offset: int, length: int, at: int = 0, *,
               populate: bool = False) -> tuple[View, LoopStats]:
@@ -55,52 +75,101 @@ class RelocationArea:
         page = self.heap.page_size
         offset, length, at = (_aligned(v, page, n) for v, n in
                               ((offset, "offset"), (length, "length"), (at, "at")))
-        if view not in self.heap.views or view.prot != "rw":
-            raise InvalidArgument("relocate from an open read-write view of this heap")
-        if not length or offset + length > view.size or at + length > self.size:
-            raise InvalidArgument(f"range of {length} bytes does not fit the view or the area")
-        if first_overlap(view.holes, offset, offset + length):
-            raise InvalidArgument("part of that range was already relocated away")
-        if first_overlap(self._used, at, at + length):
-            raise InvalidArgument(f"area bytes {at:#x}..{at + length:#x} are already in use")
-        if view.exported:
-            raise ViewInUse(
-                f"numpy arrays of view {view.role} are alive; the relocated range turns PROT_NONE",
-                remedy="delete the arrays (or relocate from an alias that has none)",
-            )
-        fd = self.heap.fd if self.heap.fd is not None else -1
-        target = self.address + at
-        st = ffi.new("ha_stats *")
-        rc = lib.ha_relocate_remap(fd, view.address + offset, offset, length, target,
-                                   int(populate), st)
-        if rc < 0:
-            raise SyscallFailed("relocate", -rc, detail="remapping the range failed")
-        view.holes.append((offset, offset + length))
-        self._used.append((at, at + length))
-        reservation, used = self._reservation, self._used
-
-        def release() -> None:
-            reservation.vacate(target, length)
-            used.remove((at, at + length))
-
+        if not isinstance(view, View):
+            raise InvalidArgument(f"remap takes a View, got {type(view).__name__}")
+        with self._lock, self.heap._lock:
+            # Held across the remap: close() must not give the area back, nor the heap
+            # close the view, between these checks and the MAP_FIXED that trusts them.
+            self._check_source(view)
+            if view.prot != "rw":
+                raise InvalidArgument("relocate from a read-write view of this heap")
+            if not length or offset + length > view.size or at + length > self.size:
+                raise InvalidArgument(
+                    f"range of {length} bytes does not fit the view or the area"
+                )
+            if first_overlap(view.holes, offset, offset + length):
+                raise InvalidArgument("part of that range was already relocated away")
+            used = self._state["used"]
+            if first_overlap(list(used), at, at + length):
+                raise InvalidArgument(f"area bytes {at:#x}..{at + length:#x} are already in use")
+            if view.exported:
+                raise ViewInUse(
+                    f"numpy arrays of view {view.role} are alive; the relocated range turns "
+                    "PROT_NONE",
+                    remedy="delete the arrays (or relocate from an alias that has none)",
+                )
+            fd = self.heap.fd if self.heap.fd is not None else -1
+            target = self.address + at
+            st = ffi.new("ha_stats *")
+            rc = lib.ha_relocate_remap(fd, view.address + offset, offset, length, target,
+                                       int(populate), st)
+            if rc < 0:
+                raise SyscallFailed("relocate", -rc, detail="remapping the range failed")
+            view.holes.append((offset, offset + length))
+            used.append((at, at + length))
         moved = View(address=target, size=length, prot="rw", strategy="remap",
                      role=f"moved{offset:#x}", label=f"heapalias:{self.heap.name}:moved",
-                     release=release)
+                     release=self._releaser(at, length),
+                     backings=view.backings, file_offset=view.file_offset + offset)
         return moved, _stats(st)
 
+    def _check_source(self, view: View) -> None:
+        if self.closed:
+            raise ViewClosed(
+                f"the relocation area at {self.address:#x} is closed: its address space may "
+                "belong to another mapping by now", remedy="create a new RelocationArea",
+            )
+        if self.heap.closed or view.closed:
+            raise ViewClosed(f"view {view.role} or its heap is closed",
+                             remedy="relocate from an open view")
+        if view not in self.heap.views:
+            raise InvalidArgument("relocate from a view of this heap (the area's)")
+
+    def _releaser(self, at: int, length: int):
+        """What unmapping a moved view does: vacate its part, and give the area back
+        when it is the last part of a closed area."""
+        reservation, state, lock = self._reservation, self._state, self._lock
+
+        def release() -> None:
+            with lock:
+                reservation.vacate(reservation.address + at, length)
+                state["used"].remove((at, at + length))
+                if state["closed"] and not state["used"]:
+                    reservation.release()
+
+        return release
+
     def close(self) -> None:
-        """Give the address space back once every moved view is closed."""
-        if not self._used:
-            self._reservation.release()
+        """Stop remapping into the area; its address space goes back now, or when the
+        last moved view is gone. Idempotent."""
+        with self._lock:
+            self._state["closed"] = True
+            if not self._state["used"]:
+                self._reservation.release()
+
+    def __enter__(self) -> RelocationArea:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def copy(source: View, offset: int, length: int, target: View, target_offset: int) -> LoopStats:
     """Relocate by copying: ``target[target_offset:] = source[offset:offset+length]`` (memcpy)."""
+    length = require_int(length, "length")
+    if not isinstance(source, View) or not isinstance(target, View):
+        raise InvalidArgument("copy takes a source View and a target View")
     for view, start in ((source, offset), (target, target_offset)):
-        if not isinstance(start, int) or start < 0 or start + length > view.size or length <= 0:
+        start = require_int(start, "offset")
+        if start < 0 or start + length > view.size or length <= 0:
             raise InvalidArgument(f"{length} bytes at {start!r} do not fit view {view.role}")
     if target.prot != "rw" or source.prot == "none":
         raise InvalidArgument("copy from a readable view into a read-write one")
+    if source.backings and source.backings == target.backings:
+        start, end = source.file_offset + offset, target.file_offset + target_offset
+        if start < end + length and end < start + length:
+            raise InvalidArgument("the source and target ranges overlap in the heap; memcpy "
+                                  "would mix them", remedy="copy between disjoint ranges")
     # The arrays hold both mappings (and check their holes) for the copy's duration.
     src = source.array(np.uint8, offset, length)
     dst = target.array(np.uint8, target_offset, length)

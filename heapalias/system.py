@@ -14,6 +14,7 @@ from .errors import (
     InsufficientMemory,
     InvalidArgument,
     NotPermitted,
+    SyscallFailed,
     hugepage_sysctl,
 )
 
@@ -25,11 +26,27 @@ PAGE_SIZES: dict[str, int] = {"4k": 4096, "thp": 2 << 20, "2m": 2 << 20, "1g": 1
 HUGETLB_PAGES = ("2m", "1g")
 
 
-def _read(path: Path | str, default: str = "") -> str:
+#: errnos that mean "this kernel has no such file": the reading falls back to its default.
+_ABSENT = (errno.ENOENT, errno.ENOTDIR)
+
+
+def read_text(path: Path | str) -> str:
+    """A procfs or sysfs file's text; SyscallFailed (with the real errno) if it cannot be read."""
     try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return default
+        return Path(path).read_text()
+    except OSError as exc:
+        raise SyscallFailed.from_os_error("read", exc, detail=str(path)) from None
+
+
+def _read(path: Path | str, default: str) -> str:
+    """The file's text, or ``default`` when the kernel has no such file. Any other failure
+    (EMFILE, EACCES, ...) raises: a default would hide the cause behind a wrong reading."""
+    try:
+        return read_text(path).strip()
+    except SyscallFailed as exc:
+        if exc.errno in _ABSENT:
+            return default
+        raise
 
 
 def _read_int(path: Path | str, default: int = 0) -> int:
@@ -81,9 +98,15 @@ def hugepage_pool(page_size: int) -> HugePagePool:
 
 def hugepage_pools() -> list[HugePagePool]:
     """Every hugetlb pool this kernel offers, smallest page first."""
+    try:
+        names = os.listdir(HUGEPAGES_DIR)
+    except OSError as exc:
+        if exc.errno in _ABSENT:  # a kernel without hugetlb
+            return []
+        raise SyscallFailed.from_os_error("listdir", exc, detail=str(HUGEPAGES_DIR)) from None
     sizes = []
-    for entry in HUGEPAGES_DIR.glob("hugepages-*kB"):
-        match = re.fullmatch(r"hugepages-(\d+)kB", entry.name)
+    for name in names:
+        match = re.fullmatch(r"hugepages-(\d+)kB", name)
         if match:
             sizes.append(int(match.group(1)) << 10)
     return [hugepage_pool(size) for size in sorted(sizes)]
@@ -95,7 +118,10 @@ def reserve_hugepages(count: int, page_size: int = 2 << 20) -> HugePagePool:
     The kernel may grant fewer pages than asked when memory is fragmented; the
     returned pool shows what it actually holds.
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+    from .backing import require_int  # backing reads this module's facts at import
+
+    page_size = require_int(page_size, "page_size")
+    if require_int(count, "hugepage count") < 0:
         raise InvalidArgument(
             f"hugepage count must be a non-negative integer, got {count!r}",
             remedy="pass a page count such as 256",
@@ -144,14 +170,17 @@ def max_map_count() -> int:
 
 def map_count() -> int:
     """Mappings this process holds now (lines of ``/proc/self/maps``)."""
-    with open("/proc/self/maps", "rb") as maps:
-        return sum(1 for _ in maps)
+    return read_text("/proc/self/maps").count("\n")
 
 
 def meminfo_kb() -> dict[str, int]:
-    """``/proc/meminfo``'s numbers as it gives them: kB, or a count for HugePages_*."""
+    """``/proc/meminfo``'s numbers as it gives them: kB, or a count for HugePages_*.
+
+    Raises SyscallFailed when it cannot be read: no reading is better than zeros
+    that say the machine has no memory.
+    """
     fields = {}
-    for line in _read("/proc/meminfo").splitlines():
+    for line in read_text("/proc/meminfo").splitlines():
         key, _, value = line.partition(":")
         fields[key] = int(value.split()[0]) if value.split() else 0
     return fields
@@ -170,7 +199,7 @@ def overcommit_mode() -> int:
 
 def cpu_model() -> str:
     """The CPU model name from ``/proc/cpuinfo``."""
-    for line in _read("/proc/cpuinfo").splitlines():
+    for line in _read("/proc/cpuinfo", "").splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
@@ -252,25 +281,24 @@ def read_smaps(pid: int | str = "self") -> list[SmapsEntry]:
     """Parse ``/proc/<pid>/smaps`` into one entry per VMA."""
     entries: list[SmapsEntry] = []
     current: dict | None = None
-    with open(f"/proc/{pid}/smaps") as smaps:
-        for line in smaps:
-            header = _SMAPS_HEADER.match(line)
-            if header and not line.startswith("VmFlags"):
-                if current:
-                    entries.append(SmapsEntry(**current))
-                current = {
-                    "start": int(header.group(1), 16),
-                    "end": int(header.group(2), 16),
-                    "name": header.group(3),
-                    "fields": {},
-                    "vmflags": (),
-                }
-            elif current is not None:
-                key, _, value = line.partition(":")
-                if key == "VmFlags":
-                    current["vmflags"] = tuple(value.split())
-                elif value.strip().endswith("kB"):
-                    current["fields"][key] = int(value.split()[0])
+    for line in read_text(f"/proc/{pid}/smaps").splitlines():
+        header = _SMAPS_HEADER.match(line)
+        if header and not line.startswith("VmFlags"):
+            if current:
+                entries.append(SmapsEntry(**current))
+            current = {
+                "start": int(header.group(1), 16),
+                "end": int(header.group(2), 16),
+                "name": header.group(3),
+                "fields": {},
+                "vmflags": (),
+            }
+        elif current is not None:
+            key, _, value = line.partition(":")
+            if key == "VmFlags":
+                current["vmflags"] = tuple(value.split())
+            elif value.strip().endswith("kB"):
+                current["fields"][key] = int(value.split()[0])
     if current:
         entries.append(SmapsEntry(**current))
     return entries

@@ -13,12 +13,17 @@ alive. Otherwise the view is closed (no new arrays) and the mapping is removed
 when the last array is garbage-collected, so no array ever outlives its memory.
 Operations that would pull memory from under a live array, such as narrowing
 the protection, raise :class:`~heapalias.errors.ViewInUse` instead.
+
+Private hugetlb memory is not inherited by ``fork()`` children (``MADV_DONTFORK``):
+its huge pages are reserved for this process alone, so a child's copy-on-write
+copy could die of SIGBUS at any access. In a child, such views are closed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +32,13 @@ import numpy as np
 
 from . import native
 from .backing import Backing, explain, require_int
-from .errors import InvalidArgument, SyscallFailed, UnsupportedAlias, ViewClosed, ViewInUse
+from .errors import (
+    InvalidArgument,
+    SyscallFailed,
+    UnsupportedAlias,
+    ViewClosed,
+    ViewInUse,
+)
 from .native import ffi, lib
 
 PROTS: dict[str, int] = {
@@ -129,6 +140,10 @@ class View:
         strategy: ``"primary"``, ``"mremap"`` or ``"memfd"``: how the view was made.
         role: the view's part in the heap (``primary``, ``alias1``, ``color2``, ...).
         label: its name in /proc/self/maps (anonymous memory) or the memfd's name.
+        backings: the memory the view maps, back to back from ``address`` (one
+            Backing, or several for :func:`~heapalias.heap.join`).
+        file_offset: the byte of the first backing that ``address`` shows (non-zero
+            for a range moved by :class:`~heapalias.relocation.RelocationArea`).
     """
 
     def __init__(
@@ -141,6 +156,8 @@ class View:
         role: str,
         label: str,
         release: Callable[[], None],
+        backings: tuple[Backing, ...] = (),
+        file_offset: int = 0,
     ) -> None:
         self.address = address
         self.size = size
@@ -148,8 +165,15 @@ class View:
         self.strategy = strategy
         self.role = role
         self.label = label
+        self.backings = backings
+        self.file_offset = file_offset
         self._lock = threading.Lock()
+        # The root array with the current writeability, reused by array(); protect()
+        # forgets it. Every root made, whatever its writeability, stays in _roots:
+        # while any is alive, the memory must stay mapped.
         self._root: weakref.ref[np.ndarray] | None = None
+        self._roots: list[weakref.ref[np.ndarray]] = []
+        self._closed_why = ""
         self._state = {"mapped": True}
         self.holes: list[tuple[int, int]] = []  # [start, end) offsets relocated away: PROT_NONE
         state = self._state
@@ -175,11 +199,24 @@ class View:
     @property
     def exported(self) -> bool:
         """True while a numpy array of this view is alive."""
-        return self._root is not None and self._root() is not None
+        return any(root() is not None for root in self._roots)
 
     @property
     def writable(self) -> bool:
         return self.prot == "rw"
+
+    @property
+    def may_write(self) -> bool:
+        """False when the memory was attached read-only: ``protect('rw')`` is refused."""
+        return all(backing.writable for backing in self.backings)
+
+    def same_memory(self, other: View) -> bool:
+        """True when ``other`` shows the same bytes of the same backings at its own address."""
+        return (  # Backing has no __eq__: the tuples compare backings by identity
+            isinstance(other, View)
+            and (self.backings, self.file_offset, self.size)
+            == (other.backings, other.file_offset, other.size)
+        )
 
     def _root_array(self) -> np.ndarray:
         root = self._root() if self._root is not None else None
@@ -187,7 +224,15 @@ class View:
             buffer = memoryview(ffi.buffer(self._handle, self.size))
             root = np.frombuffer(buffer if self.writable else buffer.toreadonly(), np.uint8)
             self._root = weakref.ref(root)
+            self._roots = [r for r in self._roots if r() is not None] + [self._root]
         return root
+
+    def _closed_error(self) -> ViewClosed:
+        return ViewClosed(
+            f"view {self.role} at {self.address:#x} is closed{self._closed_why}",
+            remedy="create a new view with heap.alias()" if not self._closed_why else
+            "create the heap in this process, or share memory with backing='memfd'",
+        )
 
     def array(
         self, dtype: np.typing.DTypeLike = np.uint8, offset: int = 0, count: int | None = None
@@ -217,10 +262,7 @@ class View:
             )
         with self._lock:
             if self.closed:
-                raise ViewClosed(
-                    f"view {self.role} at {self.address:#x} is closed",
-                    remedy="create a new view with heap.alias()",
-                )
+                raise self._closed_error()
             if self.prot == "none":
                 raise InvalidArgument(
                     f"view {self.role} is PROT_NONE: its memory cannot be read",
@@ -232,16 +274,19 @@ class View:
     def protect(self, prot: str) -> None:
         """Change this view's protection (mprotect); other views keep theirs.
 
-        Raises ViewInUse when it would take access away from live arrays.
+        Raises ViewInUse when it would take access away from live arrays, and
+        NotPermitted when it would make writable memory that was attached read-only.
         """
         flags = prot_flags(prot)
         if self.holes:
             raise InvalidArgument(
                 f"view {self.role} has relocated-away ranges; protecting it would expose them"
             )
+        for backing in self.backings:
+            backing.check_prot(prot, f"protect view {self.role} {prot!r}")
         with self._lock:
             if self.closed:
-                raise ViewClosed(f"view {self.role} at {self.address:#x} is closed")
+                raise self._closed_error()
             narrowing = (flags & PROTS[self.prot]) != PROTS[self.prot]
             if narrowing and self.exported:
                 raise ViewInUse(
@@ -260,6 +305,20 @@ class View:
             handle, self._handle = self._handle, None
             if handle is not None and not self.exported:
                 ffi.release(handle)
+
+    def _forget_after_fork(self) -> None:
+        """In a fork child, for memory the child did not inherit (MADV_DONTFORK)."""
+        if not self.mapped:
+            return
+        # Hold the range PROT_NONE, so a stale pointer faults rather than reaching
+        # whatever the child maps there next; releasing the view unmaps it.
+        _quietly(native.mmap, self.size, lib.PROT_NONE, _RESERVE_FLAGS | lib.MAP_FIXED, -1, 0,
+                 self.address)
+        self._closed_why = ": private hugetlb memory is not inherited by fork() children"
+        self._state["mapped"] = False
+        for backing in self.backings:
+            backing.close()
+        self._handle = None
 
     def __enter__(self) -> View:
         return self
@@ -283,10 +342,15 @@ def first_overlap(ranges: list[tuple[int, int]], start: int, end: int) -> tuple[
 def _plain_dtype(dtype: object) -> np.dtype:
     try:
         result = np.dtype(dtype)
-    except TypeError as exc:
+    except (TypeError, ValueError, SyntaxError) as exc:  # numpy parses strings with all three
         raise InvalidArgument(f"not a numpy dtype: {dtype!r}") from exc
     if result.hasobject or result.itemsize == 0:
         raise InvalidArgument(f"dtype {result} cannot live in raw heap memory")
+    if result.subdtype is not None:
+        raise InvalidArgument(
+            f"dtype {result} is a subarray dtype; a view's array is 1-D",
+            remedy=f"ask for {result.base} and reshape the array to (-1, *{result.shape})",
+        )
     return result
 
 
@@ -307,6 +371,7 @@ def _populate(address: int, size: int, prot: str, page_size: int) -> None:
 def map_primary(backing: Backing, *, populate: bool, prot: str = "rw") -> View:
     """Map the backing for the first time: the heap's primary view (read-write unless
     an attached heap asks for ``"r"``)."""
+    backing.check_prot(prot, f"map the primary view {prot!r}")
     address = reserve(backing.size, backing.page_size, backing)
     try:
         backing.map_at(address, prot_flags(prot))
@@ -336,6 +401,7 @@ def map_alias(
     lies inside it and the view replaces that part of it.
     """
     flags = prot_flags(prot)
+    backing.check_prot(prot, f"map view {role} {prot!r}")
     size = backing.size
     if strategy == "memfd" and backing.fd is None:
         raise UnsupportedAlias(
@@ -402,10 +468,25 @@ def _finish(
     else:
         def release() -> None:
             reservation.vacate(address, size)
-    return View(
+    view = View(
         address=address, size=size, prot=prot, strategy=strategy, role=role, label=label,
-        release=release,
+        release=release, backings=(backing,),
     )
+    if not backing.policy.inherited_by_fork:
+        _NOT_INHERITED.add(view)
+    return view
+
+
+#: Views of memory mapped MADV_DONTFORK: closed in a fork child.
+_NOT_INHERITED: weakref.WeakSet[View] = weakref.WeakSet()
+
+
+def _forget_views_not_inherited() -> None:
+    for view in list(_NOT_INHERITED):
+        view._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_views_not_inherited)
 
 
 class MultiView(Sequence[View]):
@@ -427,13 +508,17 @@ class MultiView(Sequence[View]):
 
     def address(self, color: int, offset: int = 0) -> int:
         """The address of heap byte ``offset`` seen through color ``color``."""
-        view = self._views[color]
-        if not 0 <= offset < view.size:
-            raise InvalidArgument(f"offset {offset} is outside the heap's {view.size} bytes")
+        color, offset = require_int(color, "color"), require_int(offset, "offset")
+        if not 0 <= color < len(self._views):
+            raise InvalidArgument(f"color {color} is not one of this layout's {len(self)} views")
+        size = self._views[color].size
+        if not 0 <= offset < size:
+            raise InvalidArgument(f"offset {offset} is outside the heap's {size} bytes")
         return self.base + (color << self.shift) + offset
 
     def color_of(self, address: int) -> int:
         """The color (view index) an address belongs to."""
+        address = require_int(address, "address")
         color, offset = divmod(address - self.base, 1 << self.shift)
         if not 0 <= color < len(self._views) or offset >= self._views[0].size:
             raise InvalidArgument(f"address {address:#x} is in no view of this layout")

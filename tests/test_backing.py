@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import os
 
+import numpy as np
 import pytest
 
 import heapalias as ha
-from heapalias.backing import MAX_HEAP_SIZE, format_size, validate_size
+from heapalias.backing import HEAP_SEALS, MAX_HEAP_SIZE, format_size, validate_size
 from heapalias.native import lib
 
 from conftest import open_fds
@@ -72,3 +74,26 @@ def test_anon_backing_has_no_fd_and_maps_once() -> None:
         assert heap.fd is None
         with pytest.raises(ha.InvalidArgument, match="first mapping"):
             heap._backing.map_at(heap.view.address, lib.PROT_READ)
+
+
+@pytest.mark.parametrize("size", [np.int64(8192), np.uint32(8192), np.int16(8192)])
+def test_numpy_integers_are_sizes(size) -> None:
+    assert ha.parse_size(size) == 8192 and type(ha.parse_size(size)) is int
+    with ha.Heap(np.int64(65536)) as heap:
+        assert heap.size == 65536
+
+
+@pytest.mark.parametrize("bad", [np.bool_(True), True, np.float64(4096.0)])
+def test_bools_and_floats_are_not_sizes(bad) -> None:
+    with pytest.raises(ha.InvalidArgument):
+        ha.parse_size(bad)
+
+
+def test_a_memfd_is_sealed_once_sized_and_stays_sealed() -> None:
+    backing = ha.Backing("64K")
+    assert fcntl.fcntl(backing.fd, fcntl.F_GET_SEALS) == HEAP_SEALS
+    with pytest.raises(PermissionError):
+        os.ftruncate(backing.fd, 0)
+    with pytest.raises(PermissionError):  # F_SEAL_SEAL: no peer can add F_SEAL_WRITE either
+        fcntl.fcntl(backing.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE)
+    backing.close()

@@ -52,3 +52,20 @@ def test_unsupported_alias_and_map_count() -> None:
 )
 def test_errno_name(code, name) -> None:
     assert errno_name(code) == name
+
+
+def test_syscall_errors_name_the_fd_limit_when_it_is_the_cause() -> None:
+    exc = ha.SyscallFailed.from_os_error("read", OSError(errno.EMFILE, "Too many open files"),
+                                         detail="/proc/meminfo")
+    assert (exc.call, exc.errno) == ("read", errno.EMFILE)
+    assert str(exc).startswith("read failed: /proc/meminfo [EMFILE: Too many open files]")
+    assert "ulimit -n" in exc.remedy
+    assert ha.SyscallFailed("mmap", errno.EINVAL).remedy == "see the errno in the man page"
+
+
+def test_not_permitted_for_a_read_only_heap_carries_eacces_and_a_remedy() -> None:
+    with ha.Heap("64K") as heap, heap.share() as handle, ha.attach(handle) as attached, \
+            pytest.raises(ha.NotPermitted) as caught:
+        attached.alias(prot="rw")
+    assert caught.value.errno == errno.EACCES
+    assert "read-only" in str(caught.value) and "prot='rw'" in caught.value.remedy

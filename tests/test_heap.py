@@ -200,3 +200,16 @@ def test_populating_more_than_the_machine_has_is_refused() -> None:
     with ha.Heap(huge, populate=False) as lazy:  # reserving address space is fine
         lazy.view.array(np.uint8, offset=huge - 4096)[:] = 1
         assert lazy.pages_report()[0].fields["Rss"] == 4
+
+
+def test_numpy_integers_are_accepted_wherever_ints_are() -> None:
+    with ha.Heap(np.int64(1 << 20)) as heap:
+        layout = heap.multimap(np.int64(2), shift=np.uint8(21))
+        assert len(layout) == 2 and layout.shift == 21
+        probe = heap.alias()
+        address = probe.address
+        probe.close()
+        assert heap.alias(address=np.uint64(address)).address == address
+        for bad in (np.bool_(True), np.float32(2)):
+            with pytest.raises(ha.InvalidArgument):
+                heap.multimap(bad, shift=21)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
@@ -128,3 +129,57 @@ def test_enospc_while_a_process_returns_its_pages_is_retried(pool_2m) -> None:
             heap.view.array()[:] = 1
     finally:
         holder.wait()
+
+
+FORK = """
+import json, os, signal, numpy as np, heapalias as ha
+from heapalias.system import hugepage_pool
+
+def in_child(work):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            print(json.dumps(work()), flush=True)
+        finally:
+            os._exit(0)
+    status = os.waitpid(pid, 0)[1]
+    return os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+
+shared = ha.Heap("2M", pages="2m", backing="anon")
+heap = ha.Heap(hugepage_pool(2 << 20).available * (2 << 20), backing="private", pages="2m")
+words = heap.view.array(np.uint64)   # the rest of the pool, written: no page is left for a copy
+words[:] = 7
+
+def child_sees():
+    seen = {"closed": heap.view.closed, "mapped": heap.view.mapped, "heap": heap.closed,
+            "shared": [shared.view.closed, shared.view.mapped]}
+    for attempt in (lambda: heap.view.array(np.uint64), lambda: heap.objects):
+        try:
+            attempt()
+        except ha.ViewClosed as exc:
+            seen.setdefault("errors", []).append(str(exc))
+    return seen
+
+print(in_child(child_sees))
+words[0] = 2  # the parent writes on: nothing of the child's to take away now
+print(in_child(lambda: int(words[1])))  # an array made before fork, touched in the child
+print(int(words[0]), int(words[-1]))
+"""
+
+
+def test_a_private_hugetlb_heap_is_not_inherited_by_fork_children(pool_2m) -> None:
+    """The child of a process whose private hugetlb heap filled the pool used to die of
+    SIGBUS at its first write (copy-on-write needs a page the pool does not have), or
+    even at a read once the parent had written. Now the child never inherits that memory
+    (MADV_DONTFORK): its views are closed, so heapalias refuses to make arrays of them,
+    and an array made before fork faults at once with SIGSEGV, whatever the pool holds."""
+    proc = run_isolated(FORK)
+    assert proc.returncode == 0, proc.stderr
+    seen, status, stale, parent = proc.stdout.splitlines()
+    seen = json.loads(seen)
+    assert seen["closed"] and not seen["mapped"] and seen["heap"]
+    assert seen["shared"] == [False, True]  # shared hugetlb memory is inherited as ever
+    assert len(seen["errors"]) == 2  # no array, and no ObjectHeap
+    assert "not inherited by fork() children" in seen["errors"][0]
+    assert (status, stale) == ("0", str(int(signal.SIGSEGV)))
+    assert parent == "2 7"

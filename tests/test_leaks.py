@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import socket
 
 import numpy as np
 
@@ -58,3 +59,17 @@ def test_failed_aliases_leak_nothing() -> None:
                     heap.multimap(2, shift=20, strategy=strategy)
         gc.collect()
         assert (open_fds(), mapping_count()) == (fds, maps)
+
+
+def test_sharing_handles_leaks_no_fd() -> None:
+    """``heap.share().send(sock)`` used to leak the handle's fd: one per call."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs, ha.Heap("64K") as heap:
+        for _ in range(50):
+            heap.share().send(ours)
+            ha.HeapHandle.receive(theirs)
+        before = open_fds()
+        for k in range(10_000):
+            heap.share("rw" if k % 2 else "r", k=k).send(ours)
+            assert ha.HeapHandle.receive(theirs).meta == {"k": k}
+        assert open_fds() == before

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,6 +16,8 @@ import pytest
 
 import heapalias as ha
 from heapalias import collectors, workloads
+
+from conftest import open_fds, run_isolated
 
 CHILD = """
 import json, socket, sys
@@ -44,9 +49,12 @@ sock.sendall(json.dumps(result).encode())
 
 def run_collector_child(handle: ha.HeapHandle) -> dict:
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    with parent, child:
-        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CHILD), str(child.fileno())],
-                                pass_fds=[child.fileno()], cwd="/", stderr=subprocess.PIPE)
+    with parent:
+        with child:  # the child's end closes here, so a failing child ends our recv
+            proc = subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(CHILD), str(child.fileno())],
+                pass_fds=[child.fileno()], cwd="/", stderr=subprocess.PIPE,
+            )
         handle.send(parent)
         data = b""
         while chunk := parent.recv(65536):
@@ -68,7 +76,7 @@ def test_a_collector_process_sees_what_the_mutator_built() -> None:
         marked = collectors.mark(objects, graph.roots)
         collectors.clear_marks(objects)
         roots = [int(r) for r in graph.roots]
-        with heap.share(objects=objects.describe(), roots=roots) as handle:
+        with heap.share("rw", objects=objects.describe(), roots=roots) as handle:
             seen = run_collector_child(handle)
         rw_view = heap.view.array(np.uint64)  # the parent holds its read-write view throughout
         assert seen["walk"] == [walked.objects, walked.bytes, walked.refs]
@@ -81,7 +89,7 @@ def test_a_collector_process_sees_what_the_mutator_built() -> None:
 
 
 def test_an_inherited_fd_attaches_and_aliases() -> None:
-    with ha.Heap("1M", name="inherit") as heap, heap.share(note="hello") as handle:
+    with ha.Heap("1M", name="inherit") as heap, heap.share("rw", note="hello") as handle:
         heap.view.array(np.uint64)[7] = 1234
         code = f"""
             import heapalias as ha, numpy as np
@@ -114,3 +122,210 @@ def test_share_and_attach_reject_what_cannot_work(pool_2m) -> None:
         objects = ha.ObjectHeap(heap, encoding="address")
         with pytest.raises(ha.InvalidArgument):
             ha.ObjectHeap.from_description(heap, objects.describe())
+
+
+def test_a_shared_memfd_is_sealed_against_resizing(pool_2m) -> None:
+    """Neither a peer nor the owner can shrink the memfd under the other's mappings."""
+    for pages in ("4k", "2m"):
+        with ha.Heap("4M", pages=pages) as heap, heap.share("rw") as handle:
+            seals = fcntl.fcntl(heap.fd, fcntl.F_GET_SEALS)
+            assert seals == fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+            for fd in (heap.fd, handle.fd):
+                with pytest.raises(PermissionError):
+                    os.ftruncate(fd, heap.size - heap.page_size)
+                with pytest.raises(PermissionError):
+                    os.ftruncate(fd, heap.size + heap.page_size)
+
+
+TRUNCATING_PEER = """
+import os, socket, sys, heapalias as ha
+handle = ha.HeapHandle.receive(socket.socket(fileno=int(sys.argv[1])))
+attached = ha.attach(handle)
+for fd in (handle.fd, attached.fd):
+    try:
+        os.ftruncate(fd, 0)
+    except OSError as exc:
+        print(exc.errno)
+"""
+
+
+def test_a_peer_truncating_the_heap_cannot_crash_its_owner() -> None:
+    """It used to: a reader ftruncated the memfd to 0, and the owner's walk was SIGBUS."""
+    proc = run_isolated(f"""
+        import socket, subprocess, sys, heapalias as ha
+        from heapalias import collectors, workloads
+        heap = ha.Heap("1M", name="owned")
+        graph = workloads.linked_list(heap.objects, 1000)
+        for prot in ("r", "rw"):
+            ours, theirs = socket.socketpair()
+            with ours, heap.share(prot) as handle:
+                with theirs:
+                    child = subprocess.Popen([sys.executable, "-c", {TRUNCATING_PEER!r},
+                                              str(theirs.fileno())], pass_fds=[theirs.fileno()],
+                                             stdout=subprocess.PIPE, text=True)
+                handle.send(ours)
+                print(prot, *child.communicate(timeout=60)[0].split())
+        print(collectors.walk(heap.objects).objects)  # SIGBUS if the memfd shrank
+    """)
+    assert proc.stdout.splitlines() == [
+        "r 22 22",  # EINVAL: ftruncate on a read-only fd (the handle's, then attach's own)
+        "rw 1 22",  # EPERM: the seal stops even a read-write fd
+        "1000",
+    ], proc.stderr
+
+
+def test_a_read_only_handle_and_attach_refuse_every_way_to_write() -> None:
+    with ha.Heap("4M", name="owner") as heap:
+        heap.view.array(np.uint64)[1] = 42
+        other = ha.Heap("4M", name="other")
+        with heap.share() as handle:
+            assert not handle.writable
+            assert fcntl.fcntl(handle.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+            with pytest.raises(ha.NotPermitted) as caught:
+                ha.attach(handle, prot="rw")
+            assert caught.value.errno == errno.EACCES and caught.value.remedy
+            attached = ha.attach(handle)
+        with attached:
+            view = attached.view
+            with pytest.raises(ha.NotPermitted):
+                view.protect("rw")
+            assert view.prot == "r"
+            for attempt in (
+                lambda: attached.alias(prot="rw"),
+                lambda: attached.alias("mremap", prot="rw"),
+                lambda: attached.multimap(2, shift=23, prot="rw"),
+                lambda: ha.join(other, attached, prot="rw"),
+                lambda: attached.share("rw"),
+            ):
+                with pytest.raises(ha.NotPermitted):
+                    attempt()
+            joined = ha.join(other, attached, prot="r")
+            with pytest.raises(ha.NotPermitted):
+                joined.protect("rw")
+            joined.close()
+            alias = attached.alias(prot="none")
+            alias.protect("r")  # widening up to the ceiling is fine
+            assert alias.array(np.uint64)[1] == 42 and not alias.may_write
+            with pytest.raises(ha.InvalidArgument):
+                ha.ObjectHeap(attached).new(0, 1)  # objects over it cannot write either
+            # Even past heapalias, the kernel refuses: our fd is read-only.
+            assert fcntl.fcntl(attached.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+            with pytest.raises(ha.SyscallFailed) as caught:
+                ha.native.mprotect(view.address, view.size, ha.native.lib.PROT_READ
+                                   | ha.native.lib.PROT_WRITE)
+            assert caught.value.errno == errno.EACCES
+        other.close()
+        assert heap.view.array(np.uint64)[1] == 42
+
+
+def test_attaching_read_only_from_a_read_write_handle_holds_a_read_only_fd() -> None:
+    with ha.Heap("64K") as heap, heap.share("rw") as handle, ha.attach(handle) as attached:
+        assert handle.writable
+        assert fcntl.fcntl(attached.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+        with pytest.raises(ha.NotPermitted):
+            attached.view.protect("rw")
+        with ha.attach(handle, prot="rw") as writer:
+            writer.view.array()[0] = 5
+        assert attached.view.array()[0] == 5
+
+
+def _fd_of(kind: str, tmp_path, size: int) -> int:
+    if kind == "regular file":
+        path = tmp_path / "heap"
+        path.write_bytes(bytes(size))
+        return os.open(path, os.O_RDWR)
+    if kind == "tmpfs file":
+        fd = os.open("/dev/shm", os.O_RDWR | os.O_TMPFILE)
+        os.ftruncate(fd, size)
+        return fd
+    if kind == "pipe":
+        reader, writer = os.pipe()
+        os.close(writer)
+        return reader
+    fd = os.memfd_create("unsealed", os.MFD_ALLOW_SEALING if kind == "shrinkable memfd" else 0)
+    os.ftruncate(fd, size)
+    return fd
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("regular file", "not a memfd"), ("pipe", "not a memfd"), ("tmpfs file", "not sealed"),
+     ("unsealed memfd", "not sealed"), ("shrinkable memfd", "not sealed")],
+)
+def test_attach_accepts_only_a_sealed_memfd(kind, message, tmp_path) -> None:
+    fd = _fd_of(kind, tmp_path, 65536)
+    before = open_fds()
+    try:
+        with ha.HeapHandle(fd, 65536, "4k", "fake") as handle, \
+                pytest.raises(ha.InvalidArgument, match=message):
+            ha.attach(handle)
+    finally:
+        os.close(fd)
+    assert open_fds() == before - 1
+
+
+def test_attach_trusts_the_memfd_not_the_handle(pool_2m) -> None:
+    with ha.Heap("4M") as heap, heap.share() as handle:
+        for size, pages, message in ((8 << 20, "4k", "holds 4194304 bytes"),
+                                     (4 << 20, "2m", "4 KiB pages")):
+            with ha.HeapHandle(handle.fd, size, pages, "liar") as lie, \
+                    pytest.raises(ha.InvalidArgument, match=message):
+                ha.attach(lie)
+    with ha.Heap("4M", pages="2m") as heap, heap.share() as handle:
+        with ha.HeapHandle(handle.fd, 4 << 20, "4k", "liar") as lie, \
+                pytest.raises(ha.InvalidArgument, match="2 MiB pages"):
+            ha.attach(lie)
+        with pytest.raises(ha.InvalidArgument):
+            ha.attach(handle.fd)  # a bare fd is not a handle
+
+
+@pytest.mark.parametrize(
+    "message",
+    [b"not json", b"\xff\xfe", b"[1, 2]", b'"text"', b'{"size": 4096}',
+     b'{"size": "big", "pages": "4k", "name": "x", "meta": {}}',
+     b'{"size": 4096, "pages": "5k", "name": "x", "meta": {}}',
+     b'{"size": 4096, "pages": "4k", "name": "no spaces", "meta": {}}',
+     b'{"size": 4096, "pages": "4k", "name": "x", "meta": []}', b"[" * 60_000],
+)
+def test_receiving_bad_metadata_raises_invalid_argument_and_closes_the_fd(message) -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs, ha.Heap("64K") as heap, heap.share() as handle:
+        before = open_fds()
+        socket.send_fds(ours, [message], [handle.fd])
+        with pytest.raises(ha.InvalidArgument):
+            ha.HeapHandle.receive(theirs)
+        assert open_fds() == before
+
+
+def test_receiving_no_fd_raises_invalid_argument() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.send(b"{}")
+        with pytest.raises(ha.InvalidArgument, match="no heap file descriptor"):
+            ha.HeapHandle.receive(theirs)
+        ours.close()  # the sender went away
+        with pytest.raises(ha.InvalidArgument, match="no heap file descriptor"):
+            ha.HeapHandle.receive(theirs)
+        with pytest.raises(ha.InvalidArgument, match="UNIX socket"):
+            ha.HeapHandle.receive("not a socket")
+
+
+def test_a_handle_owns_its_fd() -> None:
+    before = open_fds()
+    with ha.Heap("64K") as heap:
+        handle = heap.share(note=1)
+        assert "fd=" in repr(handle) and handle.meta == {"note": 1}
+        handle.close()
+        handle.close()
+        assert handle.closed and "closed" in repr(handle)
+        with pytest.raises(ha.ViewClosed):
+            assert handle.writable
+        with pytest.raises(ha.ViewClosed):
+            ha.attach(handle)
+        heap.share()  # dropped: its finalizer closes the fd
+        with pytest.raises(ha.InvalidArgument, match="JSON"):
+            heap.share(bad=object())
+        with pytest.raises(ha.InvalidArgument):
+            heap.share("w")
+    assert open_fds() == before
+

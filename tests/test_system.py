@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import heapalias as ha
 from heapalias import system
 
-from conftest import IS_ROOT
+from conftest import IS_ROOT, run_isolated
 
 
 def test_system_info_reads_the_kernel() -> None:
@@ -69,3 +71,66 @@ def test_reserve_resizes_the_pool(sysctl) -> None:
     sysctl(ha.errors.hugepage_sysctl(2 << 20), before.total)  # restore to this afterwards
     pool = system.reserve_hugepages(before.total + 3)
     assert pool.total == before.total + 3
+
+
+EXHAUSTED_FDS = """
+import errno, json, os, resource
+import heapalias as ha
+from heapalias import system
+
+def without_fds(call):
+    # Fill every fd up to RLIMIT_NOFILE, so the next open() is EMFILE.
+    limit = len(os.listdir("/proc/self/fd")) + 8
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    held = []
+    try:
+        while True:
+            held.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    for _ in range({spare}):
+        os.close(held.pop())
+    try:
+        return call()
+    except ha.HeapAliasError as exc:
+        return [type(exc).__name__, errno.errorcode.get(exc.errno), exc.remedy]
+    finally:
+        for fd in held:
+            os.close(fd)
+"""
+
+
+@pytest.mark.parametrize(
+    ("spare", "call"),
+    [(1, 'ha.Heap("64K")'),  # memfd_create takes the last fd; reading meminfo fails
+     (0, 'ha.Heap("64K")'),  # memfd_create itself fails
+     (0, "system.meminfo_kb()"), (0, "system.memory_available()"), (0, "system.map_count()"),
+     (0, "system.hugepage_pool(2 << 20)"), (0, "system.hugepage_pools()"),
+     (0, "system.max_map_count()"), (0, "system.read_smaps()"), (0, "system.system_info()")],
+)
+def test_running_out_of_fds_is_reported_as_emfile_not_as_a_wrong_reading(spare, call) -> None:
+    """A tiny RLIMIT_NOFILE used to read as '0 MiB available' (InsufficientMemory), an
+    empty hugetlb pool, or the default max_map_count."""
+    proc = run_isolated(EXHAUSTED_FDS.format(spare=spare)
+                        + f"print(json.dumps(without_fds(lambda: {call})))")
+    name, code, remedy = json.loads(proc.stdout)
+    assert (name, code) == ("SyscallFailed", "EMFILE"), proc.stdout
+    assert "ulimit -n" in remedy
+
+
+def test_readings_of_absent_files_fall_back_but_other_errors_raise(tmp_path) -> None:
+    assert system._read_int(tmp_path / "absent", 7) == 7
+    assert system._read(tmp_path / "absent" / "below", "x") == "x"
+    with pytest.raises(ha.SyscallFailed) as caught:
+        system._read(tmp_path, "x")  # a directory: EISDIR is not "absent"
+    assert caught.value.errno == errno.EISDIR
+    with pytest.raises(ha.SyscallFailed):
+        system.read_text(tmp_path / "absent")
+
+
+def test_reserve_accepts_numpy_integers_and_refuses_bools() -> None:
+    for bad in (np.bool_(True), np.float64(2.0), "2"):
+        with pytest.raises(ha.InvalidArgument):
+            system.reserve_hugepages(bad)
+    with pytest.raises(ha.InvalidArgument, match="no 16777216 kB"):
+        system.reserve_hugepages(np.int64(1), np.int64(16 << 30))

@@ -224,3 +224,79 @@ def test_live_views_survive_the_exit_finalizers() -> None:
             arr[0] = k  # a segfault here would mean the range was given back
         assert arrays[0][0] == 2
     """)
+
+
+def test_widening_protection_still_counts_the_arrays_made_before() -> None:
+    """Arrays made before protect('rw') keep the view mapped: close() and narrowing
+    must see them (it used to forget them and unmap, so reading them was SIGSEGV)."""
+    proc = run_isolated("""
+        import gc, numpy as np, heapalias as ha
+        heap = ha.Heap("64K")
+        heap.view.array(np.uint8)[0] = 7
+        view = heap.alias(prot="r")
+        old = view.array(np.uint8)
+        view.protect("rw")
+        assert view.exported
+        for narrower in ("r", "none"):
+            try:
+                view.protect(narrower)
+            except ha.ViewInUse:
+                pass
+            else:
+                raise AssertionError(f"protect({narrower!r}) ran under a live array")
+        view.close()
+        assert view.closed and view.mapped
+        print(old[0])  # SIGSEGV if close() unmapped it
+        address = view.address
+        del old
+        gc.collect()
+        assert not view.mapped
+    """)
+    assert proc.stdout.split() == ["7"]
+
+
+def test_an_object_heap_over_a_widened_view_keeps_it_mapped_through_close() -> None:
+    proc = run_isolated("""
+        import heapalias as ha
+        from heapalias import collectors, workloads
+        heap = ha.Heap("1M")
+        graph = workloads.linked_list(heap.objects, 100)
+        view = heap.alias(prot="r")
+        objects = ha.ObjectHeap.from_description(view, heap.objects.describe())
+        view.protect("rw")
+        view.close()
+        print(collectors.walk(objects).objects)  # SIGSEGV if close() unmapped it
+    """)
+    assert proc.stdout.split() == ["100"]
+
+
+@pytest.mark.parametrize("dtype", ["(2,)u8", np.dtype((np.uint32, (3, 2)))])
+def test_subarray_dtypes_are_refused_with_invalid_argument(heap, dtype) -> None:
+    with pytest.raises(ha.InvalidArgument, match="subarray"):
+        heap.view.array(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["u8[", "(2,u8", 12345])
+def test_unparseable_dtypes_are_invalid_arguments(heap, dtype) -> None:
+    with pytest.raises(ha.InvalidArgument, match="dtype"):
+        heap.view.array(dtype)
+
+
+def test_numpy_integers_are_accepted_as_offsets_and_counts(heap) -> None:
+    words = heap.view.array(np.uint64, offset=np.int64(8), count=np.uint32(4))
+    assert words.shape == (4,) and words.ctypes.data == heap.view.address + 8
+    for bad in (np.bool_(True), np.float64(8.0)):
+        with pytest.raises(ha.InvalidArgument, match="integer"):
+            heap.view.array(np.uint8, offset=bad)
+
+
+def test_multimap_colors_and_addresses_are_checked() -> None:
+    with ha.Heap(SIZE, name="colors") as heap, heap.multimap(3, shift=20) as colors:
+        assert colors.address(np.int64(2), np.uint16(8)) == colors.base + (2 << 20) + 8
+        assert colors.color_of(np.uint64(colors.base + (1 << 20))) == 1
+        for color in (-1, 3, 1.0, True):
+            with pytest.raises(ha.InvalidArgument, match="color"):
+                colors.address(color)
+        for address in ("0x1000", None, colors.base - 1):
+            with pytest.raises(ha.InvalidArgument):
+                colors.color_of(address)

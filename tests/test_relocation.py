@@ -1,0 +1,87 @@
+"""RelocationArea and copy: no use after close, and every refusal typed."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import heapalias as ha
+from heapalias.relocation import RelocationArea, copy
+
+from conftest import mapped_at, run_isolated
+
+
+def test_remap_after_close_raises_view_closed_and_maps_nothing() -> None:
+    """It used to map MAP_FIXED into the released range, over whatever had taken it:
+    here another heap's view, which then showed this heap's bytes."""
+    proc = run_isolated("""
+        import numpy as np, heapalias as ha
+        from heapalias.relocation import RelocationArea
+        heap = ha.Heap("1M")
+        heap.view.array(np.uint8)[:] = 1
+        source = heap.alias()
+        other = ha.Heap("1M", name="bystander")
+        area = RelocationArea(heap, 1 << 20)
+        address = area.address
+        area.close()
+        bystander = other.alias(address=address)  # takes the range the area gave back
+        try:
+            area.remap(source, 0, 65536)
+        except ha.ViewClosed:
+            print("refused")
+        print(int(bystander.array(np.uint8)[0]), len(source.holes))
+    """)
+    assert proc.stdout.split() == ["refused", "0", "0"]
+
+
+def test_remap_refuses_closed_views_closed_heaps_and_strangers() -> None:
+    with ha.Heap("1M") as heap, ha.Heap("1M") as stranger:
+        area = RelocationArea(heap, 1 << 20)
+        source = heap.alias()
+        source.close()
+        with pytest.raises(ha.ViewClosed):
+            area.remap(source, 0, 65536)
+        with pytest.raises(ha.InvalidArgument, match="this heap"):
+            area.remap(stranger.view, 0, 65536)
+        with pytest.raises(ha.InvalidArgument, match="View"):
+            area.remap("view", 0, 65536)
+        live = heap.alias()
+        heap.close()
+        with pytest.raises(ha.ViewClosed):
+            area.remap(live, 0, 65536)
+        area.close()
+        area.close()  # idempotent
+        with pytest.raises(ha.ViewClosed):
+            RelocationArea(heap, 1 << 20)
+
+
+def test_moved_views_outlive_a_closed_area_which_is_given_back_after_them() -> None:
+    with ha.Heap("1M") as heap:
+        heap.view.array(np.uint8)[:65536] = 7
+        source = heap.alias()
+        with RelocationArea(heap, 1 << 20) as area:
+            moved, _ = area.remap(source, 0, 65536, at=np.int64(65536))
+            address = area.address
+        assert area.closed and mapped_at(address) is not None  # the moved view holds it
+        assert moved.array(np.uint8)[0] == 7
+        assert moved.backings == heap.view.backings and moved.file_offset == 0
+        moved.close()
+        gc.collect()
+        assert mapped_at(address) is None
+        with pytest.raises(ha.ViewClosed):
+            area.remap(source, 65536, 65536)
+
+
+def test_copy_checks_its_arguments() -> None:
+    with ha.Heap("1M") as heap:
+        heap.view.array(np.uint8, 0, 4096)[:] = 3
+        assert copy(heap.view, np.int64(0), np.uint32(4096), heap.view, np.int64(8192)).bytes
+        assert heap.view.array(np.uint8, 8192, 4096).min() == 3
+        with pytest.raises(ha.InvalidArgument, match="overlap"):
+            copy(heap.view, 0, 8192, heap.view, 4096)
+        with pytest.raises(ha.InvalidArgument, match="integer"):
+            copy(heap.view, 0.0, 4096, heap.view, 8192)
+        with pytest.raises(ha.InvalidArgument):
+            copy(heap.view, 0, 4096, None, 8192)
