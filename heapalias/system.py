@@ -169,8 +169,16 @@ def max_map_count() -> int:
 
 
 def map_count() -> int:
-    """Mappings this process holds now (lines of ``/proc/self/maps``)."""
-    return read_text("/proc/self/maps").count("\n")
+    """Mappings this process holds now (lines of ``/proc/self/maps``).
+
+    Read line by line: this is asked exactly when the mapping limit is reached, and
+    reading the whole file at once would need a large buffer, which malloc maps.
+    """
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            return sum(1 for _ in maps)
+    except OSError as exc:
+        raise SyscallFailed.from_os_error("read", exc, detail="/proc/self/maps") from None
 
 
 def meminfo_kb() -> dict[str, int]:
