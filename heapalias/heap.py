@@ -35,6 +35,7 @@ from .views import (
     MultiView,
     Reservation,
     View,
+    first_overlap,
     map_alias,
     map_primary,
     prot_flags,
@@ -341,9 +342,10 @@ class Heap:
         # Forget closed views and layouts, so a long-lived heap does not accumulate them.
         self._views = [self._views[0]] + [v for v in self._views[1:] if not v.closed]
         self._layouts = [layout for layout in self._layouts if not layout.closed]
-        for view in self._views:
-            if not view.closed:
-                return view
+        open_views = [view for view in self._views if not view.closed]
+        # Prefer a view that still shows byte 0 at its address: mremap mirrors from there.
+        for view in sorted(open_views, key=lambda view: bool(first_overlap(view.holes, 0, 1))):
+            return view
         raise ViewClosed("every view of this heap is closed; nothing is left to alias")
 
     def alias(self, strategy: str = "auto", prot: str = "rw", address: int | None = None) -> View:
