@@ -72,7 +72,7 @@ class HeapHandle:
     def __init__(self, fd: int, size: int, pages: str, name: str, meta: dict | None = None
                  ) -> None:
         fields = _handle_fields(size, pages, name, {} if meta is None else meta)
-        self._take(own_fd(require_int(fd, "fd")), *fields)
+        self._take(own_fd(fd), *fields)
 
     @classmethod
     def _owning(cls, fd: int, size: int, pages: str, name: str, meta: dict) -> HeapHandle:
@@ -84,7 +84,12 @@ class HeapHandle:
     def _take(self, fd: int, size: int, pages: str, name: str, meta: dict) -> None:
         self._fd = fd
         self._finalizer = weakref.finalize(self, _close_quietly, fd)
-        self.size, self.pages, self.name, self.meta = size, pages, name, meta
+        self._size, self._pages, self._name, self._meta = size, pages, name, meta
+
+    size = property(lambda self: self._size, doc="Heap size in bytes, as the sender says.")
+    pages = property(lambda self: self._pages, doc="Page size name, as the sender says.")
+    name = property(lambda self: self._name, doc="The heap's name.")
+    meta = property(lambda self: self._meta, doc="What the sender passed to Heap.share.")
 
     @property
     def closed(self) -> bool:

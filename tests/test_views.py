@@ -378,3 +378,34 @@ def test_a_part_never_vacates_into_a_range_given_back() -> None:
     gc.collect()
     assert mapped_at(address) is None and mapped_at(colors[1].address) is None
     heap.close()
+
+
+def test_what_syscalls_trust_cannot_be_reassigned() -> None:
+    # `alias.size = 1 << 40; alias.protect("r")` was mprotect over the interpreter: SIGSEGV.
+    proc = run_isolated("""
+        import heapalias as ha
+        from heapalias.relocation import RelocationArea
+        heap = ha.Heap("1M", name="tamper")
+        alias, colors = heap.alias(), heap.multimap(2, shift=21)
+        area = RelocationArea(heap, 1 << 20)
+        targets = {
+            alias: ["address", "size", "prot", "strategy", "role", "label", "backings",
+                    "file_offset", "holes"],
+            colors: ["base", "shift"],
+            area: ["heap", "address", "size"],
+            heap._backing: ["size", "fd", "writable", "closed", "policy", "name"],
+            heap.share(): ["size", "pages", "name", "meta"],
+        }
+        refused = []
+        for target, names in targets.items():
+            for name in names:
+                try:
+                    setattr(target, name, 1 << 40)
+                except AttributeError:
+                    refused.append(name)
+        assert isinstance(alias.holes, tuple)
+        alias.protect("r")
+        print(len(refused), sum(map(len, targets.values())))
+    """)
+    refused, total = proc.stdout.split()
+    assert refused == total, proc.stderr
