@@ -64,6 +64,12 @@ MEMFD_MODE = 0o400
 FD_MAX = (1 << 31) - 1
 
 
+def read_only(field: str, doc: str) -> property:
+    """A property that reads ``field`` (a dotted path from self) and cannot be assigned:
+    for what C loops and syscalls trust."""
+    return property(operator.attrgetter(field), doc=doc)
+
+
 def _units() -> dict[str, int]:
     table = {"": 1, "b": 1}
     for power, letter in enumerate("kmgt", start=1):
@@ -272,15 +278,14 @@ class Backing:
         elif kind == "memfd":
             self._create_memfd()
 
-    policy = property(lambda self: self._policy, doc="How every mapping of it is made.")
-    size = property(lambda self: self._size, doc="Bytes of memory.")
-    name = property(lambda self: self._name, doc="The heap's name.")
-    fd = property(lambda self: self._fd, doc="The memfd (owned by the backing), or None.")
-    writable = property(lambda self: self._writable,
-                        doc="False when attached read-only: no view of it may be writable.")
-    closed = property(lambda self: self._closed, doc="True once close() was called.")
-    commit_retries = property(lambda self: self._commit_retries,
-                              doc="fallocate retries after ENOSPC while the pool refilled.")
+    policy = read_only("_policy", "How every mapping of it is made.")
+    size = read_only("_size", "Bytes of memory.")
+    name = read_only("_name", "The heap's name.")
+    fd = read_only("_fd", "The memfd (owned by the backing), or None.")
+    writable = read_only("_writable", "False when attached read-only: no view may be writable.")
+    closed = read_only("_closed", "True once close() was called.")
+    commit_retries = read_only("_commit_retries",
+                               "fallocate retries after ENOSPC while the pool refilled.")
 
     def _adopt(self, fd: object, writable: bool) -> None:
         """Use a memfd another heap created, e.g. received from another process.

@@ -18,6 +18,7 @@ from .backing import (
     fd_writable,
     format_size,
     own_fd,
+    read_only,
     require_int,
     validate_name,
 )
@@ -86,10 +87,10 @@ class HeapHandle:
         self._finalizer = weakref.finalize(self, _close_quietly, fd)
         self._size, self._pages, self._name, self._meta = size, pages, name, meta
 
-    size = property(lambda self: self._size, doc="Heap size in bytes, as the sender says.")
-    pages = property(lambda self: self._pages, doc="Page size name, as the sender says.")
-    name = property(lambda self: self._name, doc="The heap's name.")
-    meta = property(lambda self: self._meta, doc="What the sender passed to Heap.share.")
+    size = read_only("_size", "Heap size in bytes, as the sender says.")
+    pages = read_only("_pages", "Page size name, as the sender says.")
+    name = read_only("_name", "The heap's name.")
+    meta = read_only("_meta", "What the sender passed to Heap.share.")
 
     @property
     def closed(self) -> bool:

@@ -14,7 +14,7 @@ import weakref
 
 import numpy as np
 
-from .backing import require_int
+from .backing import read_only, require_int
 from .collectors import LoopStats, _stats
 from .errors import InvalidArgument, SyscallFailed, ViewClosed, ViewInUse
 from .heap import Heap
@@ -61,9 +61,9 @@ class RelocationArea:
         # while this thread holds the lock.
         self._lock = threading.RLock()
 
-    heap = property(lambda self: self._heap, doc="The heap whose ranges move here.")
-    size = property(lambda self: self._size, doc="Bytes of address space reserved.")
-    address = property(lambda self: self._reservation.address, doc="First byte of the area.")
+    heap = read_only("_heap", "The heap whose ranges move here.")
+    size = read_only("_size", "Bytes of address space reserved.")
+    address = read_only("_reservation.address", "First byte of the area.")
 
     @property
     def closed(self) -> bool:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from . import native
-from .backing import Backing, explain, require_int
+from .backing import Backing, explain, read_only, require_int
 from .errors import (
     HeapAliasError,
     InvalidArgument,
@@ -127,8 +127,8 @@ class Reservation:
         # under a part whose release still needs it.
         _HELD.add(self)
 
-    address = property(lambda self: self._address, doc="First byte of the range.")
-    size = property(lambda self: self._size, doc="Bytes reserved.")
+    address = read_only("_address", "First byte of the range.")
+    size = read_only("_size", "Bytes reserved.")
 
     @property
     def held(self) -> bool:
@@ -259,15 +259,14 @@ class View:
         self._release = _Release(release)
         self._handle = ffi.gc(ffi.cast("void *", address), self._release)
 
-    address = property(lambda self: self._address, doc="First byte of the view.")
-    size = property(lambda self: self._size, doc="Bytes mapped.")
-    prot = property(lambda self: self._prot, doc="'rw', 'r' or 'none' (see protect()).")
-    strategy = property(lambda self: self._strategy, doc="How the view was made.")
-    role = property(lambda self: self._role, doc="The view's part in the heap.")
-    label = property(lambda self: self._label, doc="Its name in /proc/self/maps.")
-    backings = property(lambda self: self._backings, doc="The memory the view maps.")
-    file_offset = property(lambda self: self._file_offset,
-                           doc="The byte of the first backing that ``address`` shows.")
+    address = read_only("_address", "First byte of the view.")
+    size = read_only("_size", "Bytes mapped.")
+    prot = read_only("_prot", "'rw', 'r' or 'none' (see protect()).")
+    strategy = read_only("_strategy", "How the view was made.")
+    role = read_only("_role", "The view's part in the heap.")
+    label = read_only("_label", "Its name in /proc/self/maps.")
+    backings = read_only("_backings", "The memory the view maps.")
+    file_offset = read_only("_file_offset", "The byte of the first backing that ``address`` shows.")
 
     @property
     def holes(self) -> tuple[tuple[int, int], ...]:
@@ -613,8 +612,8 @@ class MultiView(Sequence[View]):
         self._release = weakref.finalize(self, reservation.release)
         self._release.atexit = False
 
-    base = property(lambda self: self._base, doc="Address of color 0.")
-    shift = property(lambda self: self._shift, doc="Color ``k`` starts at base + (k << shift).")
+    base = read_only("_base", "Address of color 0.")
+    shift = read_only("_shift", "Color ``k`` starts at base + (k << shift).")
 
     @property
     def closed(self) -> bool:

@@ -396,3 +396,25 @@ def test_a_closed_fd_is_an_invalid_argument() -> None:
     os.close(write_end)
     with pytest.raises(ha.InvalidArgument, match="not open"):
         ha.HeapHandle(read_end, 65536, "4k", "closed")
+
+
+@pytest.mark.parametrize("pages", ["4k", "2m"])
+def test_a_read_only_attacher_cannot_punch_holes_or_remove_pages(pages, pool_for) -> None:
+    # A punched hugetlb page that the owner touches again needs a fresh page from the
+    # pool (SIGBUS if it is empty); a read-only peer must not be able to cause that.
+    import ctypes
+    import mmap
+
+    pool_for(pages)
+    libc = ctypes.CDLL(None, use_errno=True)
+    punch_hole = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+    with ha.Heap("2M", pages=pages) as heap, heap.share() as handle:
+        heap.view.array(np.uint64)[:] = 7
+        with ha.attach(handle) as reader:
+            assert libc.fallocate(reader.fd, punch_hole, ctypes.c_long(0),
+                                  ctypes.c_long(1 << 21)) == -1
+            assert ctypes.get_errno() == errno.EBADF
+            with pytest.raises(ha.SyscallFailed) as caught:
+                ha.native.madvise(reader.view.address, reader.view.size, mmap.MADV_REMOVE)
+            assert caught.value.errno == errno.EACCES
+        assert (heap.view.array(np.uint64) == 7).all()
