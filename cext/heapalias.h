@@ -43,7 +43,7 @@
  * failure; addresses come back through an out-parameter. */
 int ha_memfd_create(const char *name, unsigned int flags);
 int ha_ftruncate(int fd, int64_t length);
-int ha_fallocate(int fd, int mode, int64_t offset, int64_t length);
+int ha_fallocate(int fd, int64_t offset, int64_t length);
 int ha_close(int fd);
 
 int ha_mmap(uintptr_t hint, size_t length, int prot, int flags, int fd,

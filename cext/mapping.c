@@ -28,9 +28,12 @@ int ha_ftruncate(int fd, int64_t length)
     return ftruncate(fd, (off_t)length) < 0 ? fail() : 0;
 }
 
-int ha_fallocate(int fd, int mode, int64_t offset, int64_t length)
+/* Allocation only (mode 0): heapalias never punches holes. A peer may map the
+ * heap, and on hugetlb a punched page it touches again needs a fresh page from
+ * the pool: SIGBUS when the pool is empty. */
+int ha_fallocate(int fd, int64_t offset, int64_t length)
 {
-    return fallocate(fd, mode, (off_t)offset, (off_t)length) < 0 ? fail() : 0;
+    return fallocate(fd, 0, (off_t)offset, (off_t)length) < 0 ? fail() : 0;
 }
 
 int ha_close(int fd) { return close(fd) < 0 ? fail() : 0; }

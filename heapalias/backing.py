@@ -57,6 +57,17 @@ HEAP_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 #: The seals an attached memfd must carry.
 REQUIRED_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
 ANON_THP_KNOB = "/sys/kernel/mm/transparent_hugepage/enabled"
+#: A heap memfd's file mode: owner read-only, so a peer holding a read-only fd cannot
+#: reopen it read-write through /proc/<pid>/fd/N (root bypasses file modes).
+MEMFD_MODE = 0o400
+#: The largest file descriptor number (fds are C ints).
+FD_MAX = (1 << 31) - 1
+
+
+def read_only(field: str, doc: str) -> property:
+    """A property that reads ``field`` (a dotted path from self) and cannot be assigned:
+    for what C loops and syscalls trust."""
+    return property(operator.attrgetter(field), doc=doc)
 
 
 def _units() -> dict[str, int]:
@@ -252,21 +263,29 @@ class Backing:
         self, size: int | str, *, kind: str = "memfd", pages: str = "4k", name: str = "heap",
         fd: int | None = None, writable: bool = True,
     ) -> None:
-        self.policy = MappingPolicy(kind, pages)
-        self.size = validate_size(size, self.policy)
-        self.name = validate_name(name)
-        self.fd: int | None = None
-        #: False when the memory was attached read-only: no view of it may be writable.
-        self.writable = True
+        # Read-only from outside (properties below): every mapping and syscall trusts them.
+        self._policy = MappingPolicy(kind, pages)
+        self._size = validate_size(size, self._policy)
+        self._name = validate_name(name)
+        self._fd: int | None = None
+        self._writable = True
         self._close_fd: Callable[[], object] = lambda: None
-        self.closed = False
+        self._closed = False
         self._anon_mapped = False
-        #: fallocate retries after ENOSPC while the pool refilled (see commit_file).
-        self.commit_retries = 0
+        self._commit_retries = 0
         if fd is not None:
             self._adopt(fd, bool(writable))
         elif kind == "memfd":
             self._create_memfd()
+
+    policy = read_only("_policy", "How every mapping of it is made.")
+    size = read_only("_size", "Bytes of memory.")
+    name = read_only("_name", "The heap's name.")
+    fd = read_only("_fd", "The memfd (owned by the backing), or None.")
+    writable = read_only("_writable", "False when attached read-only: no view may be writable.")
+    closed = read_only("_closed", "True once close() was called.")
+    commit_retries = read_only("_commit_retries",
+                               "fallocate retries after ENOSPC while the pool refilled.")
 
     def _adopt(self, fd: object, writable: bool) -> None:
         """Use a memfd another heap created, e.g. received from another process.
@@ -278,7 +297,7 @@ class Backing:
         """
         if self.kind != "memfd":
             raise InvalidArgument("only memfd memory can be attached from a file descriptor")
-        fd = require_int(fd, "fd")
+        fd = require_fd(fd)
         info, fd_writable = _shared_memfd(fd)
         # The seals were checked first, so this size can no longer change.
         if info.st_size != self.size:
@@ -298,9 +317,9 @@ class Backing:
                        "heap.share(prot='rw')",
             )
         # Read-only: our own read-only fd, so the kernel, too, refuses writable mappings.
-        self.fd = own_fd(fd, read_only=not writable)
-        self._close_fd = weakref.finalize(self, native.close, self.fd)
-        self.writable = writable
+        self._fd = own_fd(fd, read_only=not writable)
+        self._close_fd = weakref.finalize(self, native.close, self._fd)
+        self._writable = writable
 
     def check_prot(self, prot: str, what: str) -> None:
         """NotPermitted when ``prot`` would write memory attached read-only."""
@@ -330,10 +349,14 @@ class Backing:
 
     def _create_memfd(self) -> None:
         try:
-            self.fd = native.memfd_create(self.memfd_name, self.policy.memfd_flags)
-            self._close_fd = weakref.finalize(self, native.close, self.fd)
-            native.ftruncate(self.fd, self.size)
-            _add_seals(self.fd, HEAP_SEALS)
+            self._fd = native.memfd_create(self.memfd_name, self.policy.memfd_flags)
+            self._close_fd = weakref.finalize(self, native.close, self._fd)
+            native.ftruncate(self._fd, self.size)
+            _add_seals(self._fd, HEAP_SEALS)
+            # memfds are born 0777: anyone holding a read-only fd could reopen it
+            # read-write through /proc/<pid>/fd. Owner read-only closes that (this
+            # process keeps its O_RDWR fd, and dup()s it to share read-write).
+            _chmod(self._fd, MEMFD_MODE)
         except SyscallFailed as exc:
             self.close()
             raise explain(exc, self.policy, self.size) from None
@@ -376,10 +399,10 @@ class Backing:
                 big_enough = hugepage_pool(self.page_size).total >= needed
                 if exc.errno != errno.ENOSPC or not big_enough or time.monotonic() > deadline:
                     error = explain(exc, self.policy, self.size, pool)
-                    if self.commit_retries and isinstance(error, HugePagesUnavailable):
-                        error.message += f" (after {self.commit_retries} retries)"
+                    if self._commit_retries and isinstance(error, HugePagesUnavailable):
+                        error.message += f" (after {self._commit_retries} retries)"
                     raise error from None
-                self.commit_retries += 1
+                self._commit_retries += 1
                 time.sleep(COMMIT_RETRY_SLEEP)
 
     def map_at(self, address: int, prot: int) -> None:
@@ -414,8 +437,8 @@ class Backing:
 
     def close(self) -> None:
         """Close the memfd; existing mappings keep the memory alive. Idempotent."""
-        self.closed = True
-        self.fd = None
+        self._closed = True
+        self._fd = None
         self._close_fd()  # a finalizer runs once, so close() is idempotent
 
     def __repr__(self) -> str:
@@ -430,6 +453,13 @@ def _add_seals(fd: int, seals: int) -> None:
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
     except OSError as exc:
         raise SyscallFailed.from_os_error("fcntl(F_ADD_SEALS)", exc) from None
+
+
+def _chmod(fd: int, mode: int) -> None:
+    try:
+        os.fchmod(fd, mode)
+    except OSError as exc:
+        raise SyscallFailed.from_os_error("fchmod", exc) from None
 
 
 def _shared_memfd(fd: int) -> tuple[os.stat_result, bool]:
@@ -466,18 +496,36 @@ def fd_writable(fd: int) -> bool:
     return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR
 
 
-def own_fd(fd: int, *, read_only: bool = False) -> int:
+def require_fd(value: object) -> int:
+    """``value`` as a file descriptor number: InvalidArgument for anything but an int
+    from 0 to the largest fd the kernel can have (a C int)."""
+    fd = require_int(value, "fd")
+    if not 0 <= fd <= FD_MAX:
+        raise InvalidArgument(f"fd {fd} is not a file descriptor number", errno=errno.EBADF,
+                              remedy="pass the handle's fd while it is open")
+    return fd
+
+
+def own_fd(fd: object, *, read_only: bool = False) -> int:
     """A new close-on-exec fd of the same file, for the caller to own.
 
-    A duplicate keeps the original's access; ``read_only`` reopens the file through
-    /proc/self/fd instead, so the new fd cannot write whatever the original can.
+    A duplicate keeps the original's access; ``read_only`` reopens a read-write fd
+    through /proc/self/fd instead, so the new fd cannot write whatever the original
+    can. A read-only fd is simply duplicated: a peer of another user could not reopen
+    it (a heap memfd is owner-read-only, MEMFD_MODE).
     """
+    fd = require_fd(fd)
     try:
-        if read_only:
-            return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        if read_only and fd_writable(fd):
+            try:
+                return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+            except PermissionError:
+                # Not the memfd's owner: we can write it through `fd` anyway, so a
+                # duplicate grants nothing new (heapalias still refuses writable views).
+                pass
         return os.dup(fd)
     except OSError as exc:
-        if exc.errno == errno.EBADF or (read_only and exc.errno == errno.ENOENT):
+        if exc.errno in (errno.EBADF, errno.ENOENT):  # ENOENT: gone from /proc/self/fd
             raise InvalidArgument(f"fd {fd} is not open", errno=errno.EBADF,
                                   remedy="pass the handle's fd while it is open") from None
         raise SyscallFailed.from_os_error("dup" if not read_only else "open /proc/self/fd",

@@ -18,6 +18,7 @@ from .backing import (
     fd_writable,
     format_size,
     own_fd,
+    read_only,
     require_int,
     validate_name,
 )
@@ -35,6 +36,7 @@ from .views import (
     MultiView,
     Reservation,
     View,
+    first_overlap,
     map_alias,
     map_primary,
     prot_flags,
@@ -71,7 +73,7 @@ class HeapHandle:
     def __init__(self, fd: int, size: int, pages: str, name: str, meta: dict | None = None
                  ) -> None:
         fields = _handle_fields(size, pages, name, {} if meta is None else meta)
-        self._take(own_fd(require_int(fd, "fd")), *fields)
+        self._take(own_fd(fd), *fields)
 
     @classmethod
     def _owning(cls, fd: int, size: int, pages: str, name: str, meta: dict) -> HeapHandle:
@@ -83,7 +85,12 @@ class HeapHandle:
     def _take(self, fd: int, size: int, pages: str, name: str, meta: dict) -> None:
         self._fd = fd
         self._finalizer = weakref.finalize(self, _close_quietly, fd)
-        self.size, self.pages, self.name, self.meta = size, pages, name, meta
+        self._size, self._pages, self._name, self._meta = size, pages, name, meta
+
+    size = read_only("_size", "Heap size in bytes, as the sender says.")
+    pages = read_only("_pages", "Page size name, as the sender says.")
+    name = read_only("_name", "The heap's name.")
+    meta = read_only("_meta", "What the sender passed to Heap.share.")
 
     @property
     def closed(self) -> bool:
@@ -341,9 +348,10 @@ class Heap:
         # Forget closed views and layouts, so a long-lived heap does not accumulate them.
         self._views = [self._views[0]] + [v for v in self._views[1:] if not v.closed]
         self._layouts = [layout for layout in self._layouts if not layout.closed]
-        for view in self._views:
-            if not view.closed:
-                return view
+        open_views = [view for view in self._views if not view.closed]
+        # Prefer a view that still shows byte 0 at its address: mremap mirrors from there.
+        for view in sorted(open_views, key=lambda view: bool(first_overlap(view.holes, 0, 1))):
+            return view
         raise ViewClosed("every view of this heap is closed; nothing is left to alias")
 
     def alias(self, strategy: str = "auto", prot: str = "rw", address: int | None = None) -> View:

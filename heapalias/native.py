@@ -50,9 +50,9 @@ def ftruncate(fd: int, length: int) -> None:
     _check(lib.ha_ftruncate(fd, length), "ftruncate")
 
 
-def fallocate(fd: int, length: int, offset: int = 0, mode: int = 0) -> None:
-    """Allocate file blocks (for memfd: commit the pages)."""
-    _check(lib.ha_fallocate(fd, mode, offset, length), "fallocate")
+def fallocate(fd: int, length: int, offset: int = 0) -> None:
+    """Allocate file blocks (for memfd: commit the pages); never punches holes."""
+    _check(lib.ha_fallocate(fd, offset, length), "fallocate")
 
 
 def close(fd: int) -> None:

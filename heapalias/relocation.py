@@ -10,10 +10,11 @@ baseline: ``memcpy`` into another range of the heap.
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 
-from .backing import require_int
+from .backing import read_only, require_int
 from .collectors import LoopStats, _stats
 from .errors import InvalidArgument, SyscallFailed, ViewClosed, ViewInUse
 from .heap import Heap
@@ -46,22 +47,28 @@ class RelocationArea:
             raise InvalidArgument("private memory cannot be relocated by remapping; use copy()")
         if heap.closed:
             raise ViewClosed("the heap is closed", remedy="create the area before closing it")
-        self.heap = heap
-        self.size = _aligned(size, heap.page_size, "size")
-        if not self.size:
+        self._heap = heap
+        self._size = _aligned(size, heap.page_size, "size")
+        if not self._size:
             raise InvalidArgument("a relocation area needs a positive size")
-        self._reservation = Reservation(self.size, heap._backing, f"heapalias:{heap.name}:moved")
-        self.address = self._reservation.address
-        # Shared with the moved views' release, which may run after close().
-        self._state = {"used": [], "closed": False}
+        self._reservation = Reservation(self._size, heap._backing, f"heapalias:{heap.name}:moved")
+        # The area's hold on its range: dropped by close(), or when the area is collected;
+        # each moved view holds the range too, until it is unmapped.
+        self._release = weakref.finalize(self, self._reservation.release)
+        self._release.atexit = False
+        self._used: list[tuple[int, int]] = []  # [at, at + length) of live moved views
         # Re-entrant: a moved view's release can run from the garbage collector
         # while this thread holds the lock.
         self._lock = threading.RLock()
 
+    heap = read_only("_heap", "The heap whose ranges move here.")
+    size = read_only("_size", "Bytes of address space reserved.")
+    address = read_only("_reservation.address", "First byte of the area.")
+
     @property
     def closed(self) -> bool:
         """True once ``close()`` was called: nothing more can be remapped into the area."""
-        return self._state["closed"]
+        return not self._release.alive
 
     def remap(self, view: View, offset: int, length: int, at: int = 0, *,
               populate: bool = False) -> tuple[View, LoopStats]:
@@ -77,9 +84,9 @@ class RelocationArea:
                               ((offset, "offset"), (length, "length"), (at, "at")))
         if not isinstance(view, View):
             raise InvalidArgument(f"remap takes a View, got {type(view).__name__}")
-        with self._lock, self.heap._lock:
-            # Held across the remap: close() must not give the area back, nor the heap
-            # close the view, between these checks and the MAP_FIXED that trusts them.
+        with self._lock, self.heap._lock, view._lock:
+            # Held across the remap: close() must not give the area back, nor the heap or
+            # anyone close the view, between these checks and the MAP_FIXED that trusts them.
             self._check_source(view)
             if view.prot != "rw":
                 raise InvalidArgument("relocate from a read-write view of this heap")
@@ -89,8 +96,7 @@ class RelocationArea:
                 )
             if first_overlap(view.holes, offset, offset + length):
                 raise InvalidArgument("part of that range was already relocated away")
-            used = self._state["used"]
-            if first_overlap(list(used), at, at + length):
+            if first_overlap(self._used, at, at + length):
                 raise InvalidArgument(f"area bytes {at:#x}..{at + length:#x} are already in use")
             if view.exported:
                 raise ViewInUse(
@@ -100,13 +106,15 @@ class RelocationArea:
                 )
             fd = self.heap.fd if self.heap.fd is not None else -1
             target = self.address + at
+            self._reservation.hold(target, length)
             st = ffi.new("ha_stats *")
             rc = lib.ha_relocate_remap(fd, view.address + offset, offset, length, target,
                                        int(populate), st)
             if rc < 0:
+                self._reservation.vacate(target, length)
                 raise SyscallFailed("relocate", -rc, detail="remapping the range failed")
-            view.holes.append((offset, offset + length))
-            used.append((at, at + length))
+            view._add_hole(offset, offset + length)
+            self._used.append((at, at + length))
         moved = View(address=target, size=length, prot="rw", strategy="remap",
                      role=f"moved{offset:#x}", label=f"heapalias:{self.heap.name}:moved",
                      release=self._releaser(at, length),
@@ -126,16 +134,14 @@ class RelocationArea:
             raise InvalidArgument("relocate from a view of this heap (the area's)")
 
     def _releaser(self, at: int, length: int):
-        """What unmapping a moved view does: vacate its part, and give the area back
-        when it is the last part of a closed area."""
-        reservation, state, lock = self._reservation, self._state, self._lock
+        """What unmapping a moved view does: vacate its part of the area (the area's
+        range goes back once that was the last hold on it)."""
+        reservation, used, lock = self._reservation, self._used, self._lock
 
         def release() -> None:
             with lock:
                 reservation.vacate(reservation.address + at, length)
-                state["used"].remove((at, at + length))
-                if state["closed"] and not state["used"]:
-                    reservation.release()
+                used.remove((at, at + length))
 
         return release
 
@@ -143,9 +149,7 @@ class RelocationArea:
         """Stop remapping into the area; its address space goes back now, or when the
         last moved view is gone. Idempotent."""
         with self._lock:
-            self._state["closed"] = True
-            if not self._state["used"]:
-                self._reservation.release()
+            self._release()
 
     def __enter__(self) -> RelocationArea:
         return self

@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from . import native
-from .backing import Backing, explain, require_int
+from .backing import Backing, explain, read_only, require_int
 from .errors import (
+    HeapAliasError,
     InvalidArgument,
     SyscallFailed,
     UnsupportedAlias,
@@ -104,30 +105,106 @@ def reserve(size: int, align: int, backing: Backing, address: int | None = None)
 
 
 class Reservation:
-    """A PROT_NONE range shared by several views (``Heap.multimap``).
+    """A PROT_NONE range that views map parts of (``multimap``, ``join``, RelocationArea).
 
-    A closed view's part returns to PROT_NONE, so the hole stays reserved; the
-    whole range is unmapped once the reservation and every view in it are gone.
+    The range is held by its owner, until :meth:`release`, and by every part mapped
+    into it, from :meth:`hold` until :meth:`vacate` puts that part back to PROT_NONE.
+    It is unmapped when the last hold goes, so a part never maps into address space
+    already given back (and perhaps reused by someone else), in whatever order the
+    owner and its parts are released or garbage-collected.
     """
 
     def __init__(self, size: int, backing: Backing, label: str) -> None:
-        self.size = size
-        self.address = reserve(size, backing.page_size, backing)
-        self.named = name_range(self.address, size, label)
-        self._finalizer = weakref.finalize(self, _quietly, native.munmap, self.address, size)
-        # Never at interpreter exit: views inside may still be released after this runs,
-        # and re-reserving their part of a range we gave back would clobber whoever got it.
-        self._finalizer.atexit = False
+        self._size = size
+        self._address = reserve(size, backing.page_size, backing)
+        self.named = name_range(self._address, size, label)
+        self._holds = 1  # the owner's
+        self._owned = True
+        # Re-entrant: a part's release can run from the garbage collector while this
+        # thread is inside hold() or release().
+        self._lock = threading.RLock()
+        # Reachable from the module while held, so the cyclic GC never clears it
+        # under a part whose release still needs it.
+        _HELD.add(self)
 
-    def release(self) -> None:
-        """Unmap the whole range now (only when no view lives in it). Idempotent."""
-        self._finalizer()
+    address = read_only("_address", "First byte of the range.")
+    size = read_only("_size", "Bytes reserved.")
+
+    @property
+    def held(self) -> bool:
+        """True until the range is unmapped (its owner and every part are done)."""
+        return self._holds > 0
+
+    def hold(self, address: int, size: int) -> None:
+        """Take a hold for a part about to be mapped at ``address``; drop it with vacate()."""
+        self._check_inside(address, size)
+        with self._lock:
+            if not self._holds:
+                raise ViewClosed(f"the range at {self._address:#x} was given back")
+            self._holds += 1
 
     def vacate(self, address: int, size: int) -> None:
-        """Put a view's part back to PROT_NONE."""
-        _quietly(
-            native.mmap, size, lib.PROT_NONE, _RESERVE_FLAGS | lib.MAP_FIXED, -1, 0, address
-        )
+        """Put a part back to PROT_NONE and drop the hold it took."""
+        with self._lock:
+            if not self._holds:  # never map MAP_FIXED into a range given back
+                return
+            _quietly(
+                native.mmap, size, lib.PROT_NONE, _RESERVE_FLAGS | lib.MAP_FIXED, -1, 0, address
+            )
+            self._drop()
+
+    def release(self) -> None:
+        """The owner is done: unmap now, or once the last part is vacated. Idempotent."""
+        with self._lock:
+            if self._owned:
+                self._owned = False
+                self._drop()
+
+    def _drop(self) -> None:
+        self._holds -= 1
+        if not self._holds:
+            _quietly(native.munmap, self._address, self._size)
+            _HELD.discard(self)
+
+    def _check_inside(self, address: int, size: int) -> None:
+        if not self._address <= address <= address + size <= self._address + self._size:
+            raise InvalidArgument(
+                f"{address:#x}..{address + size:#x} is outside the reserved range "
+                f"{self._address:#x}..{self._address + self._size:#x}"
+            )
+
+
+#: Reservations still held, and releases of views still mapped: kept reachable from the
+#: module, so the cyclic GC never clears what a pending release needs.
+_HELD: set[Reservation] = set()
+_PENDING: set[_Release] = set()
+
+
+class _Release:
+    """Runs a view's release once, from close() or from the handle's garbage collection."""
+
+    __slots__ = ("_release", "done")
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+        self.done = False
+        _PENDING.add(self)
+
+    def cancel(self) -> None:
+        """Never run the release: the range is no longer ours to give back."""
+        self._release = None
+        self.done = True
+        _PENDING.discard(self)
+
+    def __call__(self, _pointer: object = None) -> None:
+        release, self._release = self._release, None
+        if release is None:
+            return
+        try:
+            release()
+        finally:
+            self.done = True
+            _PENDING.discard(self)
 
 
 class View:
@@ -159,14 +236,15 @@ class View:
         backings: tuple[Backing, ...] = (),
         file_offset: int = 0,
     ) -> None:
-        self.address = address
-        self.size = size
-        self.prot = prot
-        self.strategy = strategy
-        self.role = role
-        self.label = label
-        self.backings = backings
-        self.file_offset = file_offset
+        # Read-only once made: the C loops and every syscall trust these.
+        self._address = address
+        self._size = size
+        self._prot = prot
+        self._strategy = strategy
+        self._role = role
+        self._label = label
+        self._backings = tuple(backings)
+        self._file_offset = file_offset
         self._lock = threading.Lock()
         # The root array with the current writeability, reused by array(); protect()
         # forgets it. Every root made, whatever its writeability, stays in _roots:
@@ -174,17 +252,30 @@ class View:
         self._root: weakref.ref[np.ndarray] | None = None
         self._roots: list[weakref.ref[np.ndarray]] = []
         self._closed_why = ""
-        self._state = {"mapped": True}
-        self.holes: list[tuple[int, int]] = []  # [start, end) offsets relocated away: PROT_NONE
-        state = self._state
-
-        def unmap(_pointer: object) -> None:
-            release()
-            state["mapped"] = False
-
+        self._forgotten = False  # fork child: the memory was not inherited
+        self._holes: list[tuple[int, int]] = []  # [start, end) relocated away: PROT_NONE
         # Arrays reach the memory through buffers that hold this handle, so the
         # mapping is released only when the view and every array are gone.
-        self._handle = ffi.gc(ffi.cast("void *", address), unmap)
+        self._release = _Release(release)
+        self._handle = ffi.gc(ffi.cast("void *", address), self._release)
+
+    address = read_only("_address", "First byte of the view.")
+    size = read_only("_size", "Bytes mapped.")
+    prot = read_only("_prot", "'rw', 'r' or 'none' (see protect()).")
+    strategy = read_only("_strategy", "How the view was made.")
+    role = read_only("_role", "The view's part in the heap.")
+    label = read_only("_label", "Its name in /proc/self/maps.")
+    backings = read_only("_backings", "The memory the view maps.")
+    file_offset = read_only("_file_offset", "The byte of the first backing that ``address`` shows.")
+
+    @property
+    def holes(self) -> tuple[tuple[int, int], ...]:
+        """``[start, end)`` offsets relocated away (RelocationArea.remap): PROT_NONE."""
+        return tuple(self._holes)
+
+    def _add_hole(self, start: int, end: int) -> None:
+        """Record that ``[start, end)`` was relocated away (the caller made it PROT_NONE)."""
+        self._holes.append((start, end))
 
     @property
     def closed(self) -> bool:
@@ -194,7 +285,7 @@ class View:
     @property
     def mapped(self) -> bool:
         """True while the memory is mapped: until close, or until the last array is gone."""
-        return self._state["mapped"]
+        return not (self._release.done or self._forgotten)
 
     @property
     def exported(self) -> bool:
@@ -253,7 +344,7 @@ class View:
                 f"{count} items of {dtype} at offset {offset} overrun the view's "
                 f"{self.size} bytes (at most {fits} fit)"
             )
-        hole = first_overlap(self.holes, offset, offset + count * dtype.itemsize)
+        hole = first_overlap(self._holes, offset, offset + count * dtype.itemsize)
         if hole:
             raise InvalidArgument(
                 f"bytes {hole[0]:#x}..{hole[1]:#x} of view {self.role} were relocated away "
@@ -278,7 +369,7 @@ class View:
         NotPermitted when it would make writable memory that was attached read-only.
         """
         flags = prot_flags(prot)
-        if self.holes:
+        if self._holes:
             raise InvalidArgument(
                 f"view {self.role} has relocated-away ranges; protecting it would expose them"
             )
@@ -295,9 +386,9 @@ class View:
                     remedy="delete the arrays first (del arr), then protect the view",
                 )
             native.mprotect(self.address, self.size, flags)
-            if prot != self.prot:
+            if prot != self._prot:
                 self._root = None  # new arrays must carry the new writeability
-            self.prot = prot
+            self._prot = prot
 
     def close(self) -> None:
         """Unmap now if no array is alive, else when the last one is gone. Idempotent."""
@@ -311,11 +402,15 @@ class View:
         if not self.mapped:
             return
         # Hold the range PROT_NONE, so a stale pointer faults rather than reaching
-        # whatever the child maps there next; releasing the view unmaps it.
-        _quietly(native.mmap, self.size, lib.PROT_NONE, _RESERVE_FLAGS | lib.MAP_FIXED, -1, 0,
-                 self.address)
+        # whatever the child maps there next; releasing the view unmaps it. NOREPLACE:
+        # if something else already took the range here, it is not ours to replace,
+        # nor to unmap later.
+        try:
+            reserve(self.size, self.size, self.backings[0], self.address)
+        except HeapAliasError:
+            self._release.cancel()
         self._closed_why = ": private hugetlb memory is not inherited by fork() children"
-        self._state["mapped"] = False
+        self._forgotten = True
         for backing in self.backings:
             backing.close()
         self._handle = None
@@ -334,7 +429,9 @@ class View:
         )
 
 
-def first_overlap(ranges: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+def first_overlap(
+    ranges: Sequence[tuple[int, int]], start: int, end: int
+) -> tuple[int, int] | None:
     """The first ``[a, b)`` of ``ranges`` that meets ``[start, end)``, or None."""
     return next(((a, b) for a, b in ranges if start < b and a < end), None)
 
@@ -408,12 +505,17 @@ def map_alias(
             "memfd", backing.kind, backing.pages, None,
             "the memfd strategy maps a file descriptor, and this memory has none",
         )
-    target = address if reservation else reserve(size, backing.page_size, backing, address)
+    if reservation:
+        reservation.hold(address, size)
+        target = address
+    else:
+        target = reserve(size, backing.page_size, backing, address)
     try:
         if strategy == "mremap":
-            _mirror(backing, source.address, target)
-            if prot != "rw":
-                native.mprotect(target, size, flags)
+            _mirror(backing, source, target)
+            # The mirror inherits the protection of the source's mapping, whatever the
+            # view asked for: set it before anything (populate, an array) touches it.
+            native.mprotect(target, size, flags)
         else:
             backing.map_at(target, flags)
         backing.advise(target)
@@ -428,10 +530,15 @@ def map_alias(
     return _finish(backing, target, prot, strategy, role, reservation)
 
 
-def _mirror(backing: Backing, source: int, target: int) -> None:
+def _mirror(backing: Backing, source: View, target: int) -> None:
+    if source.backings != (backing,) or source.file_offset or first_overlap(source.holes, 0, 1):
+        # The mirror maps the memory from the page at source.address on: it must be byte 0.
+        raise UnsupportedAlias("mremap", backing.kind, backing.pages, None,
+                               f"view {source.role} does not show byte 0 of the heap at its "
+                               "address (relocated away), so it cannot be mirrored")
     flags = lib.MREMAP_MAYMOVE | lib.MREMAP_FIXED
     try:
-        native.mremap(source, 0, backing.size, flags, target)
+        native.mremap(source.address, 0, backing.size, flags, target)
     except SyscallFailed as exc:
         if exc.errno != errno.EINVAL:
             raise explain(exc, backing.policy, backing.size) from None
@@ -497,14 +604,20 @@ class MultiView(Sequence[View]):
     """
 
     def __init__(self, views: list[View], reservation: Reservation, shift: int) -> None:
-        self._views = views
-        self._reservation: Reservation | None = reservation
-        self.base = reservation.address
-        self.shift = shift
+        self._views = tuple(views)
+        self._base = reservation.address
+        self._shift = shift
+        # The layout's hold on the reservation: dropped by close(), or when the layout is
+        # garbage-collected; the range goes back once its views are unmapped too.
+        self._release = weakref.finalize(self, reservation.release)
+        self._release.atexit = False
+
+    base = read_only("_base", "Address of color 0.")
+    shift = read_only("_shift", "Color ``k`` starts at base + (k << shift).")
 
     @property
     def closed(self) -> bool:
-        return self._reservation is None
+        return not self._release.alive
 
     def address(self, color: int, offset: int = 0) -> int:
         """The address of heap byte ``offset`` seen through color ``color``."""
@@ -541,9 +654,7 @@ class MultiView(Sequence[View]):
         """
         for view in self._views:
             view.close()
-        reservation, self._reservation = self._reservation, None
-        if reservation is not None and not any(view.mapped for view in self._views):
-            reservation.release()
+        self._release()
 
     def __enter__(self) -> MultiView:
         return self

@@ -329,3 +329,92 @@ def test_a_handle_owns_its_fd() -> None:
             heap.share("w")
     assert open_fds() == before
 
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+@pytest.mark.parametrize("pages", ["4k", "2m"])
+def test_a_peer_of_another_user_cannot_reopen_a_read_only_fd_read_write(pages, pool_for) -> None:
+    # memfds are born 0777: a peer holding the read-only fd could open
+    # /proc/self/fd/N (or the owner's /proc/<pid>/fd/N) O_RDWR and write the heap.
+    pool_for(pages)
+    proc = run_isolated(f"""
+        import errno, json, os
+        import numpy as np, heapalias as ha
+        heap = ha.Heap("2M", pages={pages!r})
+        heap.view.array(np.uint64)[0] = 42
+        reader, writer = heap.share("r"), heap.share("rw")
+        owner = os.getpid()
+        read_end, write_end = os.pipe()
+        if os.fork() == 0:
+            os.setgid(65534)
+            os.setuid(65534)  # nobody: no CAP_DAC_OVERRIDE any more
+            def attempt(call):
+                try:
+                    call()
+                    return "allowed"
+                except OSError as exc:
+                    return errno.errorcode[exc.errno]
+            out = {{
+                "reopen_rw": attempt(lambda: os.open(f"/proc/self/fd/{{reader.fd}}", os.O_RDWR)),
+                "owner_rw": attempt(
+                    lambda: os.open(f"/proc/{{owner}}/fd/{{heap.fd}}", os.O_RDWR)),
+                "chmod": attempt(lambda: os.fchmod(reader.fd, 0o666)),
+                "truncate_ro": attempt(lambda: os.ftruncate(reader.fd, 0)),
+                "truncate_rw": attempt(lambda: os.ftruncate(writer.fd, 0)),
+                "grow_rw": attempt(lambda: os.ftruncate(writer.fd, 1 << 30)),
+            }}
+            with ha.attach(reader) as attached:  # reading needs no reopen
+                out["read"] = int(attached.view.array(np.uint64)[0])
+            with ha.attach(writer, prot="r") as attached:  # nor does a read-only view of rw
+                out["read_of_rw"] = int(attached.view.array(np.uint64)[0])
+            os.write(write_end, json.dumps(out).encode())
+            os._exit(0)
+        os.close(write_end)
+        print(os.read(read_end, 4096).decode())
+        os.wait()
+        print(oct(os.fstat(heap.fd).st_mode & 0o777))
+    """)
+    result, mode = proc.stdout.splitlines()[:2]
+    assert json.loads(result) == {
+        "reopen_rw": "EACCES", "owner_rw": "EACCES", "chmod": "EPERM",
+        "truncate_ro": "EINVAL", "truncate_rw": "EPERM", "grow_rw": "EPERM",
+        "read": 42, "read_of_rw": 42,
+    }, proc.stderr
+    assert mode == "0o400"
+
+
+@pytest.mark.parametrize("fd", [2**31, 2**64, -1, -(2**40), 1.0, True, "3", None])
+def test_every_bad_fd_is_an_invalid_argument(fd) -> None:
+    # 2**31 used to reach os.dup as an OverflowError.
+    with pytest.raises(ha.InvalidArgument):
+        ha.HeapHandle(fd, 65536, "4k", "bad")
+
+
+def test_a_closed_fd_is_an_invalid_argument() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    os.close(write_end)
+    with pytest.raises(ha.InvalidArgument, match="not open"):
+        ha.HeapHandle(read_end, 65536, "4k", "closed")
+
+
+@pytest.mark.parametrize("pages", ["4k", "2m"])
+def test_a_read_only_attacher_cannot_punch_holes_or_remove_pages(pages, pool_for) -> None:
+    # A punched hugetlb page that the owner touches again needs a fresh page from the
+    # pool (SIGBUS if it is empty); a read-only peer must not be able to cause that.
+    import ctypes
+    import mmap
+
+    pool_for(pages)
+    libc = ctypes.CDLL(None, use_errno=True)
+    punch_hole = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+    with ha.Heap("2M", pages=pages) as heap, heap.share() as handle:
+        heap.view.array(np.uint64)[:] = 7
+        with ha.attach(handle) as reader:
+            assert libc.fallocate(reader.fd, punch_hole, ctypes.c_long(0),
+                                  ctypes.c_long(1 << 21)) == -1
+            assert ctypes.get_errno() == errno.EBADF
+            with pytest.raises(ha.SyscallFailed) as caught:
+                ha.native.madvise(reader.view.address, reader.view.size, mmap.MADV_REMOVE)
+            assert caught.value.errno == errno.EACCES
+        assert (heap.view.array(np.uint64) == 7).all()

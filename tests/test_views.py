@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import heapalias as ha
+from heapalias.relocation import RelocationArea
 
 from conftest import mapped_at, maps_text, run_isolated
 
@@ -300,3 +301,111 @@ def test_multimap_colors_and_addresses_are_checked() -> None:
         for address in ("0x1000", None, colors.base - 1):
             with pytest.raises(ha.InvalidArgument):
                 colors.color_of(address)
+
+
+@pytest.mark.parametrize("backing", ["memfd", "anon"])
+@pytest.mark.parametrize("populate", [True, False])
+def test_an_mremap_mirror_gets_the_protection_asked_for_not_its_sources(backing, populate) -> None:
+    # The mirror used to inherit the source's PROT_READ: populating it, or writing
+    # through the "rw" array it handed out, was SIGSEGV.
+    proc = run_isolated(f"""
+        import numpy as np, heapalias as ha
+        heap = ha.Heap("64K", backing={backing!r}, populate={populate})
+        heap.view.protect("r")
+        alias = heap.alias("mremap", prot="rw")
+        alias.array(np.uint64)[0] = 7
+        narrow = heap.alias("mremap", prot="none")
+        perms = {{int(line.split("-")[0], 16): line.split()[1] for line in open("/proc/self/maps")}}
+        print(perms[alias.address], perms[narrow.address], int(heap.view.array(np.uint64)[0]),
+              alias.prot, narrow.prot)
+    """)
+    assert proc.stdout.split() == ["rw-s", "---s", "7", "rw", "none"], proc.stderr
+
+
+def test_mremap_mirrors_from_a_view_that_still_shows_byte_zero() -> None:
+    with ha.Heap(SIZE, backing="anon") as heap, RelocationArea(heap, SIZE) as area:
+        heap.view.array(np.uint8)[0] = 42
+        first = heap.alias("mremap")
+        moved, _ = area.remap(heap.view, 0, 4096)
+        alias = heap.alias("mremap")  # from `first`: the primary's byte 0 is PROT_NONE now
+        assert alias.array(np.uint8)[0] == 42
+        first.close()
+        alias.close()
+        with pytest.raises(ha.UnsupportedAlias, match="relocated away"):
+            heap.alias("mremap")
+        moved.close()
+
+
+def _cycle_of(*objects: object) -> None:
+    """Make the objects reachable only from a reference cycle, then drop them."""
+    trash: list[object] = [*objects]
+    trash.append(trash)
+
+
+@pytest.mark.parametrize("layout", ["join", "multimap", "relocation"])
+def test_reservations_collected_in_a_cycle_leave_no_mapping(layout) -> None:
+    # The cyclic GC ran the reservation's finalizer (munmap) before the parts' releases,
+    # which then mapped PROT_NONE MAP_FIXED into address space no longer ours.
+    heap = ha.Heap("1M", name="cycle")
+    if layout == "join":
+        objects: tuple[object, ...] = (ha.join(heap, heap),)
+        address = objects[0].address
+    elif layout == "multimap":
+        objects = (heap.multimap(2, shift=21),)
+        address = objects[0].base
+        heap._layouts.clear()  # only the cycle holds the layout and its views
+        del heap._views[1:]
+    else:
+        area = RelocationArea(heap, 1 << 20)
+        objects = (area, area.remap(heap.alias(), 0, 1 << 16)[0])
+        address = area.address
+        del area
+    _cycle_of(*objects)
+    del objects
+    gc.collect()
+    assert mapped_at(address) is None, mapped_at(address)
+    heap.close()
+
+
+def test_a_part_never_vacates_into_a_range_given_back() -> None:
+    heap = ha.Heap("1M", name="cycle")
+    colors = heap.multimap(2, shift=21)
+    keep = colors[1].array(np.uint8)
+    colors.close()  # the layout's hold goes; color1's array still holds the range
+    address = colors.base
+    assert mapped_at(address) is not None and mapped_at(colors[1].address) is not None
+    del keep
+    gc.collect()
+    assert mapped_at(address) is None and mapped_at(colors[1].address) is None
+    heap.close()
+
+
+def test_what_syscalls_trust_cannot_be_reassigned() -> None:
+    # `alias.size = 1 << 40; alias.protect("r")` was mprotect over the interpreter: SIGSEGV.
+    proc = run_isolated("""
+        import heapalias as ha
+        from heapalias.relocation import RelocationArea
+        heap = ha.Heap("1M", name="tamper")
+        alias, colors = heap.alias(), heap.multimap(2, shift=21)
+        area = RelocationArea(heap, 1 << 20)
+        targets = {
+            alias: ["address", "size", "prot", "strategy", "role", "label", "backings",
+                    "file_offset", "holes"],
+            colors: ["base", "shift"],
+            area: ["heap", "address", "size"],
+            heap._backing: ["size", "fd", "writable", "closed", "policy", "name"],
+            heap.share(): ["size", "pages", "name", "meta"],
+        }
+        refused = []
+        for target, names in targets.items():
+            for name in names:
+                try:
+                    setattr(target, name, 1 << 40)
+                except AttributeError:
+                    refused.append(name)
+        assert isinstance(alias.holes, tuple)
+        alias.protect("r")
+        print(len(refused), sum(map(len, targets.values())))
+    """)
+    refused, total = proc.stdout.split()
+    assert refused == total, proc.stderr
