@@ -129,6 +129,8 @@ class View:
         strategy: ``"primary"``, ``"mremap"`` or ``"memfd"``: how the view was made.
         role: the view's part in the heap (``primary``, ``alias1``, ``color2``, ...).
         label: its name in /proc/self/maps (anonymous memory) or the memfd's name.
+        backing: the Backing whose memory the view maps, or None for a view that
+            maps several (``join``) or part of one (a relocated range).
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class View:
         role: str,
         label: str,
         release: Callable[[], None],
+        backing: Backing | None = None,
     ) -> None:
         self.address = address
         self.size = size
@@ -148,6 +151,7 @@ class View:
         self.strategy = strategy
         self.role = role
         self.label = label
+        self.backing = backing
         self._lock = threading.Lock()
         self._root: weakref.ref[np.ndarray] | None = None
         self._state = {"mapped": True}
@@ -404,7 +408,7 @@ def _finish(
             reservation.vacate(address, size)
     return View(
         address=address, size=size, prot=prot, strategy=strategy, role=role, label=label,
-        release=release,
+        release=release, backing=backing,
     )
 
 

@@ -11,7 +11,7 @@ from .backing import require_int
 from .collectors import LoopStats, _buffer, _check, _space
 from .errors import InvalidArgument
 from .native import ffi, lib
-from .objects import ObjectHeap
+from .objects import ObjectHeap, require_object_heap
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,9 @@ class Workload:
 
 def _run(objects: ObjectHeap, space: str | None, name: str, call) -> Workload:
     """Call ``call(heap, space, stats)``; it returns the roots. The space's top advances."""
-    objects.require_writable(name)
+    require_object_heap(objects, name).require_writable(name)
     target = objects.space(space)
-    s = _space(target)
+    s = _space(objects, target)
     st = ffi.new("ha_stats *")
     rc, roots = call(objects.native(), s, st)
     target.top = int(s.top)
