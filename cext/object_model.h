@@ -127,7 +127,10 @@ static inline uint64_t ha_encode(const ha_heap *h, uint64_t off)
     }
 }
 
-static inline int ha_fail(ha_stats *st, int error, uint64_t off, int64_t root)
+/* Record what went wrong; cold and out of line, so the loops' hot paths keep
+ * only a branch to it. */
+static __attribute__((cold, noinline, unused)) int
+ha_fail(ha_stats *st, int error, uint64_t off, int64_t root)
 {
     st->error = error;
     st->error_offset = off;

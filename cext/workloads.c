@@ -193,7 +193,7 @@ int ha_large_objects(const ha_heap *h, ha_space *s, uint64_t n,
                      uint64_t payload_words, uint64_t *head, ha_stats *st)
 {
     int rc = ha_begin_space(h, s, st);
-    uint64_t previous = 0, off;
+    uint64_t previous = 0, off = 0;
     *head = 0;
     for (uint64_t i = 0; i < n && !rc; i++) {
         if ((rc = allocate(h, s, 1, payload_words, &off, st)))

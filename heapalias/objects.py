@@ -291,8 +291,11 @@ class ObjectHeap:
         self._size = self._words.nbytes
         self._colors = colors
         self._color_arrays: list[np.ndarray] = []
+        #: Every view the loops read, with the protections they need: see require_whole.
+        self._loop_views: list[tuple[View, tuple[str, ...]]] = [(view, ("rw", "r"))]
         if encoding in ("colored", "masked"):
             self._color_arrays = self._hold_colors(colors)
+            self._loop_views += [(color, self._color_prots()) for color in colors]
             self._codec = RefCodec(encoding, self._size, colors.base, colors.shift, len(colors),
                                    require_int(store_color, "store_color"))
             if not 0 <= self._codec.store_color < len(colors):
@@ -336,7 +339,9 @@ class ObjectHeap:
             )
         # Colored loops store mark bits and forwarding pointers through each color.
         needed = self._color_prots()
-        for view in colors:
+        for color, view in enumerate(colors):
+            if view.address != colors.base + (color << colors.shift):
+                raise InvalidArgument(f"color {color} is not at base + ({color} << shift)")
             if not self.same_memory(view) or view.prot not in needed:
                 raise InvalidArgument(
                     f"colors must be {' or '.join(needed)} views of this heap for "
@@ -359,9 +364,7 @@ class ObjectHeap:
     def require_whole(self) -> None:
         """InvalidArgument unless every view the loops read is still mapped, whole and
         readable: part of a view relocated away is PROT_NONE, and a load there faults."""
-        needed = self._color_prots()
-        for view, prots in ((self._view, ("rw", "r")),
-                            *((v, needed) for v in (self._colors or ()) if self._color_arrays)):
+        for view, prots in self._loop_views:
             if view.holes or not view.mapped or view.prot not in prots:
                 raise InvalidArgument(
                     f"view {view.role} of this ObjectHeap is no longer whole and "
@@ -489,13 +492,12 @@ class ObjectHeap:
                                   f"header: objects have at most {MAX_WORDS} words")
         target = self.space(space)
         free = target.end - target.top
-        # A float sum first: the int64 sum of many big objects could wrap.
-        need = float(words.sum(dtype=np.float64)) * 8
-        if need < 1 << 62:
-            need = int(words.sum()) * 8
+        # Summed as floats first: the int64 sum of many big objects could wrap.
+        approximate = float(words.sum(dtype=np.float64)) * 8
+        need = int(words.sum()) * 8 if approximate < 1 << 62 else int(approximate)
         if need > free:
             raise SpaceFull(
-                f"space {target.name!r} has {free} bytes free, {need:.0f} are needed",
+                f"space {target.name!r} has {free} bytes free, {need} are needed",
                 remedy="use a larger heap or space, or collect first",
             )
         offsets = target.top + 8 * np.concatenate(([0], np.cumsum(words)[:-1]))
@@ -518,10 +520,9 @@ class ObjectHeap:
         n = len(offsets)
         if nrefs.shape != offsets.shape or (n and (offsets.min() < 8 or (offsets & 7).any())):
             raise InvalidArgument("offsets must be word-aligned object offsets, one per nrefs")
-        source, slot, target = (_count_array(a, what, max(n - 1, 0)) if what != "slot"
-                                else _count_array(a, what, MAX_REFS - 1)
-                                for a, what in ((source, "source"), (slot, "slot"),
-                                                (target, "target")))
+        source = _count_array(source, "source", max(n - 1, 0))
+        target = _count_array(target, "target", max(n - 1, 0))
+        slot = _count_array(slot, "slot", MAX_REFS - 1)
         if not (source.shape == slot.shape == target.shape) or source.ndim != 1:
             raise InvalidArgument("edges must be three 1-D arrays of one length")
         if len(source) and (n == 0 or (slot >= nrefs[source]).any()

@@ -278,11 +278,19 @@ def test_workload_arguments_are_checked() -> None:
                      lambda: workloads.random_graph(heap.objects, 10, size_distribution={1: "x"}),
                      lambda: workloads.random_graph(heap.objects, 10, size_distribution=[1, 2]),
                      lambda: workloads.linked_list(heap.objects, -1),
-                     lambda: workloads.large_objects(heap.objects, 1, 8)):
+                     lambda: workloads.large_objects(heap.objects, 1, 8),
+                     lambda: workloads.large_objects(heap.objects, 1, 1 << 40),
+                     lambda: workloads.linked_list("heap", 1)):
             with pytest.raises(ha.InvalidArgument):
                 call()
         with pytest.raises(ha.SpaceFull):
             workloads.binary_tree(heap.objects, 16)
+        top = heap.objects.space().top
+        for call in (lambda: workloads.linked_list(heap.objects, 1 << 40),  # before a malloc
+                     lambda: workloads.random_graph(heap.objects, 1 << 40)):
+            with pytest.raises(ha.SpaceFull):
+                call()
+            assert heap.objects.space().top == top
 
 
 def test_semispaces_in_two_heaps_joined_in_one_range(pool_2m) -> None:
