@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backing import require_int
-from .errors import HeapCorruption, InvalidArgument, SpaceFull
+from .errors import HeapCorruption, InvalidArgument, SpaceFull, ViewClosed
 from .native import ffi, lib
 from .views import MultiView, View
 
@@ -363,8 +363,12 @@ class ObjectHeap:
 
     def require_whole(self) -> None:
         """InvalidArgument unless every view the loops read is still mapped, whole and
-        readable: part of a view relocated away is PROT_NONE, and a load there faults."""
+        readable: part of a view relocated away is PROT_NONE, and a load there faults.
+        ViewClosed once one of them is closed."""
         for view, prots in self._loop_views:
+            if view.closed:
+                raise ViewClosed(f"view {view.role} of this ObjectHeap is closed",
+                                 remedy="run the loops before closing the heap or its layout")
             if view.holes or not view.mapped or view.prot not in prots:
                 raise InvalidArgument(
                     f"view {view.role} of this ObjectHeap is no longer whole and "

@@ -436,6 +436,11 @@ def test_through_must_be_a_whole_readable_view_of_this_heap() -> None:
         colors = other.multimap(2, shift=21)
         with pytest.raises(ha.InvalidArgument, match="other memory"):
             ha.ObjectHeap(heap, encoding="colored", colors=colors)
+        layout = heap.multimap(2, shift=21)
+        colored = ha.ObjectHeap(heap, encoding="colored", colors=layout)
+        layout.close()  # the ObjectHeap's arrays keep it mapped, but it is closed
+        with pytest.raises(ha.ViewClosed):
+            collectors.walk(colored)
 
 
 def test_what_the_c_loops_trust_cannot_be_changed_under_them(heaps) -> None:
