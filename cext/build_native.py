@@ -1,5 +1,11 @@
-"""cffi build script: compiles cext/*.c into ``heapalias._native`` (API mode)."""
+"""cffi build script: compiles cext/*.c into ``heapalias._native`` (API mode).
 
+``HEAPALIAS_CFLAGS`` adds flags to both the compile and the link, e.g.
+``-fsanitize=address,undefined`` (tests/test_sanitizers.py builds that way).
+"""
+
+import os
+import shlex
 from pathlib import Path
 
 from cffi import FFI
@@ -16,6 +22,8 @@ def cdef_text() -> str:
     return (HERE / "heapalias.cdef.h").read_text() + prototypes
 
 
+EXTRA_FLAGS = shlex.split(os.environ.get("HEAPALIAS_CFLAGS", ""))
+
 ffibuilder = FFI()
 ffibuilder.cdef(cdef_text())
 ffibuilder.set_source(
@@ -23,7 +31,8 @@ ffibuilder.set_source(
     '#include "heapalias.h"',
     sources=[str(Path("cext") / name) for name in SOURCES],
     include_dirs=["cext"],
-    extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra"],
+    extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", *EXTRA_FLAGS],
+    extra_link_args=EXTRA_FLAGS,
 )
 
 if __name__ == "__main__":

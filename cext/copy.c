@@ -1,5 +1,11 @@
 /* Cheney evacuation, shaped after whippet's semi.c: forward the roots, then
- * scan to-space until the grey pointer meets the allocation pointer. */
+ * scan to-space until the grey pointer meets the allocation pointer.
+ *
+ * Every header is read once and checked before it is used, in from-space and
+ * in to-space alike: another thread or process may write the heap, and the
+ * bytes copied may come through another view (`load_base`) than the header
+ * checked. A copy therefore gets the checked header, and the scan checks each
+ * to-space header again, so it always advances and never leaves to-space. */
 #include "object_model.h"
 
 #if defined(__x86_64__)
@@ -59,18 +65,31 @@ static void copy_words(uint64_t *dst, const uint64_t *src, uint64_t bytes)
 struct cheney {
     ha_heap h;
     uint64_t from_start, from_top;
-    uint64_t top, end; /* to-space allocation */
+    uint64_t begin, top, end; /* to-space: this collection's copies lie in [begin, top) */
     uint64_t objects, refs;
     uint64_t from_next; /* where in from-space the last copied object ended */
     ha_stats *st;
 };
+
+/* Whether `to`, the forwarding reference of the from-space object whose header
+ * is `header`, can name the copy this collection made of it: a reference as
+ * ha_encode writes it (every encoding adds a constant to the offset) to a word
+ * of [begin, top), the copies made so far, with room for the object there. A
+ * stale FORWARDED bit, whose word names anything older, fails this. (Reading
+ * the copy's header to match it would cost a cache miss per shared object.) */
+static inline __attribute__((always_inline)) int
+forwarded_ok(const struct cheney *c, uint64_t to, uint64_t header)
+{
+    uint64_t rel = to - ha_encode(&c->h, c->begin), span = c->top - c->begin;
+    return rel < span && !(rel & 7) && ha_words(header) * 8 <= span - rel;
+}
 
 /* Copy the object `*slot` names out of from-space once, and point the slot at
  * the copy. `where` is the slot's heap offset (for errors), `root` its root index. */
 static inline __attribute__((always_inline)) int
 forward(struct cheney *c, uint64_t *slot, uint64_t where, int64_t root)
 {
-    uint64_t ref = *slot, off;
+    uint64_t ref = ha_load(slot), off;
     if (ref == 0)
         return HA_OK;
     c->refs++;
@@ -79,19 +98,23 @@ forward(struct cheney *c, uint64_t *slot, uint64_t where, int64_t root)
     if (off < c->from_start || off >= c->from_top)
         return HA_OK; /* not being evacuated */
     uint64_t *obj = ha_deref(&c->h, ref, off);
-    uint64_t header = obj[0];
+    uint64_t header = ha_load(obj);
     if (!ha_header_ok(header, off, c->from_top))
         return ha_fail(c->st, HA_ERR_HEADER, off, root);
     if (header & HA_FORWARDED) {
-        *slot = obj[1];
+        uint64_t to = ha_load(&obj[1]);
+        if (!forwarded_ok(c, to, header))
+            return ha_fail(c->st, HA_ERR_HEADER, off, root);
+        *slot = to;
         return HA_OK;
     }
     uint64_t bytes = ha_words(header) * 8;
     if (c->end - c->top < bytes)
         return ha_fail(c->st, HA_ERR_FULL, off, root);
-    uint64_t copy = c->top;
+    uint64_t copy = c->top, *dst = ha_at(&c->h, copy);
     c->top += bytes;
-    copy_words(ha_at(&c->h, copy), (const uint64_t *)(uintptr_t)(c->h.load_base + off), bytes);
+    copy_words(dst, (const uint64_t *)(uintptr_t)(c->h.load_base + off), bytes);
+    dst[0] = header; /* the header checked, whatever the load view held */
     c->from_next = off + bytes;
     obj[0] = header | HA_FORWARDED;
     obj[1] = *slot = ha_encode(&c->h, copy);
@@ -103,13 +126,16 @@ forward(struct cheney *c, uint64_t *slot, uint64_t where, int64_t root)
 static inline __attribute__((always_inline)) int scan(struct cheney *c, uint64_t *grey)
 {
     uint64_t *obj = ha_at(&c->h, *grey);
-    uint64_t nrefs = ha_nrefs(obj[0]);
+    uint64_t header = ha_load(obj);
+    if (!ha_header_ok(header, *grey, c->top))
+        return ha_fail(c->st, HA_ERR_HEADER, *grey, -1);
+    uint64_t nrefs = ha_nrefs(header);
     for (uint64_t i = 1; i <= nrefs; i++) {
         int rc = forward(c, &obj[i], *grey + 8 * i, -1);
         if (rc)
             return rc;
     }
-    *grey += ha_words(obj[0]) * 8;
+    *grey += ha_words(header) * 8;
     return HA_OK;
 }
 
@@ -123,18 +149,24 @@ static inline __attribute__((always_inline)) int scan(struct cheney *c, uint64_t
 enum { PREFETCH_OBJECTS = 12, PREFETCH_REFS = 4, SAMPLE = 256 };
 
 /* Prefetch what the grey object at `*ahead` references, and step past it.
- * Prefetches never fault, so the references need no checks here; forward()
- * checks them before any load. */
+ * Prefetches never fault, so the references need no checks here (forward()
+ * checks them before any load); the header does, as it says which words to
+ * read. A bad one ends the prefetching, and scan() reports it. */
 static inline __attribute__((always_inline)) void prefetch(struct cheney *c, uint64_t *ahead)
 {
     const uint64_t *obj = ha_at(&c->h, *ahead);
-    uint64_t nrefs = ha_nrefs(obj[0]);
+    uint64_t header = ha_load(obj);
+    if (!ha_header_ok(header, *ahead, c->top)) {
+        *ahead = c->top;
+        return;
+    }
+    uint64_t nrefs = ha_nrefs(header);
     for (uint64_t i = 1; i <= nrefs && i <= PREFETCH_REFS; i++) {
         const char *target = ha_prefetch_address(&c->h, obj[i]);
         __builtin_prefetch(target, 1);
         __builtin_prefetch(target + 32, 1); /* a small object may straddle two lines */
     }
-    *ahead += ha_words(obj[0]) * 8;
+    *ahead += ha_words(header) * 8;
 }
 
 /* Scan up to SAMPLE grey objects, prefetching ahead if `scattered`. */
@@ -182,7 +214,7 @@ int ha_cheney(const ha_heap *h, const ha_space *from, ha_space *to,
         return ha_end(st, rc);
     if (!ha_semispaces_ok(h, from, to))
         return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
-    struct cheney c = {*h, from->start, from->top, to->top, to->end, 0, 0, 0, st};
+    struct cheney c = {*h, from->start, from->top, to->top, to->top, to->end, 0, 0, 0, st};
     switch (h->encoding) { /* one loop per encoding, each with the encoding a constant */
     case HA_REF_OFFSET:
         rc = evacuate(&c, roots, nroots, HA_REF_OFFSET);

@@ -108,11 +108,17 @@ ALWAYS_INLINE uint64_t bump(struct cursor *c, uint64_t words, uint64_t nrefs,
     return off + c->ref_bias;
 }
 
-/* The object a reference names, or NULL if it names no place in the heap. */
-ALWAYS_INLINE uint64_t *deref(const ha_heap *h, uint64_t ref)
+/* The object a reference names, or NULL unless it names a valid header with
+ * at least `nrefs` reference slots and `words` words: the heap is shared, and
+ * a header another writer changed must not send a store past the object. */
+ALWAYS_INLINE uint64_t *deref(const ha_heap *h, uint64_t ref, uint64_t nrefs, uint64_t words)
 {
     uint64_t off = 0;
-    return ha_decode(h, ref, &off) ? ha_deref(h, ref, off) : NULL;
+    if (!ha_decode(h, ref, &off))
+        return NULL;
+    uint64_t *obj = ha_deref(h, ref, off), header = ha_load(obj);
+    return ha_header_ok(header, off, h->size) && ha_nrefs(header) >= nrefs &&
+           ha_words(header) >= words ? obj : NULL;
 }
 
 /* Allocate one zeroed object and push its reference. */
@@ -170,7 +176,7 @@ static int populate(struct mutator *m, int depth, size_t parent, uint64_t payloa
     while (!rc && c.sp > base) {
         if ((rc = reserve(m, &c, 2 * words * 8)))
             break;
-        if (!(node = deref(&c.h, c.shadow[c.sp - 1]))) {
+        if (!(node = deref(&c.h, c.shadow[c.sp - 1], 2, 0))) {
             rc = ha_fail(m->st, HA_ERR_REF, 0, (int64_t)(c.sp - 1));
             break;
         }
@@ -192,11 +198,29 @@ static int populate(struct mutator *m, int depth, size_t parent, uint64_t payloa
     return rc;
 }
 
-/* Nodes reachable from a tree root, counted without allocating. */
-static int64_t item_check(const ha_heap *h, uint64_t ref)
+/* Nodes of the tree of `depth` levels below `ref`, counted without
+ * allocating; -1 if a node is not a tree node or the tree is deeper, which
+ * only a heap changed under the program can make (and a cycle would recurse
+ * forever). */
+static int64_t item_check(const ha_heap *h, uint64_t ref, int depth)
 {
-    uint64_t *node = ref ? deref(h, ref) : NULL;
-    return node ? 1 + item_check(h, node[1]) + item_check(h, node[2]) : 0;
+    if (!ref)
+        return 0;
+    uint64_t *node = deref(h, ref, 2, 0);
+    if (!node || depth < 0)
+        return -1;
+    int64_t left = item_check(h, ha_load(&node[1]), depth - 1);
+    int64_t right = left < 0 ? -1 : item_check(h, ha_load(&node[2]), depth - 1);
+    return right < 0 ? -1 : 1 + left + right;
+}
+
+/* Record a check value, or fail if item_check found no tree. */
+static int record(struct mutator *m, int64_t check)
+{
+    if (check < 0)
+        return ha_fail(m->st, HA_ERR_HEADER, 0, -1);
+    m->run->check[m->run->nchecks++] = check;
+    return HA_OK;
 }
 
 static int start_run(struct mutator *m, const ha_heap *h, ha_space *a, ha_space *b)
@@ -255,7 +279,9 @@ int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, uint64_t *shadow,
     if (!rc && !(rc = push_object(&m, 2, PAYLOAD)))
         rc = populate(&m, LONG_LIVED, tree, PAYLOAD);
     if (!rc && !(rc = push_object(&m, 0, ARRAY))) {
-        uint64_t *values = deref(&m.h, shadow[array]);
+        uint64_t *values = deref(&m.h, shadow[array], 0, 1 + ARRAY);
+        if (!values)
+            rc = ha_fail(st, HA_ERR_HEADER, 0, (int64_t)array);
         for (int i = 0; values && i < ARRAY / 2; i++)
             ((double *)(values + 1))[i] = 1.0 / i;
     }
@@ -274,11 +300,11 @@ int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, uint64_t *shadow,
         run->check[run->nchecks++] = (int64_t)(m.allocated - allocated);
     }
     stop_clock(&m);
-    uint64_t *values = rc ? NULL : deref(&m.h, shadow[array]); /* it may have moved */
-    if (values) {
-        run->check[run->nchecks++] = item_check(&m.h, shadow[tree]);
-        run->check[run->nchecks++] = ((double *)(values + 1))[1000] == 1.0 / 1000; /* GCBench's own test */
-    }
+    uint64_t *values = rc ? NULL : deref(&m.h, shadow[array], 0, 1 + ARRAY); /* it may have moved */
+    if (!rc && !values)
+        rc = ha_fail(st, HA_ERR_HEADER, 0, (int64_t)array);
+    if (!rc && !(rc = record(&m, item_check(&m.h, shadow[tree], LONG_LIVED))))
+        rc = record(&m, ((double *)(values + 1))[1000] == 1.0 / 1000); /* GCBench's own test */
     return finish_run(&m, a, b, rc);
 }
 
@@ -294,7 +320,7 @@ int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_dep
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     int depth_max = max_depth < MIN_DEPTH + 2 ? MIN_DEPTH + 2 : (int)max_depth;
     if (!rc && !(rc = make_tree(&m, depth_max + 1, 0))) { /* stretch */
-        run->check[run->nchecks++] = item_check(&m.h, shadow[m.sp - 1]);
+        rc = record(&m, item_check(&m.h, shadow[m.sp - 1], depth_max + 1));
         m.sp--;
     }
     size_t long_lived = m.sp;
@@ -305,13 +331,16 @@ int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_dep
         int64_t check = 0;
         for (long i = 0; !rc && i < iterations; i++) {
             if (!(rc = make_tree(&m, depth, 0))) {
-                check += item_check(&m.h, shadow[m.sp - 1]);
+                int64_t nodes = item_check(&m.h, shadow[m.sp - 1], depth);
+                rc = nodes < 0 ? record(&m, nodes) : HA_OK;
+                check += nodes;
                 m.sp--;
             }
         }
-        run->check[run->nchecks++] = check;
+        if (!rc)
+            rc = record(&m, check);
     }
     if (!rc)
-        run->check[run->nchecks++] = item_check(&m.h, shadow[long_lived]);
+        rc = record(&m, item_check(&m.h, shadow[long_lived], depth_max));
     return finish_run(&m, a, b, rc);
 }

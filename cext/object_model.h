@@ -36,10 +36,20 @@ static inline uint64_t ha_object_words(uint64_t nrefs, uint64_t payload)
     return words < HA_MIN_WORDS ? HA_MIN_WORDS : words;
 }
 
+/* Every read of a heap word that decides what a loop does next goes through
+ * here: another thread or process may be writing the heap, and the compiler
+ * must neither read the word twice nor tear it, so the value a loop checks is
+ * the value it uses. A relaxed atomic load is a plain load on x86-64 and arm64. */
+static inline uint64_t ha_load(const uint64_t *word)
+{
+    return __atomic_load_n(word, __ATOMIC_RELAXED);
+}
+
 static inline uint64_t ha_words(uint64_t header) { return header & 0xffffffffULL; }
 static inline uint64_t ha_nrefs(uint64_t header) { return (header >> 32) & 0xffffULL; }
 
-/* A header is valid if its magic matches and the object fits in [off, limit). */
+/* A header is valid if its magic matches and the object fits in [off, limit).
+ * Loops read a header once (ha_load), check that copy, and use only it. */
 static inline int ha_header_ok(uint64_t header, uint64_t off, uint64_t limit)
 {
     uint64_t words = ha_words(header);
@@ -117,7 +127,10 @@ static inline uint64_t ha_encode(const ha_heap *h, uint64_t off)
     }
 }
 
-static inline int ha_fail(ha_stats *st, int error, uint64_t off, int64_t root)
+/* Record what went wrong; cold and out of line, so the loops' hot paths keep
+ * only a branch to it. */
+static __attribute__((cold, noinline, unused)) int
+ha_fail(ha_stats *st, int error, uint64_t off, int64_t root)
 {
     st->error = error;
     st->error_offset = off;

@@ -2,11 +2,11 @@
  * card table (write barrier and card scan). */
 #include "object_model.h"
 
-/* The header of the object at `off` in space `s`, or a HEADER error. */
+/* The header of the object at `off` in space `s`, read once, or a HEADER error. */
 static int object_at(const ha_heap *h, const ha_space *s, uint64_t off,
                      uint64_t *header, ha_stats *st)
 {
-    *header = *ha_at(h, off);
+    *header = ha_load(ha_at(h, off));
     if (!ha_header_ok(*header, off, s->top))
         return ha_fail(st, HA_ERR_HEADER, off, -1);
     return HA_OK;
@@ -20,7 +20,12 @@ static int spaces_ok(const ha_heap *h, const ha_space *spaces, size_t n)
     return 1;
 }
 
-/* ---- mark/trace: header mark bit, explicit stack, overflow by rescanning ---- */
+/* ---- mark/trace: header mark bit, explicit stack, overflow by rescanning ----
+ *
+ * A reference is followed only to a valid header whose object fits its space,
+ * and a mark bit is set only in a header just checked. Whether that header is
+ * an object start, and not a payload word that looks like one, takes a walk of
+ * the heap to know; verify does that walk, mark does not. */
 
 /* Edges are enqueued, not followed at once: each target is prefetched when
  * its edge enters a small FIFO and marked only when the edge leaves it, so
@@ -39,6 +44,7 @@ struct marker {
     size_t capacity, depth;
     int overflowed;
     uint64_t objects, bytes, refs;
+    uint64_t budget; /* objects the spaces can hold: marking more means the heap changed */
     struct edge fifo[PREFETCH_EDGES];
     unsigned head, queued;
     ha_stats *st;
@@ -64,11 +70,14 @@ grey(struct marker *m, uint64_t ref, uint64_t where, int64_t root)
     if (!ha_decode(&m->h, ref, &off) || !(s = space_of(m, off)))
         return ha_fail(m->st, HA_ERR_REF, where, root);
     uint64_t *obj = ha_deref(&m->h, ref, off);
-    uint64_t header = obj[0];
+    uint64_t header = ha_load(obj);
     if (!ha_header_ok(header, off, s->top))
         return ha_fail(m->st, HA_ERR_HEADER, off, root);
     if (header & HA_MARKED)
         return HA_OK;
+    /* Another writer clearing mark bits could otherwise keep the loop going forever. */
+    if (m->objects == m->budget)
+        return ha_fail(m->st, HA_ERR_HEADER, off, root);
     obj[0] = header | HA_MARKED;
     m->objects++;
     m->bytes += ha_words(header) * 8;
@@ -97,12 +106,13 @@ follow(struct marker *m, uint64_t ref, uint64_t where)
     return grey(m, oldest.ref, oldest.where, -1);
 }
 
+/* Follow the slots of the object at `off`, whose checked header is `header`. */
 static inline __attribute__((always_inline)) int
-scan_refs(struct marker *m, const uint64_t *obj, uint64_t off)
+scan_refs(struct marker *m, const uint64_t *obj, uint64_t off, uint64_t header)
 {
-    uint64_t nrefs = ha_nrefs(obj[0]);
+    uint64_t nrefs = ha_nrefs(header);
     for (uint64_t i = 1; i <= nrefs; i++) {
-        int rc = follow(m, obj[i], off + 8 * i);
+        int rc = follow(m, ha_load(&obj[i]), off + 8 * i);
         if (rc)
             return rc;
     }
@@ -119,7 +129,13 @@ static int drain(struct marker *state)
         if (m.depth) {
             uint64_t ref = m.stack[--m.depth], off = 0;
             ha_decode(&m.h, ref, &off); /* checked when it was pushed */
-            rc = scan_refs(&m, ha_deref(&m.h, ref, off), off);
+            const uint64_t *obj = ha_deref(&m.h, ref, off);
+            /* The header may have changed since grey() checked it: check it again. */
+            uint64_t header = ha_load(obj);
+            if (ha_header_ok(header, off, m.h.size) && (header & HA_MARKED))
+                rc = scan_refs(&m, obj, off, header);
+            else
+                rc = ha_fail(m.st, HA_ERR_HEADER, off, -1);
         } else {
             struct edge oldest = m.fifo[m.head];
             m.head = (m.head + 1) % PREFETCH_EDGES;
@@ -140,7 +156,7 @@ static int rescan(struct marker *m)
         for (uint64_t off = s->start; off < s->top; off += ha_words(header) * 8) {
             int rc = object_at(&m->h, s, off, &header, m->st);
             if (!rc && (header & HA_MARKED))
-                rc = scan_refs(m, ha_at(&m->h, off), off);
+                rc = scan_refs(m, ha_at(&m->h, off), off, header);
             if (!rc && m->depth) /* edges may wait in the FIFO; new grey objects may not */
                 rc = drain(m);
             if (rc)
@@ -159,6 +175,8 @@ int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     struct marker m = {.h = *h, .spaces = spaces, .nspaces = nspaces, .stack = stack,
                        .capacity = stack_capacity, .st = st};
+    for (size_t i = 0; !rc && i < nspaces; i++) /* objects are at least 16 bytes */
+        m.budget += (spaces[i].top - spaces[i].start) / (8 * HA_MIN_WORDS);
     for (size_t i = 0; i < nroots && !rc; i++)
         if (roots[i] && !(rc = grey(&m, roots[i], 0, (int64_t)i)))
             rc = drain(&m);
@@ -249,13 +267,20 @@ int ha_verify(const ha_heap *h, const ha_space *spaces, size_t nspaces,
             st->bytes += ha_words(header) * 8;
         }
     }
+    /* The second walk checks each header again: another writer may have
+     * changed it, and only an object start the first walk found is scanned. */
     for (size_t i = 0; i < nspaces && !rc; i++) {
         const ha_space *s = &spaces[i];
         for (uint64_t off = s->start; off < s->top && !rc; off += ha_words(header) * 8) {
-            header = *ha_at(h, off);
+            if ((rc = object_at(h, s, off, &header, st)))
+                break;
+            if (!bit(bitmap, off)) {
+                rc = ha_fail(st, HA_ERR_HEADER, off, -1);
+                break;
+            }
             const uint64_t *obj = ha_at(h, off);
             for (uint64_t k = 1; k <= ha_nrefs(header) && !rc; k++)
-                rc = check_ref(h, bitmap, obj[k], off + 8 * k, -1, st);
+                rc = check_ref(h, bitmap, ha_load(&obj[k]), off + 8 * k, -1, st);
         }
     }
     for (size_t i = 0; i < nroots && !rc; i++)
@@ -269,9 +294,11 @@ int ha_write_ref(const ha_heap *h, uint8_t *cards, uint32_t card_shift,
                  uint64_t object, uint32_t slot, uint64_t ref)
 {
     uint64_t off;
+    if (cards && (card_shift < 3 || card_shift > 30))
+        return HA_ERR_ARGUMENT;
     if (h->size < 16 || object == 0 || object >= h->size - 8 || (object & 7))
         return HA_ERR_REF;
-    uint64_t header = *ha_at(h, object);
+    uint64_t header = ha_load(ha_at(h, object));
     if (!ha_header_ok(header, object, h->size))
         return HA_ERR_HEADER;
     if (slot >= ha_nrefs(header) || (ref && !ha_decode(h, ref, &off)))
@@ -302,10 +329,10 @@ int ha_card_scan(const ha_heap *h, const ha_space *s, const uint8_t *cards,
         st->objects++;
         const uint64_t *obj = ha_at(h, off);
         for (uint64_t k = 1; k <= ha_nrefs(header); k++) {
-            uint64_t where = off + 8 * k, target;
-            if (!cards[where >> card_shift] || obj[k] == 0)
+            uint64_t where = off + 8 * k, target, ref;
+            if (!cards[where >> card_shift] || (ref = ha_load(&obj[k])) == 0)
                 continue;
-            if (!ha_decode(h, obj[k], &target)) {
+            if (!ha_decode(h, ref, &target)) {
                 rc = ha_fail(st, HA_ERR_REF, where, -1);
                 break;
             }

@@ -16,8 +16,10 @@ static uint64_t next_random(uint64_t *state)
 static int allocate(const ha_heap *h, ha_space *s, uint64_t nrefs,
                     uint64_t payload, uint64_t *off, ha_stats *st)
 {
+    if (nrefs > HA_MAX_REFS || payload > HA_MAX_WORDS) /* before the sum can wrap */
+        return ha_fail(st, HA_ERR_ARGUMENT, s->top, -1);
     uint64_t words = ha_object_words(nrefs, payload);
-    if (nrefs > HA_MAX_REFS || words > HA_MAX_WORDS)
+    if (words > HA_MAX_WORDS)
         return ha_fail(st, HA_ERR_ARGUMENT, s->top, -1);
     if (s->end - s->top < words * 8)
         return ha_fail(st, HA_ERR_FULL, s->top, -1);
@@ -28,6 +30,15 @@ static int allocate(const ha_heap *h, ha_space *s, uint64_t nrefs,
     memset(obj + 1, 0, (words - 1) * 8);
     st->objects++;
     st->bytes += words * 8;
+    return HA_OK;
+}
+
+/* Whether n objects can fit in the space at all, checked before a scratch
+ * array of n entries is allocated: every object takes at least 16 bytes. */
+static int room_for(const ha_space *s, uint64_t n, ha_stats *st)
+{
+    if (n > (s->end - s->top) / (8 * HA_MIN_WORDS))
+        return ha_fail(st, HA_ERR_FULL, s->top, -1);
     return HA_OK;
 }
 
@@ -80,6 +91,8 @@ int ha_linked_list(const ha_heap *h, ha_space *s, uint64_t n, int shuffled,
 {
     int rc = ha_begin_space(h, s, st);
     *head = 0;
+    if (!rc)
+        rc = room_for(s, n, st);
     if (rc || n == 0)
         return ha_end(st, rc);
     uint64_t *nodes = malloc(n * sizeof *nodes);
@@ -149,6 +162,8 @@ int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n, uint32_t mean_deg
     int rc = ha_begin_space(h, s, st);
     if (!rc && (!sizes_ok(&sizes) || 2ULL * mean_degree > HA_MAX_REFS || (n == 0 && nroots > 0)))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
+    if (!rc)
+        rc = room_for(s, n, st);
     if (rc || n == 0)
         return ha_end(st, rc);
     uint64_t *nodes = malloc(n * sizeof *nodes);
@@ -159,8 +174,12 @@ int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n, uint32_t mean_deg
         rc = allocate(h, s, nrefs, draw_size(&sizes, &seed), &nodes[i], st);
     }
     for (uint64_t i = 0; i < n && !rc; i++) {
-        uint64_t *node = ha_at(h, nodes[i]);
-        for (uint64_t k = 1; k <= ha_nrefs(node[0]); k++)
+        uint64_t *node = ha_at(h, nodes[i]), header = ha_load(node);
+        if (!ha_header_ok(header, nodes[i], s->top)) { /* another writer changed it */
+            rc = ha_fail(st, HA_ERR_HEADER, nodes[i], -1);
+            break;
+        }
+        for (uint64_t k = 1; k <= ha_nrefs(header); k++)
             node[k] = ha_encode(h, nodes[next_random(&seed) % n]);
     }
     for (size_t r = 0; r < nroots && !rc; r++)
@@ -174,7 +193,7 @@ int ha_large_objects(const ha_heap *h, ha_space *s, uint64_t n,
                      uint64_t payload_words, uint64_t *head, ha_stats *st)
 {
     int rc = ha_begin_space(h, s, st);
-    uint64_t previous = 0, off;
+    uint64_t previous = 0, off = 0;
     *head = 0;
     for (uint64_t i = 0; i < n && !rc; i++) {
         if ((rc = allocate(h, s, 1, payload_words, &off, st)))

@@ -2,7 +2,11 @@
 
 Each loop returns :class:`LoopStats`. A loop that meets a corrupt header or
 reference stops there and raises :class:`~heapalias.errors.HeapCorruption`
-naming the offset; it never reads outside the heap.
+naming the offset; it never reads outside the heap, even while another thread
+or process writes it (each header and slot is read once, and that copy is
+checked and used). A reference is followed only to a valid header whose object
+fits its space; only :func:`verify` also knows that it is an object start.
+Before each call, the spaces and the views the loop will read are checked.
 
 - :class:`SemiSpace`: Cheney evacuation between two spaces of one heap,
   optionally reading from-space through another (e.g. read-only) view.
@@ -21,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backing import require_int
 from .errors import HeapCorruption, InsufficientMemory, InvalidArgument, SpaceFull
 from .native import ffi, lib
-from .objects import ObjectHeap, Space
+from .objects import MAX_REFS, Obj, ObjectHeap, Space, require_object_heap
 from .views import View
 
 _REASONS = {
@@ -73,22 +78,29 @@ def _check(rc: int, st, what: str) -> LoopStats:
     raise InvalidArgument(f"{what}: the C loop rejected its arguments (code {rc})")
 
 
-def _space(space: Space):
-    s = ffi.new("ha_space *")
-    s.start, s.end, s.top = space.start, space.end, space.top
-    return s
+def _space(objects: ObjectHeap, space: Space):
+    """The space for C, checked against the heap first (its fields are plain attributes)."""
+    space.check(objects.size)
+    return ffi.new("ha_space *", (space.start, space.end, space.top))
 
 
-def _spaces(spaces: list[Space]):
-    out = ffi.new("ha_space[]", max(len(spaces), 1))
-    for i, space in enumerate(spaces):
-        out[i].start, out[i].end, out[i].top = space.start, space.end, space.top
-    return out
+def _spaces(objects: ObjectHeap, spaces: list[Space]):
+    for space in spaces:
+        space.check(objects.size)
+    return ffi.new("ha_space[]", [(s.start, s.end, s.top) for s in spaces] or 1)
 
 
 def roots_array(roots) -> np.ndarray:
     """Roots as a contiguous uint64 array (a copy unless it already is one)."""
-    return np.ascontiguousarray(roots, dtype=np.uint64)
+    try:
+        array = np.asarray(roots)
+    except (TypeError, ValueError) as exc:  # e.g. ragged nested sequences
+        raise InvalidArgument(f"roots must be reference words, got {roots!r}") from exc
+    if array.size and (array.dtype.kind not in "iu" or array.ndim != 1 or array.min() < 0):
+        raise InvalidArgument(f"roots must be a 1-D sequence of reference words (unsigned "
+                              f"integers), got {array.dtype} of shape {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.uint64)
+
 
 
 def _buffer(array: np.ndarray, ctype: str = "uint64_t[]"):
@@ -131,12 +143,16 @@ class SemiSpace:
     """
 
     def __init__(self, objects: ObjectHeap, from_space: str = "from", to_space: str = "to") -> None:
-        objects.require_writable("evacuation")
-        self.objects = objects
-        self.from_space = objects.space(from_space)
-        self.to_space = objects.space(to_space)
-        if self.from_space is self.to_space:
+        require_object_heap(objects, "a SemiSpace").require_writable("evacuation")
+        self._objects = objects
+        self._from = objects.space(from_space)
+        self._to = objects.space(to_space)
+        if self._from is self._to:
             raise InvalidArgument("from-space and to-space must differ")
+
+    objects = property(lambda self: self._objects, doc="The heap being collected.")
+    from_space = property(lambda self: self._from, doc="The space the next collection empties.")
+    to_space = property(lambda self: self._to, doc="The space the next collection fills.")
 
     @classmethod
     def halves(cls, heap, **kwargs) -> SemiSpace:
@@ -150,27 +166,33 @@ class SemiSpace:
         primary one, e.g. a read-only alias, as a concurrent copier would.
         """
         contiguous = isinstance(roots, np.ndarray) and roots.flags.c_contiguous
-        if not contiguous or roots.dtype != np.uint64:
-            raise InvalidArgument("roots must be a contiguous uint64 array (see roots_array)")
-        keep = None
-        load_base = None
-        if through is not None:
-            if through.size != self.objects.size or through.prot == "none":
-                raise InvalidArgument("`through` must be a readable view of this heap")
-            keep = through.array(np.uint8, 0, 1)  # holds the mapping during the copy
-            load_base = through.address
-        to = _space(self.to_space)
+        if not contiguous or roots.dtype != np.uint64 or not roots.flags.writeable:
+            raise InvalidArgument(
+                "roots must be a writeable contiguous uint64 array (see roots_array)")
+        h = self._objects.native()
+        loads = None if through is None else _whole_view_of(self._objects, through)
+        if loads is not None:
+            h.load_base = loads.ctypes.data  # the array holds the mapping during the copy
+        to = _space(self._objects, self._to)
         st = ffi.new("ha_stats *")
-        rc = lib.ha_cheney(
-            self.objects.native(load_base), _space(self.from_space), to,
-            _roots_buffer(roots), len(roots), st,
-        )
-        del keep
-        self.to_space.top = int(to.top)
+        rc = lib.ha_cheney(h, _space(self._objects, self._from), to,
+                           _roots_buffer(roots), len(roots), st)
+        del loads
+        self._to.top = int(to.top)
         stats = _check(rc, st, "cheney")
-        self.from_space.reset()
-        self.from_space, self.to_space = self.to_space, self.from_space
+        self._from.reset()
+        self._from, self._to = self._to, self._from
         return stats
+
+
+def _whole_view_of(objects: ObjectHeap, view: View) -> np.ndarray:
+    """An array over all of ``view``, which must map the same memory as ``objects``,
+    readable and whole (no range relocated away): the copy reads any byte of it."""
+    if not isinstance(view, View) or not objects.same_memory(view):
+        raise InvalidArgument(f"`through` must be a view of this heap's memory, not {view!r}",
+                              remedy="make it with heap.alias()")
+    # ViewClosed if closed; InvalidArgument if PROT_NONE or if a range was relocated away.
+    return view.array(np.uint8)
 
 
 def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
@@ -181,14 +203,14 @@ def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
     stays correct, but each overflow costs a walk of every space: on a 1 GiB random
     graph, a 1 Mi-entry stack makes marking about 1.4x slower than one that fits.
     """
-    objects.require_writable("mark (mark bits live in the headers)")
+    require_object_heap(objects, "mark").require_writable("mark (mark bits live in the headers)")
     roots = roots_array(roots)
-    if stack_capacity < 1:
+    if require_int(stack_capacity, "stack_capacity") < 1:
         raise InvalidArgument("stack_capacity must be at least 1")
     chosen = _chosen_spaces(objects, spaces)
     stack = np.empty(stack_capacity, dtype=np.uint64)
     st = ffi.new("ha_stats *")
-    rc = lib.ha_mark(objects.native(), _spaces(chosen), len(chosen),
+    rc = lib.ha_mark(objects.native(), _spaces(objects, chosen), len(chosen),
                      _roots_buffer(roots), len(roots),
                      _buffer(stack), stack_capacity, st)
     return _check(rc, st, "mark")
@@ -196,10 +218,10 @@ def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
 
 def clear_marks(objects: ObjectHeap, space: str | None = None) -> LoopStats:
     """Clear the mark bit of every object in a space; ``objects`` counts those that had it."""
-    objects.require_writable("clear_marks")
+    require_object_heap(objects, "clear_marks").require_writable("clear_marks")
     st = ffi.new("ha_stats *")
-    return _check(lib.ha_clear_marks(objects.native(), _space(objects.space(space)), st), st,
-                  "clear_marks")
+    target = _space(objects, objects.space(space))
+    return _check(lib.ha_clear_marks(objects.native(), target, st), st, "clear_marks")
 
 
 def walk(objects: ObjectHeap, space: str | None = None, *, offsets: bool = False):
@@ -207,11 +229,11 @@ def walk(objects: ObjectHeap, space: str | None = None, *, offsets: bool = False
 
     With ``offsets=True`` returns ``(stats, offsets_array)``.
     """
-    target = objects.space(space)
+    target = require_object_heap(objects, "walk").space(space)
     capacity = target.used // 16 if offsets else 0  # every object is at least 16 bytes
     out = np.empty(max(capacity, 1), dtype=np.uint64)
     st = ffi.new("ha_stats *")
-    rc = lib.ha_walk(objects.native(), _space(target), _buffer(out), capacity, st)
+    rc = lib.ha_walk(objects.native(), _space(objects, target), _buffer(out), capacity, st)
     stats = _check(rc, st, "walk")
     return (stats, out[: stats.objects].copy()) if offsets else stats
 
@@ -219,50 +241,70 @@ def walk(objects: ObjectHeap, space: str | None = None, *, offsets: bool = False
 def verify(objects: ObjectHeap, roots=(), spaces: list[str] | None = None) -> LoopStats:
     """Check every header, and that every reference names an object start; raise at the first."""
     roots = roots_array(roots)
-    chosen = _chosen_spaces(objects, spaces)
+    chosen = _chosen_spaces(require_object_heap(objects, "verify"), spaces)
     bitmap = np.zeros(objects.size // 512 + 1, dtype=np.uint64)
     st = ffi.new("ha_stats *")
-    rc = lib.ha_verify(objects.native(), _spaces(chosen), len(chosen),
+    rc = lib.ha_verify(objects.native(), _spaces(objects, chosen), len(chosen),
                        _roots_buffer(roots), len(roots), _buffer(bitmap), st)
     return _check(rc, st, "verify")
 
 
 class CardTable:
-    """One byte per ``2**card_shift`` heap bytes; a slot's card is dirtied when it is written."""
+    """One byte per ``2**card_shift`` heap bytes; a slot's card is dirtied when it is written.
+
+    ``objects``, ``card_shift`` and ``cards`` are read-only: the C loops index the
+    cards by ``offset >> card_shift``, and the table is sized for that shift.
+    """
 
     def __init__(self, objects: ObjectHeap, card_shift: int = 9) -> None:
+        card_shift = require_int(card_shift, "card_shift")
         if not 3 <= card_shift <= 30:
             raise InvalidArgument(f"card_shift must be in 3..30, got {card_shift}")
-        self.objects = objects
-        self.card_shift = card_shift
-        self.cards = np.zeros((objects.size >> card_shift) + 1, dtype=np.uint8)
+        self._objects = require_object_heap(objects, "a card table")
+        self._card_shift = card_shift
+        self._cards = np.zeros((objects.size >> card_shift) + 1, dtype=np.uint8)
 
-    def write(self, obj, slot: int, target) -> None:
+    objects = property(lambda self: self._objects, doc="The heap whose slots the cards cover.")
+    card_shift = property(lambda self: self._card_shift, doc="log2 of the bytes per card.")
+    cards = property(lambda self: self._cards, doc="One byte per card, nonzero when dirty.")
+
+    def _cards_buffer(self):
+        """The cards for C; the array must still hold a card for every heap byte."""
+        if self._cards.shape != ((self._objects.size >> self._card_shift) + 1,):
+            raise InvalidArgument("the card array was resized; make a new CardTable")
+        return _buffer(self._cards, "uint8_t[]")
+
+    def write(self, obj: Obj, slot: int, target: Obj | None) -> None:
         """``obj.refs[slot] = target`` with the write barrier (C, bounds-checked)."""
-        self.objects.require_writable("the write barrier")
+        self._objects.require_writable("the write barrier")
+        if not self._objects.owns(obj) or not (target is None or self._objects.owns(target)):
+            raise InvalidArgument(f"write needs Objs of this heap, not {obj!r} and {target!r}")
+        slot = require_int(slot, "slot")
+        if not 0 <= slot <= MAX_REFS:
+            raise InvalidArgument(f"slot {slot} is not a reference slot of {obj!r}")
         ref = 0 if target is None else target.ref
-        rc = lib.ha_write_ref(self.objects.native(), _buffer(self.cards, "uint8_t[]"),
-                              self.card_shift, obj.offset, slot, ref)
+        rc = lib.ha_write_ref(self._objects.native(), self._cards_buffer(),
+                              self._card_shift, obj.offset, slot, ref)
         if rc == lib.HA_ERR_ARGUMENT:
             raise InvalidArgument(f"slot {slot} is not a reference slot of {obj!r}, or bad target")
         if rc:
             raise HeapCorruption(obj.offset, _REASONS[rc])
 
     def clear(self) -> None:
-        self.cards[:] = 0
+        self._cards[:] = 0
 
     @property
     def dirty(self) -> int:
-        return int(np.count_nonzero(self.cards))
+        return int(np.count_nonzero(self._cards))
 
     def scan(self, space: str, target: str) -> tuple[LoopStats, np.ndarray]:
         """Slots in dirty cards of ``space`` that refer into ``target``: (stats, slot offsets)."""
-        source, into = self.objects.space(space), self.objects.space(target)
+        source, into = self._objects.space(space), self._objects.space(target)
         capacity = source.used // 8
         found = np.empty(max(capacity, 1), dtype=np.uint64)
         st = ffi.new("ha_stats *")
-        rc = lib.ha_card_scan(self.objects.native(), _space(source),
-                              _buffer(self.cards, "uint8_t[]"), self.card_shift,
+        rc = lib.ha_card_scan(self._objects.native(), _space(self._objects, source),
+                              self._cards_buffer(), self._card_shift,
                               into.start, into.end, _buffer(found), capacity, st)
         stats = _check(rc, st, "card_scan")
         return stats, found[: stats.refs].copy()

@@ -14,7 +14,7 @@ from .backing import require_int
 from .collectors import _buffer, _check, _space
 from .errors import InvalidArgument
 from .native import ffi, lib
-from .objects import ObjectHeap
+from .objects import ObjectHeap, require_object_heap
 
 SHADOW_CAPACITY = 4096
 MAX_PAUSES = 1 << 16
@@ -48,7 +48,7 @@ class GCRun:
 
 
 def _semispaces(objects: ObjectHeap):
-    if len(objects.spaces) != 2:
+    if len(require_object_heap(objects, "a driver").spaces) != 2:
         raise InvalidArgument("a driver needs an ObjectHeap with exactly two spaces (semispaces)")
     a, b = objects.spaces.values()
     a.reset()
@@ -57,9 +57,9 @@ def _semispaces(objects: ObjectHeap):
 
 
 def _run(objects: ObjectHeap, program: str, call) -> GCRun:
-    objects.require_writable(program)
     a, b = _semispaces(objects)
-    sa, sb = _space(a), _space(b)
+    objects.require_writable(program)
+    sa, sb = _space(objects, a), _space(objects, b)
     shadow = np.zeros(SHADOW_CAPACITY, dtype=np.uint64)
     pauses = np.zeros(MAX_PAUSES, dtype=np.uint64)
     run = ffi.new("ha_gc_run *")

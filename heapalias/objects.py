@@ -19,13 +19,13 @@ Heap offset 0 is never an object, so the reference 0 is null in every encoding:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from .backing import require_int
-from .errors import HeapCorruption, InvalidArgument, SpaceFull
+from .errors import HeapCorruption, InvalidArgument, SpaceFull, ViewClosed
 from .native import ffi, lib
 from .views import MultiView, View
 
@@ -48,6 +48,22 @@ def make_header(words, nrefs):
     words = np.asarray(words, dtype=np.uint64)
     nrefs = np.asarray(nrefs, dtype=np.uint64)
     return words | (nrefs << np.uint64(32)) | np.uint64(MAGIC << 48)
+
+
+def _count_array(values: object, what: str, high: int) -> np.ndarray:
+    """``values`` as an int64 array of integers in ``0..high``; InvalidArgument otherwise.
+
+    The range is checked in the values' own dtype, before any arithmetic can wrap.
+    """
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as exc:  # e.g. ragged nested sequences
+        raise InvalidArgument(f"{what} must be integers, got {values!r}") from exc
+    if array.size and array.dtype.kind not in "iu":
+        raise InvalidArgument(f"{what} must be integers in 0..{high}, not {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() > high):
+        raise InvalidArgument(f"{what} must be in 0..{high}")
+    return array.astype(np.int64)
 
 
 def header_words(header) -> np.ndarray | int:
@@ -87,6 +103,17 @@ class Space:
     def reset(self) -> None:
         """Forget every object in the space (after evacuating it)."""
         self.top = self.start
+
+    def check(self, size: int) -> None:
+        """InvalidArgument unless the space lies word-aligned in ``[8, size)`` with
+        ``start <= top <= end``: the C loops trust it, and its fields can be reassigned."""
+        start, end, top = (require_int(getattr(self, field), f"space {self.name!r} {field}")
+                           for field in ("start", "end", "top"))
+        if not 8 <= start <= top <= end <= size or (start | end | top) & 7:
+            raise InvalidArgument(
+                f"space {self.name!r} [{start:#x}, {end:#x}) with top {top:#x} must be "
+                f"word-aligned within [8, {size:#x}), its top between its bounds"
+            )
 
 
 @dataclass(frozen=True)
@@ -215,7 +242,7 @@ class RefSlots:
         return self.obj.heap.deref(int(self.raw[self._index(index)]))
 
     def __setitem__(self, index: int, value: Obj | None) -> None:
-        if value is not None and not (isinstance(value, Obj) and value.heap is self.obj.heap):
+        if value is not None and not self.obj.heap.owns(value):
             raise InvalidArgument(f"a slot holds an Obj of the same heap or None, not {value!r}")
         self.raw[self._index(index)] = 0 if value is None else value.ref
 
@@ -234,6 +261,10 @@ class ObjectHeap:
         spaces: name -> ``(start, end)`` byte offsets; default one space, ``"heap"``,
             covering everything but the first (null) word.
         store_color: the color new references carry (colored and masked).
+
+    What the C loops trust (the view, its size, the encoding and colors, the
+    card table's shift) is fixed at construction and read-only; the spaces and
+    the views' state are checked again at every loop call.
     """
 
     def __init__(
@@ -242,75 +273,150 @@ class ObjectHeap:
         *,
         encoding: str = "offset",
         colors: MultiView | None = None,
-        spaces: dict[str, tuple[int, int]] | None = None,
+        spaces: Mapping[str, tuple[int, int]] | None = None,
         store_color: int = 0,
     ) -> None:
-        if encoding not in ENCODINGS:
+        if not isinstance(encoding, str) or encoding not in ENCODINGS:
             raise InvalidArgument(f"encoding must be one of {tuple(ENCODINGS)}, got {encoding!r}")
-        self.heap = heap
-        self.view: View = heap if isinstance(heap, View) else heap.view
-        self.size = self.view.size
-        self.encoding = encoding
-        if self.view.prot not in ("rw", "r"):
+        view = heap if isinstance(heap, View) else getattr(heap, "view", None)
+        if not isinstance(view, View):
+            raise InvalidArgument(f"objects live in a Heap or a View, not {heap!r}")
+        if view.prot not in ("rw", "r"):
             raise InvalidArgument("objects need a readable view")
-        #: False for a read-only view: walks, verify and card scans only.
-        self.writable = self.view.prot == "rw"
-        self.words = self.view.array(np.uint64)  # keeps the view mapped
+        self._heap = heap
+        self._view = view
+        self._encoding = encoding
+        self._writable = view.prot == "rw"
+        self._words = view.array(np.uint64)  # keeps the view mapped
+        self._size = self._words.nbytes
+        self._colors = colors
         self._color_arrays: list[np.ndarray] = []
+        #: Every view the loops read, with the protections they need: see require_whole.
+        self._loop_views: list[tuple[View, tuple[str, ...]]] = [(view, ("rw", "r"))]
         if encoding in ("colored", "masked"):
-            if not isinstance(colors, MultiView) or len(colors) == 0:
-                raise InvalidArgument(
-                    f"{encoding} references need colors=heap.multimap(n, shift=...)"
-                )
-            # Colored loops store mark bits and forwarding pointers through each color.
-            needed = ("rw",) if encoding == "colored" else ("rw", "r")
-            if colors[0].size != self.size or any(v.prot not in needed for v in colors):
-                raise InvalidArgument(
-                    f"colors must be {' or '.join(needed)} views of this heap for {encoding}"
-                )
-            if not 0 <= store_color < len(colors):
+            self._color_arrays = self._hold_colors(colors)
+            self._loop_views += [(color, self._color_prots()) for color in colors]
+            self._codec = RefCodec(encoding, self._size, colors.base, colors.shift, len(colors),
+                                   require_int(store_color, "store_color"))
+            if not 0 <= self._codec.store_color < len(colors):
                 raise InvalidArgument(f"store_color must be below {len(colors)}")
-            # Colored loads go through every view: arrays keep each one mapped.
-            self._color_arrays = [view.array(np.uint8, 0, 1) for view in colors]
-            self.codec = RefCodec(
-                encoding, self.size, colors.base, colors.shift, len(colors), store_color
-            )
         elif encoding == "address":
-            self.codec = RefCodec(encoding, self.size, self.view.address)
+            self._codec = RefCodec(encoding, self._size, view.address)
         else:
-            self.codec = RefCodec(encoding, self.size)
-        self.colors = colors
+            self._codec = RefCodec(encoding, self._size)
+        self._native_fields = {
+            "base": view.address, "load_base": view.address, "size": self._size,
+            "ref_base": self._codec.ref_base, "encoding": ENCODINGS[encoding],
+            "shift": self._codec.shift, "ncolors": self._codec.ncolors,
+            "store_color": self._codec.store_color,
+        }
+        if spaces is None:
+            spaces = {"heap": (8, self._size)}
+        if not isinstance(spaces, Mapping) or not spaces:
+            raise InvalidArgument(f"spaces must be a non-empty {{name: (start, end)}} mapping, "
+                                  f"got {spaces!r}")
         self.spaces: dict[str, Space] = {}
-        for name, (start, end) in (spaces or {"heap": (8, self.size)}).items():
-            self.add_space(name, start, end)
+        for name, bounds in spaces.items():
+            if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+                raise InvalidArgument(f"space {name!r} must be (start, end), got {bounds!r}")
+            self.add_space(name, *bounds)
+
+    heap = property(lambda self: self._heap, doc="The Heap or View given at construction.")
+    view = property(lambda self: self._view, doc="The view that holds the objects.")
+    size = property(lambda self: self._size, doc="Heap bytes the objects may occupy.")
+    encoding = property(lambda self: self._encoding, doc="How references are encoded.")
+    codec = property(lambda self: self._codec, doc="Encodes and decodes this heap's references.")
+    colors = property(lambda self: self._colors, doc="The colored layout, or None.")
+    writable = property(lambda self: self._writable,
+                        doc="False for a read-only view: walks, verify and card scans only.")
+    words = property(lambda self: self._words, doc="The heap as one zero-copy uint64 array.")
+
+    def _hold_colors(self, colors: object) -> list[np.ndarray]:
+        """Arrays that keep every color view mapped, whole, for the loops' colored loads."""
+        if not isinstance(colors, MultiView) or len(colors) == 0:
+            raise InvalidArgument(
+                f"{self._encoding} references need colors=heap.multimap(n, shift=...)"
+            )
+        # Colored loops store mark bits and forwarding pointers through each color.
+        needed = self._color_prots()
+        for color, view in enumerate(colors):
+            if view.address != colors.base + (color << colors.shift):
+                raise InvalidArgument(f"color {color} is not at base + ({color} << shift)")
+            if not self.same_memory(view) or view.prot not in needed:
+                raise InvalidArgument(
+                    f"colors must be {' or '.join(needed)} views of this heap for "
+                    f"{self._encoding}; {view.role} is a {view.prot!r} view "
+                    f"{'of this heap' if self.same_memory(view) else 'of other memory'}"
+                )
+        # A whole array per view: it checks that no part of the view was relocated away.
+        return [view.array(np.uint8) for view in colors]
+
+    def _color_prots(self) -> tuple[str, ...]:
+        return ("rw",) if self._encoding == "colored" else ("rw", "r")
+
+    def same_memory(self, view: View) -> bool:
+        """Whether ``view`` maps the same memory as this heap's view, at the same offsets."""
+        return view is self._view or self._view.same_memory(view)
+
+    def require_whole(self) -> None:
+        """InvalidArgument unless every view the loops read is still mapped, whole and
+        readable: part of a view relocated away is PROT_NONE, and a load there faults.
+        ViewClosed once one of them is closed."""
+        for view, prots in self._loop_views:
+            if view.closed:
+                raise ViewClosed(f"view {view.role} of this ObjectHeap is closed",
+                                 remedy="run the loops before closing the heap or its layout")
+            if view.holes or not view.mapped or view.prot not in prots:
+                raise InvalidArgument(
+                    f"view {view.role} of this ObjectHeap is no longer whole and "
+                    f"{' or '.join(prots)} (relocated ranges {view.holes}, prot {view.prot!r})",
+                    remedy="run the loops before relocating part of a view, or over a new heap",
+                )
 
     def describe(self) -> dict:
         """What another process needs to read these objects (see :meth:`from_description`)."""
-        return {"encoding": self.encoding,
+        return {"encoding": self._encoding,
                 "spaces": {s.name: [s.start, s.end, s.top] for s in self.spaces.values()}}
 
     @classmethod
-    def from_description(cls, heap, description: dict) -> ObjectHeap:
+    def from_description(cls, heap, description: Mapping) -> ObjectHeap:
         """The ObjectHeap another process described, over ``heap`` (e.g. an attached one).
 
-        Only ``offset`` references mean the same thing at another address.
+        Only ``offset`` references mean the same thing at another address. Every
+        malformed field is an InvalidArgument that names it.
         """
-        if description.get("encoding") != "offset":
+        if not isinstance(description, Mapping):
+            raise InvalidArgument(f"a description is a dict as describe() returns, not "
+                                  f"{type(description).__name__}")
+        encoding = description.get("encoding")
+        if encoding != "offset":
             raise InvalidArgument(
-                f"{description.get('encoding')!r} references hold addresses of the process "
-                "that made them; only 'offset' heaps can be read elsewhere")
-        spaces = {name: (start, end) for name, (start, end, _) in description["spaces"].items()}
-        objects = cls(heap, spaces=spaces)
-        for name, (_, _, top) in description["spaces"].items():
+                f"description field 'encoding' is {encoding!r}: only 'offset' heaps can be "
+                "read elsewhere, as other references hold addresses of the process that "
+                "made them")
+        spaces = description.get("spaces")
+        if not isinstance(spaces, Mapping) or not spaces:
+            raise InvalidArgument("description field 'spaces' must be a non-empty "
+                                  f"{{name: [start, end, top]}} mapping, got {spaces!r}")
+        tops = {}
+        for name, value in spaces.items():
+            field = f"description field spaces[{name!r}]"
+            if not isinstance(value, (list, tuple)) or len(value) != 3:
+                raise InvalidArgument(f"{field} must be [start, end, top], got {value!r}")
+            tops[name] = [require_int(v, f"{field} {part}")
+                          for v, part in zip(value, ("start", "end", "top"), strict=True)]
+        objects = cls(heap, spaces={name: (start, end) for name, (start, end, _) in tops.items()})
+        for name, (_, _, top) in tops.items():
             space = objects.spaces[name]
-            if not space.start <= top <= space.end:
-                raise InvalidArgument(f"space {name!r} top {top:#x} is outside the space")
+            if not space.start <= top <= space.end or top & 7:
+                raise InvalidArgument(f"description field spaces[{name!r}] top {top:#x} is "
+                                      "outside the space or not word-aligned")
             space.top = top
         return objects
 
     def require_writable(self, what: str) -> None:
         """InvalidArgument unless loops may write into this heap (a read-only view)."""
-        if not self.writable:
+        if not self._writable:
             raise InvalidArgument(
                 f"{what} writes into the heap, and this ObjectHeap's view is read-only",
                 remedy="attach or build it over a read-write view",
@@ -318,11 +424,14 @@ class ObjectHeap:
 
     def add_space(self, name: str, start: int, end: int) -> Space:
         """Add a space ``[start, end)``; spaces must not overlap or touch offset 0."""
-        start, end = require_int(start, "start"), require_int(end, "end")
-        if not 8 <= start <= end <= self.size or (start | end) & 7:
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"a space name is a non-empty string, not {name!r}")
+        start = require_int(start, f"space {name!r} start")
+        end = require_int(end, f"space {name!r} end")
+        if not 8 <= start <= end <= self._size or (start | end) & 7:
             raise InvalidArgument(
                 f"space {name!r} [{start:#x}, {end:#x}) must be word-aligned within "
-                f"[8, {self.size:#x})"
+                f"[8, {self._size:#x})"
             )
         for other in self.spaces.values():
             if start < other.end and other.start < end:
@@ -331,12 +440,19 @@ class ObjectHeap:
         return self.spaces[name]
 
     def space(self, name: str | None = None) -> Space:
-        """The named space, or the first one."""
+        """The named space, or the first one, checked (see :meth:`Space.check`)."""
         if name is None:
-            return next(iter(self.spaces.values()))
-        if name not in self.spaces:
+            space = next(iter(self.spaces.values()))
+        elif not isinstance(name, str) or name not in self.spaces:
             raise InvalidArgument(f"no space {name!r}; spaces are {list(self.spaces)}")
-        return self.spaces[name]
+        else:
+            space = self.spaces[name]
+        space.check(self._size)
+        return space
+
+    def owns(self, obj: object) -> bool:
+        """Whether ``obj`` is an :class:`Obj` of this heap."""
+        return isinstance(obj, Obj) and obj.heap is self
 
     def space_of(self, offset: int) -> Space | None:
         return next((s for s in self.spaces.values() if s.contains(offset)), None)
@@ -345,7 +461,8 @@ class ObjectHeap:
 
     def new(self, nrefs: int = 0, payload_words: int = 0, *, space: str | None = None) -> Obj:
         """Allocate one zeroed object by bumping the space's top."""
-        offsets = self.build(np.array([nrefs]), np.array([payload_words]), space=space)
+        offsets = self.build([require_int(nrefs, "nrefs")],
+                             [require_int(payload_words, "payload_words")], space=space)
         return Obj(self, int(offsets[0]))
 
     def build(
@@ -366,50 +483,61 @@ class ObjectHeap:
             The heap offset of each object.
         """
         self.require_writable("allocation")
-        nrefs = np.asarray(nrefs, dtype=np.int64)
-        payload = np.asarray(payload_words, dtype=np.int64)
+        nrefs = _count_array(nrefs, "nrefs", MAX_REFS)
+        payload = _count_array(payload_words, "payload_words", MAX_WORDS)
         if nrefs.shape != payload.shape or nrefs.ndim != 1:
             raise InvalidArgument("nrefs and payload_words must be 1-D arrays of one length")
-        if (nrefs < 0).any() or (payload < 0).any() or (nrefs > MAX_REFS).any():
-            raise InvalidArgument(f"nrefs must be in 0..{MAX_REFS} and payload_words >= 0")
-        words = np.maximum(1 + nrefs + payload, MIN_WORDS)
+        words = np.maximum(1 + nrefs + payload, MIN_WORDS)  # each below 2**33: no wrap
+        if len(words) and words.max() > MAX_WORDS:
+            raise InvalidArgument(f"an object of {int(words.max())} words does not fit a "
+                                  f"header: objects have at most {MAX_WORDS} words")
         target = self.space(space)
-        need = int(words.sum()) * 8
-        if target.top + need > target.end:
+        free = target.end - target.top
+        # Summed as floats first: the int64 sum of many big objects could wrap.
+        approximate = float(words.sum(dtype=np.float64)) * 8
+        need = int(words.sum()) * 8 if approximate < 1 << 62 else int(approximate)
+        if need > free:
             raise SpaceFull(
-                f"space {target.name!r} has {target.end - target.top} bytes free, "
-                f"{need} are needed",
+                f"space {target.name!r} has {free} bytes free, {need} are needed",
                 remedy="use a larger heap or space, or collect first",
             )
         offsets = target.top + 8 * np.concatenate(([0], np.cumsum(words)[:-1]))
         first, last = target.top >> 3, (target.top + need) >> 3
-        self.words[first:last] = 0
-        self.words[offsets >> 3] = make_header(words, nrefs)
+        self._words[first:last] = 0
+        self._words[offsets >> 3] = make_header(words, nrefs)
         target.top += need
         if edges is not None:
             self.link(offsets, nrefs, *edges)
         return offsets.astype(np.uint64)
 
     def link(self, offsets, nrefs, source, slot, target) -> None:
-        """Store references ``offsets[target]`` into slot ``slot`` of ``offsets[source]``."""
+        """Store references ``offsets[target]`` into slot ``slot`` of ``offsets[source]``.
+
+        ``offsets`` and ``nrefs`` describe the objects (as :meth:`build` made them).
+        """
         self.require_writable("linking objects")
-        source, slot, target = (np.asarray(a, dtype=np.int64) for a in (source, slot, target))
+        offsets = _count_array(offsets, "offsets", self._size - 8)
+        nrefs = _count_array(nrefs, "nrefs", MAX_REFS)
         n = len(offsets)
-        if not (source.shape == slot.shape == target.shape):
-            raise InvalidArgument("edges must be three arrays of one length")
-        if len(source) and (
-            source.min() < 0 or source.max() >= n or target.min() < 0 or target.max() >= n
-            or slot.min() < 0 or (slot >= np.asarray(nrefs)[source]).any()
-        ):
+        if nrefs.shape != offsets.shape or (n and (offsets.min() < 8 or (offsets & 7).any())):
+            raise InvalidArgument("offsets must be word-aligned object offsets, one per nrefs")
+        source = _count_array(source, "source", max(n - 1, 0))
+        target = _count_array(target, "target", max(n - 1, 0))
+        slot = _count_array(slot, "slot", MAX_REFS - 1)
+        if not (source.shape == slot.shape == target.shape) or source.ndim != 1:
+            raise InvalidArgument("edges must be three 1-D arrays of one length")
+        if len(source) and (n == 0 or (slot >= nrefs[source]).any()
+                            or (offsets[source] + 8 * (slot + 1) >= self._size).any()):
             raise InvalidArgument("an edge names an object or slot that does not exist")
-        offsets = np.asarray(offsets, dtype=np.uint64)
+        offsets = offsets.astype(np.uint64)
         slots = (offsets[source] >> np.uint64(3)) + np.uint64(1) + slot.astype(np.uint64)
-        self.words[slots] = self.codec.encode(offsets[target])
+        self._words[slots] = self._codec.encode(offsets[target])
 
     # ---- reading ----
 
     def deref(self, ref: int) -> Obj | None:
         """The object a reference names (None for null); HeapCorruption if it names none."""
+        ref = require_int(ref, "ref")
         if ref == 0:
             return None
         offset = self.codec.decode(ref)
@@ -464,19 +592,19 @@ class ObjectHeap:
 
     # ---- the C view of this heap ----
 
-    def native(self, load_base: int | None = None):
-        """An ``ha_heap *`` describing this heap to the C loops."""
-        h = ffi.new("ha_heap *")
-        h.base = self.view.address
-        h.load_base = self.view.address if load_base is None else load_base
-        h.size = self.size
-        h.ref_base = self.codec.ref_base
-        h.encoding = ENCODINGS[self.encoding]
-        h.shift = self.codec.shift
-        h.ncolors = self.codec.ncolors
-        h.store_color = self.codec.store_color
-        return h
+    def native(self):
+        """A fresh ``ha_heap *`` describing this heap to the C loops, made from the
+        values fixed at construction once :meth:`require_whole` holds."""
+        self.require_whole()
+        return ffi.new("ha_heap *", self._native_fields)
 
     def __repr__(self) -> str:
         spaces = ", ".join(f"{s.name}={s.used}/{s.end - s.start}" for s in self.spaces.values())
         return f"ObjectHeap({self.encoding}, {spaces})"
+
+
+def require_object_heap(value: object, what: str) -> ObjectHeap:
+    """``value`` if it is an ObjectHeap; InvalidArgument naming ``what`` needs one."""
+    if not isinstance(value, ObjectHeap):
+        raise InvalidArgument(f"{what} runs over an ObjectHeap, not {value!r}")
+    return value

@@ -11,7 +11,7 @@ from .backing import require_int
 from .collectors import LoopStats, _buffer, _check, _space
 from .errors import InvalidArgument
 from .native import ffi, lib
-from .objects import ObjectHeap
+from .objects import MAX_WORDS, ObjectHeap, require_object_heap
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,9 @@ class Workload:
 
 def _run(objects: ObjectHeap, space: str | None, name: str, call) -> Workload:
     """Call ``call(heap, space, stats)``; it returns the roots. The space's top advances."""
-    objects.require_writable(name)
+    require_object_heap(objects, name).require_writable(name)
     target = objects.space(space)
-    s = _space(target)
+    s = _space(objects, target)
     st = ffi.new("ha_stats *")
     rc, roots = call(objects.native(), s, st)
     target.top = int(s.top)
@@ -144,7 +144,7 @@ def random_graph(objects: ObjectHeap, n: int, mean_degree: int = 2,
 def large_objects(objects: ObjectHeap, n: int, size: int, *, space: str | None = None) -> Workload:
     """``n`` objects of ``size`` bytes (header and one reference included), chained."""
     n = _count(n, "n")
-    size = _count(size, "size", 24, 1 << 40)
+    size = _count(size, "size", 24, MAX_WORDS * 8)  # a header counts at most MAX_WORDS
     head = ffi.new("uint64_t *")
 
     def call(h, s, st):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import heapalias as ha
 from heapalias import collectors, workloads
+from heapalias.objects import FORWARDED
 
 ENCODINGS = ["offset", "address", "colored", "masked"]
 HEAP = 1 << 20
@@ -277,11 +278,19 @@ def test_workload_arguments_are_checked() -> None:
                      lambda: workloads.random_graph(heap.objects, 10, size_distribution={1: "x"}),
                      lambda: workloads.random_graph(heap.objects, 10, size_distribution=[1, 2]),
                      lambda: workloads.linked_list(heap.objects, -1),
-                     lambda: workloads.large_objects(heap.objects, 1, 8)):
+                     lambda: workloads.large_objects(heap.objects, 1, 8),
+                     lambda: workloads.large_objects(heap.objects, 1, 1 << 40),
+                     lambda: workloads.linked_list("heap", 1)):
             with pytest.raises(ha.InvalidArgument):
                 call()
         with pytest.raises(ha.SpaceFull):
             workloads.binary_tree(heap.objects, 16)
+        top = heap.objects.space().top
+        for call in (lambda: workloads.linked_list(heap.objects, 1 << 40),  # before a malloc
+                     lambda: workloads.random_graph(heap.objects, 1 << 40)):
+            with pytest.raises(ha.SpaceFull):
+                call()
+            assert heap.objects.space().top == top
 
 
 def test_semispaces_in_two_heaps_joined_in_one_range(pool_2m) -> None:
@@ -354,3 +363,126 @@ def test_large_objects_survive_evacuation_bit_for_bit_both_ways() -> None:
         for _ in range(3):  # low -> high, high -> low (8 bytes off 16-alignment), and back
             semi.collect(roots)
             assert objects.shape(roots) == before
+
+
+def forwarded_layout():
+    """A heap with ``a -> b`` in from-space and an old object ``c`` in to-space."""
+    heap = ha.Heap("1M")
+    objects = ha.ObjectHeap(heap, spaces=collectors.semispace_layout(heap.size))
+    a = objects.new(nrefs=1, payload_words=1, space="from")
+    b = objects.new(payload_words=2, space="from")
+    a.refs[0] = b
+    c = objects.new(payload_words=2, space="to")  # copied by an earlier collection
+    return heap, objects, a, b, c
+
+
+@pytest.mark.parametrize("forward_to", ["junk", "from-space", "an older copy", "past the top",
+                                        "inside a copy"])
+@pytest.mark.parametrize("via", ["root", "slot"])
+def test_a_stale_forwarded_bit_is_rejected_not_followed(forward_to, via) -> None:
+    """collect installed any forwarding word as the new reference, unchecked."""
+    heap, objects, a, b, c = forwarded_layout()
+    with heap:
+        begin = objects.space("to").top  # where this collection's copies start
+        target = {"junk": 0xDEAD0, "from-space": a.ref, "an older copy": c.ref,
+                  "past the top": objects.codec.encode(begin + 64),
+                  "inside a copy": objects.codec.encode(begin + 8)}[forward_to]
+        objects.words[b.offset >> 3] |= np.uint64(FORWARDED)
+        objects.words[(b.offset >> 3) + 1] = target
+        roots = collectors.roots_array([a.ref if via == "slot" else b.ref])
+        with pytest.raises(ha.HeapCorruption) as caught:
+            ha.SemiSpace(objects).collect(roots)
+        assert caught.value.offset == b.offset
+        if via == "root":
+            assert roots[0] == b.ref  # not the forwarding word
+
+
+def test_a_forwarded_bit_this_collection_set_is_followed() -> None:
+    heap, objects, a, b, _ = forwarded_layout()
+    with heap:
+        roots = collectors.roots_array([a.ref, b.ref, a.ref])
+        stats = ha.SemiSpace(objects).collect(roots)
+        assert stats.objects == 2 and roots[0] == roots[2]
+        assert objects.deref(int(roots[0])).refs[0] == objects.deref(int(roots[1]))
+
+
+def test_an_interior_reference_is_not_marked() -> None:
+    """A reference into an object names no header: mark stops, and writes nothing there."""
+    heap, objects, a, b, _ = forwarded_layout()
+    with heap:
+        a.refs.raw[0] = b.offset + 8
+        before = objects.words.copy()
+        for loop in (lambda: collectors.mark(objects, [a.ref]),
+                     lambda: ha.SemiSpace(objects).collect(collectors.roots_array([a.ref]))):
+            with pytest.raises(ha.HeapCorruption):
+                loop()
+            assert objects.words[(b.offset >> 3) + 1] == before[(b.offset >> 3) + 1]
+
+
+def test_through_must_be_a_whole_readable_view_of_this_heap() -> None:
+    with ha.Heap("1M") as heap, ha.Heap("1M") as other:
+        objects = ha.ObjectHeap(heap, spaces=collectors.semispace_layout(heap.size))
+        roots = workloads.binary_tree(objects, 5, space="from").roots.copy()
+        semi = ha.SemiSpace(objects)
+        closed = heap.alias(prot="r")
+        closed.close()
+        hidden = heap.alias(prot="none")
+        # (A view of other memory: test_corruption.py, in a child, as it hung before.)
+        for through, error in (("view", ha.InvalidArgument), (closed, ha.ViewClosed),
+                               (hidden, ha.InvalidArgument)):
+            with pytest.raises(error):
+                semi.collect(roots, through=through)
+        assert semi.collect(roots, through=heap.alias(prot="r")).objects == 63
+        colors = other.multimap(2, shift=21)
+        with pytest.raises(ha.InvalidArgument, match="other memory"):
+            ha.ObjectHeap(heap, encoding="colored", colors=colors)
+        layout = heap.multimap(2, shift=21)
+        colored = ha.ObjectHeap(heap, encoding="colored", colors=layout)
+        layout.close()  # the ObjectHeap's arrays keep it mapped, but it is closed
+        with pytest.raises(ha.ViewClosed):
+            collectors.walk(colored)
+
+
+def test_what_the_c_loops_trust_cannot_be_changed_under_them(heaps) -> None:
+    """card_shift could be reassigned, and then write and scan ran past the cards."""
+    objects = heaps["offset"]
+    for space in objects.spaces.values():
+        space.reset()
+    cards, semi = ha.CardTable(objects, 6), ha.SemiSpace(objects)
+    for target, name in [(cards, "card_shift"), (cards, "cards"), (cards, "objects"),
+                         (objects, "size"), (objects, "encoding"), (objects, "view"),
+                         (objects, "codec"), (objects, "words"), (objects, "colors"),
+                         (objects, "writable"), (semi, "from_space"), (semi, "objects")]:
+        with pytest.raises(AttributeError):
+            setattr(target, name, getattr(target, name))
+    a = objects.new(nrefs=1, space="from")
+    space = objects.space("from")
+    for field, value in [("top", objects.size + 8), ("top", space.end + 8), ("start", 0),
+                         ("start", 12), ("end", "big"), ("top", 2.5)]:
+        saved = getattr(space, field)
+        setattr(space, field, value)
+        for loop in (lambda: collectors.walk(objects, "from"),
+                     lambda: collectors.mark(objects, [a.ref]),
+                     lambda: semi.collect(collectors.roots_array([a.ref])),
+                     lambda: workloads.linked_list(objects, 2, space="from")):
+            with pytest.raises(ha.InvalidArgument, match="space 'from'"):
+                loop()
+        setattr(space, field, saved)
+    cards.cards.resize(4, refcheck=False)
+    with pytest.raises(ha.InvalidArgument, match="resized"):
+        cards.write(a, 0, None)
+    with pytest.raises(ha.InvalidArgument):
+        cards.write(a, -1, None)
+
+
+@pytest.mark.parametrize("call", [
+    lambda o: collectors.mark(o, [[1], [2, 3]]), lambda o: collectors.mark(o, [-8]),
+    lambda o: collectors.mark(o, ["x"]), lambda o: collectors.mark(o, [], stack_capacity="9"),
+    lambda o: collectors.verify(o, [1.5]), lambda o: collectors.walk("heap"),
+    lambda o: collectors.mark(None, []), lambda o: ha.SemiSpace(o.heap),
+    lambda o: ha.CardTable(o, 6.0), lambda o: ha.CardTable(o).write(8, 0, None),
+    lambda o: ha.SemiSpace(o).collect(np.zeros(4, dtype=np.uint64)[::2]),
+])
+def test_loop_arguments_are_typed_errors(heaps, call) -> None:
+    with pytest.raises(ha.InvalidArgument):
+        call(heaps["offset"])

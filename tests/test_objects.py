@@ -143,3 +143,75 @@ def test_heap_objects_is_created_once_and_released_on_close() -> None:
     assert not heap.view.mapped
     with pytest.raises(ha.ViewClosed):
         _ = heap.objects
+
+
+def test_sizes_are_bounded_before_any_arithmetic(heap) -> None:
+    """new(5, 2**63 - 3) wrapped in int64 into a 2-word object with 5 reference slots."""
+    objs = heap.objects
+    top = objs.space().top
+    for nrefs, payload in [(5, 2**63 - 3), (0, 2**32), (0xFFFF, 2**32 - 0xFFFF), (0, 2**64),
+                           (2**63, 0), (1, -(2**63)), (0, 2.0), (True, 0), ("1", 0)]:
+        with pytest.raises(ha.InvalidArgument):
+            objs.new(nrefs, payload)
+    for nrefs, payload in [(np.array([1], dtype=np.uint64), np.array([2**64 - 1], np.uint64)),
+                           (np.array([1.0]), np.array([1])), ([[1], [2]], [1, 2]),
+                           (np.array([1]), np.array(["a"]))]:
+        with pytest.raises(ha.InvalidArgument):
+            objs.build(nrefs, payload)
+    with pytest.raises(ha.SpaceFull):  # each fits a header, together they do not fit the heap
+        objs.build(np.zeros(3, dtype=np.int64), np.full(3, 2**32 - 2))
+    assert objs.space().top == top  # nothing was allocated
+    assert objs.new(np.int64(2), np.uint8(1)).size_words == 4
+
+
+def test_link_checks_its_offsets_and_edges(heap) -> None:
+    objs = heap.objects
+    offsets = objs.build(np.array([1, 1]), np.array([0, 0]))
+    for bad in [([heap.size], [1], [0], [0], [0]), ([3], [1], [0], [0], [0]),
+                (offsets, [1], [0], [0], [0]), (offsets, [1, 1], [0], [1], [2]),
+                (offsets, [1, 1], [0], [-1], [1]), (offsets, [1, 1], ["a"], [0], [1])]:
+        with pytest.raises(ha.InvalidArgument):
+            objs.link(*bad)
+    objs.link(offsets, [1, 1], [0], [0], [1])
+    assert objs.deref(int(offsets[0])).refs[0].offset == offsets[1]
+
+
+@pytest.mark.parametrize(("description", "field"), [
+    ([("encoding", "offset")], "dict"),
+    ({}, "'encoding'"),
+    ({"encoding": "address", "spaces": {"a": [8, 64, 8]}}, "'encoding'"),
+    ({"encoding": ["offset"], "spaces": {"a": [8, 64, 8]}}, "'encoding'"),
+    ({"encoding": "offset"}, "'spaces'"),
+    ({"encoding": "offset", "spaces": [[8, 64, 8]]}, "'spaces'"),
+    ({"encoding": "offset", "spaces": {}}, "'spaces'"),
+    ({"encoding": "offset", "spaces": {"a": [8, 64]}}, "spaces['a']"),
+    ({"encoding": "offset", "spaces": {"a": "8, 64, 8"}}, "spaces['a']"),
+    ({"encoding": "offset", "spaces": {"a": None}}, "spaces['a']"),
+    ({"encoding": "offset", "spaces": {"a": [8, "64", 8]}}, "spaces['a'] end"),
+    ({"encoding": "offset", "spaces": {"a": [8.0, 64, 8]}}, "spaces['a'] start"),
+    ({"encoding": "offset", "spaces": {"a": [8, 64, None]}}, "spaces['a'] top"),
+    ({"encoding": "offset", "spaces": {"a": [8, 64, 72]}}, "spaces['a'] top"),
+    ({"encoding": "offset", "spaces": {"a": [8, 64, 12]}}, "spaces['a'] top"),
+    ({"encoding": "offset", "spaces": {"a": [0, 64, 8]}}, "space 'a'"),
+    ({"encoding": "offset", "spaces": {"a": [8, 1 << 40, 8]}}, "space 'a'"),
+    ({"encoding": "offset", "spaces": {"a": [8, 64, 8], "b": [32, 96, 32]}}, "space 'b'"),
+    ({"encoding": "offset", "spaces": {1: [8, 64, 8]}}, "space name"),
+])
+def test_a_malformed_description_names_its_field(heap, description, field) -> None:
+    """Each of these raised KeyError, AttributeError, ValueError or TypeError."""
+    with pytest.raises(ha.InvalidArgument) as caught:
+        ha.ObjectHeap.from_description(heap, description)
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"heap": "heap"}, {"heap": None}, {"spaces": [(8, 64)]}, {"spaces": {}},
+    {"spaces": {"a": 8}}, {"spaces": {"a": (8, 16, 24)}}, {"encoding": ["offset"]},
+    {"encoding": "colored", "colors": "layout"}, {"encoding": "masked", "store_color": "0"},
+])
+def test_object_heap_arguments_are_typed_errors(heap, kwargs) -> None:
+    kwargs = {"heap": heap, **kwargs}
+    if kwargs.get("store_color") is not None:
+        kwargs["colors"] = heap.multimap(2, shift=21)
+    with pytest.raises(ha.InvalidArgument):
+        ha.ObjectHeap(kwargs.pop("heap"), **kwargs)
