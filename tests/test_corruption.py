@@ -177,7 +177,7 @@ def test_colored_loops_refuse_color_views_with_holes() -> None:
             area.remap(layout[1], 0, 1 << 20, at=1 << 20)
         except ha.ViewInUse:
             print("relocation refused while the ObjectHeap holds the view")
-        layout[1].holes.append((1 << 20, 2 << 20))  # as if it had been relocated anyway
+        layout[1]._add_hole(1 << 20, 2 << 20)  # as if it had been relocated anyway
         try:
             collectors.mark(objects, roots)
         except ha.InvalidArgument as exc:

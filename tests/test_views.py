@@ -264,11 +264,16 @@ def test_an_object_heap_over_a_widened_view_keeps_it_mapped_through_close() -> N
         graph = workloads.linked_list(heap.objects, 100)
         view = heap.alias(prot="r")
         objects = ha.ObjectHeap.from_description(view, heap.objects.describe())
+        print(collectors.walk(objects).objects)
         view.protect("rw")
         view.close()
-        print(collectors.walk(objects).objects)  # SIGSEGV if close() unmapped it
+        print(view.mapped, objects.words[0])  # SIGSEGV if close() unmapped it
+        try:
+            collectors.walk(objects)
+        except ha.ViewClosed:
+            print("closed")
     """)
-    assert proc.stdout.split() == ["100"]
+    assert proc.stdout.split() == ["100", "True", "0", "closed"]
 
 
 @pytest.mark.parametrize("dtype", ["(2,)u8", np.dtype((np.uint32, (3, 2)))])
