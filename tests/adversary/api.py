@@ -685,7 +685,8 @@ class ApiFuzzer:
             self.world.make("area", "RelocationArea", relocation.RelocationArea, heap,
                             self.v.integer((page, 4 * page, 16 * page), (page + 1, 2**47)))
             return
-        view = self.pick_or_wrong("view")
+        own = [v for v in area.heap.views if v.prot == "rw"]  # the views remap can move from
+        view = self.v.choice(own) if own and self.v.chance(0.8) else self.pick_or_wrong("view")
         page, size = area.heap.page_size, self.size_of(view)
         made = self.world.make(
             "view", f"{self.world.name(area)}.remap", area.remap, view,
