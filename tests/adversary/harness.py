@@ -41,6 +41,8 @@ MAX_REPR = 80
 #: How the log marks a step that replaces an attribute the loops trust, so that the runner
 #: can tell a crash after one from a crash of the API used as documented.
 TAMPER_MARK = "tamper: "
+#: How the log marks a step of a forked peer (a case's ``side``).
+PEER = "peer: "
 
 
 @dataclass
@@ -113,7 +115,7 @@ class Case:
 
     def step(self, text: str) -> None:
         """Log a call before it is made."""
-        self.write("step", f"{self.side}: {text}" if self.side else text)
+        self.write("step", f"{PEER}{text}" if self.side else text)
 
     def finding(self, kind: str, where: str, detail: str, side: str | None = None) -> None:
         """Report something no input may cause; the case carries on."""

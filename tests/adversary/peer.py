@@ -172,6 +172,12 @@ def reap(case: Case, pid: int) -> None:
         case.finding(kind, "peer", f"the peer died of {signal.Signals(number).name}", "peer")
 
 
+def tell(link: socket.socket, note: bytes) -> None:
+    """Send the peer a note; a peer that died cannot read it (reap reports its death)."""
+    with contextlib.suppress(ConnectionError):
+        link.send(note)
+
+
 def settle(case: Case, link: socket.socket, expected: bytes) -> bool:
     """Wait for the peer's next note; False (logged) if it sent something else or died."""
     try:
@@ -204,7 +210,7 @@ def reader_scenario(case: Case) -> None:
         handle.close()
         if moves[-1] == "race" and settle(case, link, b"racing"):
             run_loops(case, objects, roots)
-            link.send(b"stop")
+            tell(link, b"stop")
         reap(case, pid)
         case.step("the peer is gone: the owner runs its loops")
         run_loops(case, objects, roots)
@@ -299,7 +305,7 @@ def widen(case: Case, move: str, heap: ha.Heap) -> None:
 
 def scribble(case: Case, words: np.ndarray) -> None:
     """Write bad headers over the first objects, through a view that should not be writable."""
-    case.step(f"write garbage into {words.nbytes} bytes")
+    case.step("write garbage over the first objects")
     words[1:65] = np.frombuffer(garbage(case.rng, 64), dtype=np.uint64)
 
 
@@ -341,11 +347,11 @@ def owner_scenario(case: Case) -> None:
                 made = case.call("ObjectHeap.from_description", ha.ObjectHeap.from_description,
                                  heap, handle.meta["objects"])
                 objects, roots = (made.value if made.ok else None), handle.meta["roots"]
-        link.send(b"attached")
+        tell(link, b"attached")
         if "race" in moves and settle(case, link, b"racing"):
             if objects is not None:
                 run_loops(case, objects, roots)
-            link.send(b"stop")
+            tell(link, b"stop")
         settle(case, link, b"done")
         if objects is not None:
             run_loops(case, objects, roots)
@@ -408,14 +414,14 @@ def metadata_scenario(case: Case) -> None:
                 made = case.call("ObjectHeap.from_description", ha.ObjectHeap.from_description,
                                  heap, meta.get("objects"))
                 objects, roots = (made.value if made.ok else None), meta.get("roots", [])
-        link.send(b"attached")
+        tell(link, b"attached")
         settle(case, link, b"truncated")
         if objects is not None:
             run_loops(case, objects, roots)
         elif heap is not None:
             case.step("read every page of the attached heap")
             int(heap.view.array(np.uint8)[:: 4096].sum())
-        link.send(b"next")
+        tell(link, b"next")
         settle(case, link, b"done")
         reap(case, pid)
 
@@ -452,7 +458,8 @@ def bogus_sender(case: Case, channel: Channel, fd_kind: str, payload: bytes) -> 
     link = channel.keep("peer")
     info = _load(payload)
     size = info.get("size") if isinstance(info, dict) else None
-    size = size if isinstance(size, int) and 0 < size < 1 << 30 else 65536
+    valid = isinstance(size, int) and 0 < size <= max(HEAP_SIZES) and size % 4096 == 0
+    size = size if valid else 65536  # the memfd it sends, whatever the JSON claims
     with contextlib.ExitStack() as stack:
         heap = stack.enter_context(ha.Heap(65536 if fd_kind == "other-memfd" else size,
                                            name="shared"))

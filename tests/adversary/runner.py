@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .harness import TAMPER_MARK
+from .harness import PEER, TAMPER_MARK
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 #: Spare seconds a batch gets on top of its cases' timeouts before the parent kills it.
@@ -77,12 +77,22 @@ class BatchLog:
             elif tag == "step":
                 self.trace.append(rest)
             elif tag == "finding":
-                data = json.loads(rest)
-                self.findings.append(Finding(self.family, self.current, trace=list(self.trace),
-                                             **data))
+                finding = Finding(self.family, self.current, trace=list(self.trace),
+                                  **json.loads(rest))
+                if finding.kind in ("signal", "hang") and finding.side == "peer":
+                    finding.where = last_step(self.trace, peer=True) or finding.where
+                self.findings.append(finding)
             elif tag == "done":
                 self.current = None
                 self.done += 1
+
+
+def last_step(trace: list[str], peer: bool = False) -> str | None:
+    """The last step the case's own process logged, or with ``peer`` its forked peer."""
+    for step in reversed(trace):
+        if step.startswith(PEER) == peer:
+            return step.removeprefix(PEER)
+    return None
 
 
 def child_env() -> dict[str, str]:
@@ -100,30 +110,39 @@ def child_env() -> dict[str, str]:
 FRAME = re.compile(r'^\s+File "(?P<path>[^"]+)", line (?P<line>\d+) in (?P<name>\S+)')
 
 
+def thread_stacks(stderr: str) -> list[list[re.Match]]:
+    """Each thread's frames in a faulthandler dump, innermost first."""
+    stacks: list[list[re.Match]] = []
+    for line in stderr.splitlines():
+        if line.startswith(("Current thread", "Thread 0x")):
+            stacks.append([])
+        elif stacks and (frame := FRAME.match(line)):
+            stacks[-1].append(frame)
+    return stacks
+
+
+def frame_name(frame: re.Match) -> str:
+    return f"{Path(frame['path']).stem}.{frame['name']} (line {frame['line']})"
+
+
 def culprit(stderr: str) -> str | None:
     """The innermost heapalias frame of any thread in a faulthandler dump, or None.
 
     With every thread dumped, the one the signal landed on may be a bystander, so each
     thread's innermost frame is looked at, and the first inside the library wins.
     """
-    innermost, fresh = [], False
-    for line in stderr.splitlines():
-        if line.startswith(("Current thread", "Thread 0x")):
-            fresh = True
-        elif fresh and (frame := FRAME.match(line)):
-            innermost.append(frame)
-            fresh = False
-    for frame in innermost:
-        path = Path(frame["path"])
-        if path.parent.name == "heapalias":
-            return f"{path.stem}.{frame['name']} (line {frame['line']})"
+    for stack in thread_stacks(stderr):
+        if stack and Path(stack[0]["path"]).parent.name == "heapalias":
+            return frame_name(stack[0])
     return None
 
 
 def death(returncode: int, stderr: str) -> tuple[str, str]:
     """(kind, detail) for a child that did not exit cleanly."""
-    if returncode == -signal.SIGALRM:
-        return "hang", "still running after the case timeout"
+    if returncode == -signal.SIGALRM:  # where every thread was, three frames deep
+        where = "; ".join(" < ".join(frame_name(f) for f in stack[:3])
+                          for stack in thread_stacks(stderr))
+        return "hang", f"still running after the case timeout, in: {where}"
     if returncode < 0:
         return "signal", f"died of {signal.Signals(-returncode).name}"
     tail = " | ".join(stderr.strip().splitlines()[-6:])
@@ -153,7 +172,7 @@ def run_batch(family: str, first: int, last: int, case_timeout: float) -> BatchL
         if log.current is None:  # died outside any case: nothing to skip past
             log.findings.append(Finding(family, start, kind, "child", detail))
             break
-        where = culprit(stderr) or (log.trace[-1] if log.trace else "start")
+        where = culprit(stderr) or last_step(log.trace) or "start"
         tampered = any(step.startswith(TAMPER_MARK) for step in log.trace)
         log.findings.append(Finding(family, log.current, kind, where, detail,
                                     tampered=tampered, trace=list(log.trace)))
