@@ -22,7 +22,7 @@ import numpy as np
 import heapalias as ha
 from heapalias import collectors, drivers, relocation, workloads
 from heapalias.objects import Obj
-from heapalias.system import hugepage_pool
+from heapalias.system import PAGE_SIZES, hugepage_pool
 
 from .harness import TAMPER_MARK, Case, Outcome
 from .values import WRONG_TYPES, Opaque, Values
@@ -100,14 +100,17 @@ class World:
         self.items[kind] = [v for v in self.items[kind] if v is not value]
 
     def name(self, value: object) -> str:
+        """How the log names ``value``."""
         return self.case.render(value)
 
 
 def _is_int(value: object) -> bool:
+    """An int or a numpy integer, not a bool: what every int parameter must take."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _views_of(value: object) -> list[ha.View]:
+    """The views a call's result maps (a case checks nothing is left mapped there)."""
     if isinstance(value, ha.View):
         return [value]
     if isinstance(value, ha.MultiView):
@@ -117,11 +120,11 @@ def _views_of(value: object) -> list[ha.View]:
     return []
 
 
-def pool_has_pages(pages: str = "2m", spare: int = 16) -> bool:
-    """True when the hugetlb pool can give a few pages without running short for others."""
+def pool_has_pages(spare: int = 16) -> bool:
+    """True when the 2 MiB pool can give a few pages without running short for others."""
     try:
-        return hugepage_pool(ha.system.PAGE_SIZES[pages]).available >= spare
-    except (OSError, KeyError):
+        return hugepage_pool(PAGE_SIZES["2m"]).available >= spare
+    except OSError:
         return False
 
 
@@ -174,14 +177,17 @@ class ApiFuzzer:
         return made.value
 
     def heap_or_view(self):
+        """What an ObjectHeap is built over: mostly a heap, sometimes one of its views."""
         kind = "heap" if self.v.chance(0.7) else "view"
         return self.pick_or_wrong(kind)
 
     def space_name(self, objects) -> object:
+        """A space name of ``objects`` (or None for its first), or one it does not have."""
         names = list(getattr(objects, "spaces", {}) or {"heap": None})
         return self.v.pick([None, *names], ("nope", 0, "", *(f"{n}x" for n in names[:1])))
 
     def size_of(self, target, default: int = MIB) -> int:
+        """``target.size`` when it is a sane size, to draw offsets from; else ``default``."""
         size = getattr(target, "size", default)
         return size if isinstance(size, int) and 0 < size < 1 << 40 else default
 
@@ -194,7 +200,8 @@ class ApiFuzzer:
                np.array([1.5]), "roots"]
         return self.v.pick([good], bad, 0.3)
 
-    def views_alive(self) -> list:
+    def made_views(self) -> list:
+        """Every view the case made (closed or not)."""
         return [v for v in self.world.items["view"] if isinstance(v, ha.View)]
 
     # ---- heaps, views, layouts ----
@@ -240,7 +247,7 @@ class ApiFuzzer:
         prot = self.v.text(PROTS, ("w", "rwx", 3))
         address = None
         if self.v.chance(0.3):
-            used = [v.address for v in self.views_alive()]
+            used = [v.address for v in self.made_views()]
             address = self.v.integer(used or [0x7E00_0000_0000], (0, 1, 4095, 2**47 - 4096))
         made = self.world.make("view", f"{self.world.name(heap)}.alias", heap.alias,
                                self.v.text(STRATEGIES), prot=prot, address=address)
@@ -626,7 +633,7 @@ class ApiFuzzer:
         semi = self.world.pick("semi")
         if semi is None:
             return
-        through = self.v.pick((None, None, *self.views_alive()[-4:]), ("view", Opaque()), 0.1)
+        through = self.v.pick((None, None, *self.made_views()[-4:]), ("view", Opaque()), 0.1)
         roots = self.roots_for(semi.objects)
         made = self.case.call(f"{self.world.name(semi)}.collect", semi.collect, roots,
                               through=through)
