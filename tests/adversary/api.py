@@ -44,11 +44,11 @@ BAD_DTYPES = ("(2,)u8", "V0", "O", "U1", "S0", "M8", "x", 5, Opaque(), "f99", [(
               np.dtype((np.uint8, (2, 2))))
 PREFIX = {"heap": "h", "view": "v", "layout": "L", "array": "a", "handle": "hd", "objects": "oh",
           "obj": "o", "semi": "ss", "cards": "ct", "area": "ra", "roots": "r"}
-#: Attributes the C loops read; replacing them must be refused or stay harmless. (No size
-#: in the TiBs for an ObjectHeap: a CardTable made over it would write that many cards.)
+#: Attributes the C loops read; replacing them must be refused or stay harmless. (No huge
+#: size for an ObjectHeap: a CardTable made over it would clear gigabytes of cards.)
 TAMPERED = {
     "cards": {"card_shift": (0, 2, 31, 40, 64, -1, 200), "cards": "tiny-array"},
-    "objects": {"size": (16, 4 << 20, 2**63), "encoding": ("bogus",), "view": "another-view"},
+    "objects": {"size": (16, 4 << 20), "encoding": ("bogus",), "view": "another-view"},
     "view": {"size": (1 << 40, 0), "address": (0, 4096), "prot": ("rw", "bogus")},
     "space": {"top": (0, 1 << 40, 12), "end": (1 << 40,), "start": (0, 1 << 40)},
     "semi": {"from_space": "to_space"},
