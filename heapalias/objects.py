@@ -106,7 +106,8 @@ class Space:
 
     def check(self, size: int) -> None:
         """InvalidArgument unless the space lies word-aligned in ``[8, size)`` with
-        ``start <= top <= end``: the C loops trust it, and its fields can be reassigned."""
+        ``start <= top <= end``: the C loops trust it, and its fields can be reassigned.
+        The fields are kept as plain ints: a numpy int16 one would overflow in arithmetic."""
         start, end, top = (require_int(getattr(self, field), f"space {self.name!r} {field}")
                            for field in ("start", "end", "top"))
         if not 8 <= start <= top <= end <= size or (start | end | top) & 7:
@@ -114,6 +115,7 @@ class Space:
                 f"space {self.name!r} [{start:#x}, {end:#x}) with top {top:#x} must be "
                 f"word-aligned within [8, {size:#x}), its top between its bounds"
             )
+        self.start, self.end, self.top = start, end, top
 
 
 @dataclass(frozen=True)

@@ -260,3 +260,14 @@ def test_build_takes_no_objects_and_refuses_malformed_edges(heap) -> None:
     assert objs.deref(int(offsets[0])).refs[0].offset == offsets[0]
     with pytest.raises(ha.InvalidArgument, match="offsets"):
         objs.link(np.uint64(8), 1, [0], [0], [0])
+
+
+def test_numpy_integers_assigned_to_a_space_do_not_overflow_its_arithmetic(heap) -> None:
+    """A space whose start and top were set to np.int16(8) made new() and mark() raise
+    OverflowError: 'end - top' was computed in int16."""
+    objs = ha.ObjectHeap(heap, spaces={"a": (8, 1 << 19)})
+    space = objs.space("a")
+    space.start = space.top = np.int16(8)
+    assert objs.new(1, 1, space="a").offset == 8
+    assert type(space.start) is int and type(space.top) is int
+    assert ha.collectors.mark(objs, []).objects == 0
