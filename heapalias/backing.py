@@ -121,6 +121,21 @@ def require_int(value: object, what: str) -> int:
     return result
 
 
+def require_type(value: object, kind: type | tuple[type, ...], what: str):
+    """``value`` if it is an instance of ``kind``; InvalidArgument naming ``what`` otherwise.
+
+    The one check for the heaps, views and object heaps public calls take: a wrong
+    object must not get as far as an AttributeError on its first use.
+    """
+    if not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        expected = " or ".join(k.__name__ for k in kinds)
+        article = "an" if expected[0] in "AEIOU" else "a"
+        raise InvalidArgument(f"{what}: expected {article} {expected}, "
+                              f"got {type(value).__name__}")
+    return value
+
+
 def _choice(value: object, allowed: tuple[str, ...], what: str) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise InvalidArgument(

@@ -28,7 +28,7 @@ import numpy as np
 from .backing import require_int
 from .errors import HeapCorruption, InsufficientMemory, InvalidArgument, SpaceFull
 from .native import ffi, lib
-from .objects import MAX_REFS, Obj, ObjectHeap, Space, require_object_heap
+from .objects import MAX_REFS, Obj, ObjectHeap, Space, require_object_heap, view_of
 from .views import View
 
 _REASONS = {
@@ -91,16 +91,26 @@ def _spaces(objects: ObjectHeap, spaces: list[Space]):
 
 
 def roots_array(roots) -> np.ndarray:
-    """Roots as a contiguous uint64 array (a copy unless it already is one)."""
+    """Roots as a 1-D contiguous uint64 array (a copy unless it already is one)."""
     try:
         array = np.asarray(roots)
     except (TypeError, ValueError) as exc:  # e.g. ragged nested sequences
         raise InvalidArgument(f"roots must be reference words, got {roots!r}") from exc
-    if array.size and (array.dtype.kind not in "iu" or array.ndim != 1 or array.min() < 0):
+    if array.ndim != 1 or (array.size and (array.dtype.kind not in "iu" or array.min() < 0)):
         raise InvalidArgument(f"roots must be a 1-D sequence of reference words (unsigned "
                               f"integers), got {array.dtype} of shape {array.shape}")
     return np.ascontiguousarray(array, dtype=np.uint64)
 
+
+def _scratch(count: int, dtype, what: str, *, zeroed: bool = False) -> np.ndarray:
+    """An array of ``count`` items for a loop (uninitialised unless ``zeroed``);
+    InsufficientMemory if the allocation fails, as the C loops say for their own buffers."""
+    try:
+        return (np.zeros if zeroed else np.empty)(count, dtype=dtype)
+    except MemoryError as exc:
+        size = count * np.dtype(dtype).itemsize
+        raise InsufficientMemory(f"{what}: no memory for a scratch buffer of {size} bytes",
+                                 remedy="free memory, or use a smaller heap") from exc
 
 
 def _buffer(array: np.ndarray, ctype: str = "uint64_t[]"):
@@ -157,7 +167,7 @@ class SemiSpace:
     @classmethod
     def halves(cls, heap, **kwargs) -> SemiSpace:
         """A SemiSpace over the two halves of ``heap`` (see :func:`semispace_layout`)."""
-        return cls(ObjectHeap(heap, spaces=semispace_layout(heap.size), **kwargs))
+        return cls(ObjectHeap(heap, spaces=semispace_layout(view_of(heap).size), **kwargs))
 
     def collect(self, roots: np.ndarray, *, through: View | None = None) -> LoopStats:
         """Evacuate everything reachable from ``roots`` (updated in place) to to-space.
@@ -165,10 +175,11 @@ class SemiSpace:
         ``through``: read from-space objects through this view instead of the
         primary one, e.g. a read-only alias, as a concurrent copier would.
         """
-        contiguous = isinstance(roots, np.ndarray) and roots.flags.c_contiguous
-        if not contiguous or roots.dtype != np.uint64 or not roots.flags.writeable:
+        # Updated in place, so the roots must already be what roots_array would give.
+        if (not isinstance(roots, np.ndarray) or roots_array(roots) is not roots
+                or not roots.flags.writeable):
             raise InvalidArgument(
-                "roots must be a writeable contiguous uint64 array (see roots_array)")
+                "roots must be a writeable 1-D contiguous uint64 array (see roots_array)")
         h = self._objects.native()
         loads = None if through is None else _whole_view_of(self._objects, through)
         if loads is not None:
@@ -202,15 +213,21 @@ def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
     ``stack_capacity`` entries of 8 bytes hold the grey objects. A smaller stack
     stays correct, but each overflow costs a walk of every space: on a 1 GiB random
     graph, a 1 Mi-entry stack makes marking about 1.4x slower than one that fits.
+    A larger one than the spaces have objects is never used, and is not allocated.
     """
     require_object_heap(objects, "mark").require_writable("mark (mark bits live in the headers)")
     roots = roots_array(roots)
-    if require_int(stack_capacity, "stack_capacity") < 1:
+    stack_capacity = require_int(stack_capacity, "stack_capacity")
+    if stack_capacity < 1:
         raise InvalidArgument("stack_capacity must be at least 1")
     chosen = _chosen_spaces(objects, spaces)
-    stack = np.empty(stack_capacity, dtype=np.uint64)
+    native_spaces = _spaces(objects, chosen)  # checks them
+    # An object is pushed when it is marked, once, and is at least 16 bytes long.
+    most = sum((space.end - space.start) // 16 for space in chosen)
+    stack_capacity = min(stack_capacity, max(most, 1))
+    stack = _scratch(stack_capacity, np.uint64, "mark")
     st = ffi.new("ha_stats *")
-    rc = lib.ha_mark(objects.native(), _spaces(objects, chosen), len(chosen),
+    rc = lib.ha_mark(objects.native(), native_spaces, len(chosen),
                      _roots_buffer(roots), len(roots),
                      _buffer(stack), stack_capacity, st)
     return _check(rc, st, "mark")
@@ -231,7 +248,7 @@ def walk(objects: ObjectHeap, space: str | None = None, *, offsets: bool = False
     """
     target = require_object_heap(objects, "walk").space(space)
     capacity = target.used // 16 if offsets else 0  # every object is at least 16 bytes
-    out = np.empty(max(capacity, 1), dtype=np.uint64)
+    out = _scratch(max(capacity, 1), np.uint64, "walk")
     st = ffi.new("ha_stats *")
     rc = lib.ha_walk(objects.native(), _space(objects, target), _buffer(out), capacity, st)
     stats = _check(rc, st, "walk")
@@ -242,7 +259,7 @@ def verify(objects: ObjectHeap, roots=(), spaces: list[str] | None = None) -> Lo
     """Check every header, and that every reference names an object start; raise at the first."""
     roots = roots_array(roots)
     chosen = _chosen_spaces(require_object_heap(objects, "verify"), spaces)
-    bitmap = np.zeros(objects.size // 512 + 1, dtype=np.uint64)
+    bitmap = _scratch(objects.size // 512 + 1, np.uint64, "verify", zeroed=True)
     st = ffi.new("ha_stats *")
     rc = lib.ha_verify(objects.native(), _spaces(objects, chosen), len(chosen),
                        _roots_buffer(roots), len(roots), _buffer(bitmap), st)
@@ -262,7 +279,8 @@ class CardTable:
             raise InvalidArgument(f"card_shift must be in 3..30, got {card_shift}")
         self._objects = require_object_heap(objects, "a card table")
         self._card_shift = card_shift
-        self._cards = np.zeros((objects.size >> card_shift) + 1, dtype=np.uint8)
+        self._cards = _scratch((objects.size >> card_shift) + 1, np.uint8, "a card table",
+                               zeroed=True)
 
     objects = property(lambda self: self._objects, doc="The heap whose slots the cards cover.")
     card_shift = property(lambda self: self._card_shift, doc="log2 of the bytes per card.")
@@ -301,7 +319,7 @@ class CardTable:
         """Slots in dirty cards of ``space`` that refer into ``target``: (stats, slot offsets)."""
         source, into = self._objects.space(space), self._objects.space(target)
         capacity = source.used // 8
-        found = np.empty(max(capacity, 1), dtype=np.uint64)
+        found = _scratch(max(capacity, 1), np.uint64, "card_scan")
         st = ffi.new("ha_stats *")
         rc = lib.ha_card_scan(self._objects.native(), _space(self._objects, source),
                               self._cards_buffer(), self._card_shift,

@@ -20,6 +20,7 @@ from .backing import (
     own_fd,
     read_only,
     require_int,
+    require_type,
     validate_name,
 )
 from .errors import (
@@ -184,6 +185,13 @@ def _require_socket(sock: object) -> None:
         raise InvalidArgument(f"handles travel over a UNIX socket, got {sock!r}")
 
 
+def _sharing_prot(prot: object, what: str) -> None:
+    """InvalidArgument unless ``prot`` is "r" or "rw" (a string: ``in`` on an array is
+    an elementwise test, whose truth is a ValueError)."""
+    if not isinstance(prot, str) or prot not in ("r", "rw"):
+        raise InvalidArgument(f"{what} with prot 'r' or 'rw', got {prot!r}")
+
+
 def _close_quietly(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.close(fd)
@@ -272,8 +280,7 @@ class Heap:
         Pass the handle with ``handle.send(sock)`` over a UNIX socket, or let a child
         inherit ``handle.fd`` (``subprocess.run(..., pass_fds=[handle.fd])``).
         """
-        if prot not in ("r", "rw"):
-            raise InvalidArgument(f"share with prot 'r' or 'rw', got {prot!r}")
+        _sharing_prot(prot, "share")
         try:
             json.dumps(meta)
         except (TypeError, ValueError) as exc:
@@ -297,10 +304,8 @@ class Heap:
         with ``prot="rw"``. The memfd must be sealed against resizing (every
         :meth:`share` handle is), and its size and page size must match the handle's.
         """
-        if not isinstance(handle, HeapHandle):
-            raise InvalidArgument(f"attach takes a HeapHandle, got {type(handle).__name__}")
-        if prot not in ("r", "rw"):
-            raise InvalidArgument(f"attach with prot 'r' or 'rw', got {prot!r}")
+        require_type(handle, HeapHandle, "attach")
+        _sharing_prot(prot, "attach")
         heap = cls.__new__(cls)
         backing = Backing(handle.size, kind="memfd", pages=handle.pages, name=handle.name,
                           fd=handle.fd, writable=prot == "rw")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backing import require_int
+from .backing import require_int, require_type
 from .errors import HeapCorruption, InvalidArgument, SpaceFull, ViewClosed
 from .native import ffi, lib
 from .views import MultiView, View
@@ -106,7 +106,8 @@ class Space:
 
     def check(self, size: int) -> None:
         """InvalidArgument unless the space lies word-aligned in ``[8, size)`` with
-        ``start <= top <= end``: the C loops trust it, and its fields can be reassigned."""
+        ``start <= top <= end``: the C loops trust it, and its fields can be reassigned.
+        The fields are kept as plain ints: a numpy int16 one would overflow in arithmetic."""
         start, end, top = (require_int(getattr(self, field), f"space {self.name!r} {field}")
                            for field in ("start", "end", "top"))
         if not 8 <= start <= top <= end <= size or (start | end | top) & 7:
@@ -114,6 +115,7 @@ class Space:
                 f"space {self.name!r} [{start:#x}, {end:#x}) with top {top:#x} must be "
                 f"word-aligned within [8, {size:#x}), its top between its bounds"
             )
+        self.start, self.end, self.top = start, end, top
 
 
 @dataclass(frozen=True)
@@ -167,20 +169,32 @@ class Obj:
     __slots__ = ("heap", "offset")
 
     def __init__(self, heap: ObjectHeap, offset: int) -> None:
-        self.heap = heap
+        self.heap = require_object_heap(heap, "an Obj")
+        offset = require_int(offset, "offset")
+        if not 8 <= offset < heap.size or offset & 7:
+            raise InvalidArgument(f"an object offset is word-aligned in [8, {heap.size:#x}), "
+                                  f"not {offset:#x}")
         self.offset = offset
 
     @property
     def header(self) -> int:
         return int(self.heap.words[self.offset >> 3])
 
+    def _fields(self) -> tuple[int, int]:
+        """(words, nrefs) of a header that fits the heap; HeapCorruption otherwise, as
+        the C loops do: its refs and payload are indexed by what it claims."""
+        header = self.header
+        if not header_ok(header, self.offset, self.heap.size):
+            raise HeapCorruption(self.offset, f"not an object header: {header:#x}")
+        return header & 0xFFFFFFFF, (header >> 32) & 0xFFFF
+
     @property
     def size_words(self) -> int:
-        return self.header & 0xFFFFFFFF
+        return self._fields()[0]
 
     @property
     def nrefs(self) -> int:
-        return (self.header >> 32) & 0xFFFF
+        return self._fields()[1]
 
     @property
     def marked(self) -> bool:
@@ -202,8 +216,9 @@ class Obj:
     @property
     def payload(self) -> np.ndarray:
         """The payload words, as a writable zero-copy uint64 array."""
-        first = (self.offset >> 3) + 1 + self.nrefs
-        return self.heap.words[first : (self.offset >> 3) + self.size_words]
+        words, nrefs = self._fields()
+        first = self.offset >> 3
+        return self.heap.words[first + 1 + nrefs : first + words]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Obj) and other.heap is self.heap and other.offset == self.offset
@@ -212,7 +227,11 @@ class Obj:
         return hash((id(self.heap), self.offset))
 
     def __repr__(self) -> str:
-        return f"Obj(offset={self.offset:#x}, words={self.size_words}, nrefs={self.nrefs})"
+        header = self.header
+        if not header_ok(header, self.offset, self.heap.size):
+            return f"Obj(offset={self.offset:#x}, header={header:#x})"
+        return (f"Obj(offset={self.offset:#x}, words={header & 0xFFFFFFFF}, "
+                f"nrefs={(header >> 32) & 0xFFFF})")
 
 
 class RefSlots:
@@ -278,9 +297,7 @@ class ObjectHeap:
     ) -> None:
         if not isinstance(encoding, str) or encoding not in ENCODINGS:
             raise InvalidArgument(f"encoding must be one of {tuple(ENCODINGS)}, got {encoding!r}")
-        view = heap if isinstance(heap, View) else getattr(heap, "view", None)
-        if not isinstance(view, View):
-            raise InvalidArgument(f"objects live in a Heap or a View, not {heap!r}")
+        view = view_of(heap)
         if view.prot not in ("rw", "r"):
             raise InvalidArgument("objects need a readable view")
         self._heap = heap
@@ -501,13 +518,17 @@ class ObjectHeap:
                 f"space {target.name!r} has {free} bytes free, {need} are needed",
                 remedy="use a larger heap or space, or collect first",
             )
-        offsets = target.top + 8 * np.concatenate(([0], np.cumsum(words)[:-1]))
+        # One offset per object, also for none: the cumulative sum starts at 0.
+        offsets = target.top + 8 * np.concatenate(([0], np.cumsum(words)))[:-1]
+        # Checked before anything is written: a malformed edge allocates nothing.
+        wiring = None if edges is None else self._wiring(offsets, nrefs, edges)
         first, last = target.top >> 3, (target.top + need) >> 3
         self._words[first:last] = 0
         self._words[offsets >> 3] = make_header(words, nrefs)
         target.top += need
-        if edges is not None:
-            self.link(offsets, nrefs, *edges)
+        if wiring is not None:
+            slots, refs = wiring
+            self._words[slots] = refs
         return offsets.astype(np.uint64)
 
     def link(self, offsets, nrefs, source, slot, target) -> None:
@@ -516,10 +537,21 @@ class ObjectHeap:
         ``offsets`` and ``nrefs`` describe the objects (as :meth:`build` made them).
         """
         self.require_writable("linking objects")
+        slots, refs = self._wiring(offsets, nrefs, (source, slot, target))
+        self._words[slots] = refs
+
+    def _wiring(self, offsets, nrefs, edges) -> tuple[np.ndarray, np.ndarray]:
+        """The word indices and reference words that storing ``edges`` writes, each
+        checked: InvalidArgument naming the part that is malformed."""
+        if not isinstance(edges, (tuple, list, np.ndarray)) or len(edges) != 3:
+            raise InvalidArgument(f"edges must be three arrays (source, slot, target), "
+                                  f"got {edges!r}")
+        source, slot, target = edges
         offsets = _count_array(offsets, "offsets", self._size - 8)
         nrefs = _count_array(nrefs, "nrefs", MAX_REFS)
-        n = len(offsets)
-        if nrefs.shape != offsets.shape or (n and (offsets.min() < 8 or (offsets & 7).any())):
+        n = offsets.size
+        misplaced = n and (offsets.min() < 8 or (offsets & 7).any())
+        if nrefs.shape != offsets.shape or offsets.ndim != 1 or misplaced:
             raise InvalidArgument("offsets must be word-aligned object offsets, one per nrefs")
         source = _count_array(source, "source", max(n - 1, 0))
         target = _count_array(target, "target", max(n - 1, 0))
@@ -531,7 +563,7 @@ class ObjectHeap:
             raise InvalidArgument("an edge names an object or slot that does not exist")
         offsets = offsets.astype(np.uint64)
         slots = (offsets[source] >> np.uint64(3)) + np.uint64(1) + slot.astype(np.uint64)
-        self._words[slots] = self._codec.encode(offsets[target])
+        return slots, self._codec.encode(offsets[target])
 
     # ---- reading ----
 
@@ -605,6 +637,13 @@ class ObjectHeap:
 
 def require_object_heap(value: object, what: str) -> ObjectHeap:
     """``value`` if it is an ObjectHeap; InvalidArgument naming ``what`` needs one."""
-    if not isinstance(value, ObjectHeap):
-        raise InvalidArgument(f"{what} runs over an ObjectHeap, not {value!r}")
-    return value
+    return require_type(value, ObjectHeap, what)
+
+
+def view_of(heap: object) -> View:
+    """The view objects live in: ``heap`` itself if it is a View, else a Heap's primary
+    view (any object with a ``view``: this module cannot import Heap)."""
+    view = heap if isinstance(heap, View) else getattr(heap, "view", None)
+    if not isinstance(view, View):
+        raise InvalidArgument(f"objects live in a Heap or a View, got {type(heap).__name__}")
+    return view

@@ -14,7 +14,7 @@ import weakref
 
 import numpy as np
 
-from .backing import read_only, require_int
+from .backing import MAX_HEAP_SIZE, format_size, read_only, require_int, require_type
 from .collectors import LoopStats, _stats
 from .errors import InvalidArgument, SyscallFailed, ViewClosed, ViewInUse
 from .heap import Heap
@@ -41,16 +41,16 @@ class RelocationArea:
     """
 
     def __init__(self, heap: Heap, size: int) -> None:
-        if not isinstance(heap, Heap):
-            raise InvalidArgument(f"a relocation area takes a Heap, got {type(heap).__name__}")
+        require_type(heap, Heap, "a relocation area")
         if heap.backing == "private":
             raise InvalidArgument("private memory cannot be relocated by remapping; use copy()")
         if heap.closed:
             raise ViewClosed("the heap is closed", remedy="create the area before closing it")
         self._heap = heap
         self._size = _aligned(size, heap.page_size, "size")
-        if not self._size:
-            raise InvalidArgument("a relocation area needs a positive size")
+        if not 0 < self._size <= MAX_HEAP_SIZE:
+            raise InvalidArgument(f"a relocation area needs a size in 1 byte.."
+                                  f"{format_size(MAX_HEAP_SIZE)}, got {self._size}")
         self._reservation = Reservation(self._size, heap._backing, f"heapalias:{heap.name}:moved")
         # The area's hold on its range: dropped by close(), or when the area is collected;
         # each moved view holds the range too, until it is unmapped.
@@ -82,8 +82,7 @@ class RelocationArea:
         page = self.heap.page_size
         offset, length, at = (_aligned(v, page, n) for v, n in
                               ((offset, "offset"), (length, "length"), (at, "at")))
-        if not isinstance(view, View):
-            raise InvalidArgument(f"remap takes a View, got {type(view).__name__}")
+        require_type(view, View, "remap")
         with self._lock, self.heap._lock, view._lock:
             # Held across the remap: close() must not give the area back, nor the heap or
             # anyone close the view, between these checks and the MAP_FIXED that trusts them.
@@ -160,11 +159,13 @@ class RelocationArea:
 
 def copy(source: View, offset: int, length: int, target: View, target_offset: int) -> LoopStats:
     """Relocate by copying: ``target[target_offset:] = source[offset:offset+length]`` (memcpy)."""
+    require_type(source, View, "copy's source")
+    require_type(target, View, "copy's target")
+    # Plain ints before any arithmetic: a numpy int16 offset would overflow in it.
     length = require_int(length, "length")
-    if not isinstance(source, View) or not isinstance(target, View):
-        raise InvalidArgument("copy takes a source View and a target View")
+    offset = require_int(offset, "offset")
+    target_offset = require_int(target_offset, "target_offset")
     for view, start in ((source, offset), (target, target_offset)):
-        start = require_int(start, "offset")
         if start < 0 or start + length > view.size or length <= 0:
             raise InvalidArgument(f"{length} bytes at {start!r} do not fit view {view.role}")
     if target.prot != "rw" or source.prot == "none":

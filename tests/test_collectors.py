@@ -486,3 +486,50 @@ def test_what_the_c_loops_trust_cannot_be_changed_under_them(heaps) -> None:
 def test_loop_arguments_are_typed_errors(heaps, call) -> None:
     with pytest.raises(ha.InvalidArgument):
         call(heaps["offset"])
+
+
+def test_roots_are_one_dimensional_in_every_loop(heaps) -> None:
+    """collect() took roots of shape (1, 1), and mark/verify took empty 2-D roots."""
+    objects = heaps["offset"]
+    for space in objects.spaces.values():
+        space.reset()
+    roots = workloads.linked_list(objects, 4, space="from").roots
+    semi = ha.SemiSpace(objects)
+    for bad in (roots.reshape(1, 1), np.zeros((0, 0), np.uint64), np.uint64(8)):
+        with pytest.raises(ha.InvalidArgument, match="1-D"):
+            semi.collect(bad)
+        with pytest.raises(ha.InvalidArgument, match="1-D"):
+            collectors.mark(objects, bad)
+        with pytest.raises(ha.InvalidArgument, match="1-D"):
+            collectors.verify(objects, bad)
+    assert semi.collect(roots).objects == 4
+
+
+def test_a_huge_mark_stack_is_bounded_by_what_the_spaces_hold(heaps, monkeypatch) -> None:
+    """stack_capacity=2**64 + 8 was numpy's ValueError, and 2**32 a MemoryError (whose failed
+    malloc left a new glibc arena behind): no more entries than objects fit are allocated."""
+    objects = heaps["offset"]
+    for space in objects.spaces.values():
+        space.reset()
+    roots = workloads.linked_list(objects, 100, space="from").roots
+    for capacity in (2**64 + 8, 2**32, np.uint64(2**63)):
+        collectors.clear_marks(objects, "from")
+        assert collectors.mark(objects, roots, stack_capacity=capacity).objects == 100
+
+    def fail(*args, **kwargs):
+        raise MemoryError("no memory")
+
+    monkeypatch.setattr(np, "empty", fail)
+    with pytest.raises(ha.InsufficientMemory, match="mark"):
+        collectors.mark(objects, roots)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ha.SemiSpace.halves(object()), lambda: ha.SemiSpace.halves(None, encoding="address"),
+    lambda: collectors.walk(object()), lambda: workloads.binary_tree("heap", 1),
+    lambda: ha.CardTable(3), lambda: ha.attach(object()),
+])
+def test_a_wrong_heap_type_is_an_invalid_argument_naming_the_type(call) -> None:
+    """SemiSpace.halves(Opaque()) was an AttributeError on its .size."""
+    with pytest.raises(ha.InvalidArgument, match=r"expected an? \w+|Heap or a View, got"):
+        call()

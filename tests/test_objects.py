@@ -215,3 +215,59 @@ def test_object_heap_arguments_are_typed_errors(heap, kwargs) -> None:
         kwargs["colors"] = heap.multimap(2, shift=21)
     with pytest.raises(ha.InvalidArgument):
         ha.ObjectHeap(kwargs.pop("heap"), **kwargs)
+
+
+def test_an_obj_reads_only_what_its_header_and_the_heap_allow(heap) -> None:
+    """Obj(objs, 2**63 - 8).nrefs was an IndexError, and a header claiming more words or
+    slots than the heap holds gave short refs/payload slices, then an IndexError."""
+    objs = heap.objects
+    for offset in (2**63 - 8, heap.size, 0, 12, -8, 8.0):
+        with pytest.raises(ha.InvalidArgument):
+            ha.Obj(objs, offset)
+    with pytest.raises(ha.InvalidArgument, match="expected an ObjectHeap, got str"):
+        ha.Obj("objects", 8)
+    obj = objs.new(nrefs=2, payload_words=1)
+    words = objs.words
+    for header in (make_header(2**32 - 1, 5), make_header(heap.size // 8, 1), 0):
+        words[obj.offset >> 3] = header
+        for read in (lambda: obj.nrefs, lambda: obj.size_words, lambda: obj.payload,
+                     lambda: list(obj.refs), lambda: obj.refs[0], lambda: obj.refs.raw):
+            with pytest.raises(ha.HeapCorruption):
+                read()
+        assert f"header={int(header):#x}" in repr(obj)
+    words[obj.offset >> 3] = make_header(4, 2)
+    assert (obj.nrefs, len(obj.payload)) == (2, 1)
+
+
+def test_build_takes_no_objects_and_refuses_malformed_edges(heap) -> None:
+    """build() of zero objects was a ValueError (one offset for none); edges that are not
+    three arrays were a TypeError from unpacking them into link()."""
+    objs = heap.objects
+    top = objs.space().top
+    for nrefs, payload in (([], []), (np.array([], np.float64), np.array([], np.int64))):
+        assert objs.build(nrefs, payload).shape == (0,)
+        assert objs.build(nrefs, payload, edges=([], [], [])).shape == (0,)
+    assert objs.space().top == top
+    one = (np.array([1]), np.array([0]))
+    for edges in ("edges", (np.array([0]), np.array([0])), ([0], [0], [0], [0]), 5, object(),
+                  ([0], [0], [[0]]), ([0], [0], [1])):
+        with pytest.raises(ha.InvalidArgument, match=r"edge|source|slot|target"):
+            objs.build(*one, edges=edges)
+    with pytest.raises(ha.InvalidArgument, match="edge"):
+        objs.build([], [], edges=([0], [0], [0]))
+    assert objs.space().top == top  # a malformed edge allocates nothing
+    offsets = objs.build(*one, edges=([0], [0], [0]))
+    assert objs.deref(int(offsets[0])).refs[0].offset == offsets[0]
+    with pytest.raises(ha.InvalidArgument, match="offsets"):
+        objs.link(np.uint64(8), 1, [0], [0], [0])
+
+
+def test_numpy_integers_assigned_to_a_space_do_not_overflow_its_arithmetic(heap) -> None:
+    """A space whose start and top were set to np.int16(8) made new() and mark() raise
+    OverflowError: 'end - top' was computed in int16."""
+    objs = ha.ObjectHeap(heap, spaces={"a": (8, 1 << 19)})
+    space = objs.space("a")
+    space.start = space.top = np.int16(8)
+    assert objs.new(1, 1, space="a").offset == 8
+    assert type(space.start) is int and type(space.top) is int
+    assert ha.collectors.mark(objs, []).objects == 0

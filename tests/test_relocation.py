@@ -85,3 +85,21 @@ def test_copy_checks_its_arguments() -> None:
             copy(heap.view, 0.0, 4096, heap.view, 8192)
         with pytest.raises(ha.InvalidArgument):
             copy(heap.view, 0, 4096, None, 8192)
+
+
+def test_sizes_and_numpy_offsets_stay_in_range() -> None:
+    """RelocationArea(h, 2**64) was an OverflowError, and copy() with a numpy int16
+    offset overflowed in int16 arithmetic (524288 + np.int16(0))."""
+    from heapalias.backing import MAX_HEAP_SIZE
+    with ha.Heap("1M") as heap:
+        for size in (2**64, 2**100, MAX_HEAP_SIZE + heap.page_size):
+            with pytest.raises(ha.InvalidArgument, match="size"):
+                RelocationArea(heap, size)
+        with pytest.raises(ha.InvalidArgument, match="expected a Heap, got str"):
+            RelocationArea("heap", 4096)
+        with pytest.raises(ha.InvalidArgument, match="expected a View"):
+            copy(heap.view, 0, 4096, object(), 0)
+        heap.view.array(np.uint8, 524288, 4096)[:] = 5
+        assert copy(heap.view, 524288, 4096, heap.view, np.int16(0)).bytes == 4096
+        assert copy(heap.view, np.uint8(0), np.int16(4096), heap.view, 8192).bytes == 4096
+        assert heap.view.array(np.uint8, 8192, 4096).min() == 5

@@ -418,3 +418,14 @@ def test_a_read_only_attacher_cannot_punch_holes_or_remove_pages(pages, pool_for
                 ha.native.madvise(reader.view.address, reader.view.size, mmap.MADV_REMOVE)
             assert caught.value.errno == errno.EACCES
         assert (heap.view.array(np.uint64) == 7).all()
+
+
+def test_a_prot_that_is_not_a_string_is_an_invalid_argument() -> None:
+    """share/attach(prot=np.array([1, 2])) was numpy's ValueError: `in` on an array is
+    elementwise, and its truth is ambiguous."""
+    with ha.Heap("64K") as heap, heap.share() as handle:
+        for prot in (np.array([1, 2]), np.array(["r"]), ["r"], None):
+            with pytest.raises(ha.InvalidArgument, match="prot"):
+                heap.share(prot)
+            with pytest.raises(ha.InvalidArgument, match="prot"):
+                ha.attach(handle, prot=prot)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from heapalias import HeapAliasError, View
+from heapalias import HeapAliasError, InvalidArgument, View
 
 #: Seconds one case may run before it counts as a hang.
 CASE_TIMEOUT = float(os.environ.get("HEAPALIAS_FUZZ_CASE_TIMEOUT", "10"))
@@ -147,13 +147,15 @@ class Case:
 
         A refusal of numpy integers is retried with plain ints; when that works, the
         refusal itself is the finding (every int parameter must take numpy integers).
+        Only an InvalidArgument is such a refusal: a loop that failed on the heap
+        (HeapCorruption, SpaceFull) changed it, so a retry would run on another heap.
         """
         where = where or where_of(fn)
         shown = [self.render(a) for a in args]
         shown += [f"{k}={self.render(v)}" for k, v in kwargs.items()]
         self.step(f"{label}({', '.join(shown)})")
         outcome = self.attempt(fn, args, kwargs, where)
-        if isinstance(outcome.error, HeapAliasError) and has_numpy_int((args, kwargs)):
+        if isinstance(outcome.error, InvalidArgument) and has_numpy_int((args, kwargs)):
             retry = self.attempt(fn, plain(args), plain(kwargs), where, quiet=True)
             if retry.ok:
                 self.finding("numpy-int-refused", where,
