@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import heapalias
+
 CHECKOUT = Path(__file__).resolve().parent.parent
 
 
@@ -36,7 +38,8 @@ def test_no_build_outputs_are_committed() -> None:
 
 def test_wheel_builds_without_packaging_warnings(tmp_path: Path) -> None:
     # setuptools stops accepting a license table on 2027-02-18, and data directories
-    # that are not declared packages draw a "would be ignored" warning.
+    # that are not declared packages draw a "would be ignored" warning. The copy has no
+    # compiled core, so reading the version must not import heapalias.
     source = tmp_path / "src"
     ignore = shutil.ignore_patterns("*.so", "*.o", "__pycache__", "build", "*.egg-info")
     source.mkdir()
@@ -51,6 +54,18 @@ def test_wheel_builds_without_packaging_warnings(tmp_path: Path) -> None:
         cwd=source, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1].startswith(f"heapalias-{heapalias.__version__}-")
     noise = [line for line in (proc.stdout + proc.stderr).splitlines()
              if re.search(r"deprecat|would be ignored|as data is", line, re.I)]
     assert noise == []
+
+
+def test_the_version_is_written_once() -> None:
+    # heapalias/_version.py is the one place; pyproject.toml and the CLI read it.
+    written = [str(path.relative_to(CHECKOUT)) for path in
+               [CHECKOUT / "pyproject.toml", *sorted((CHECKOUT / "heapalias").rglob("*.py"))]
+               if re.search(r"^_*version_* = [\"']", path.read_text(), re.M)]
+    assert written == ["heapalias/_version.py"]
+    proc = subprocess.run([sys.executable, "-m", "heapalias.cli", "--version"], cwd="/",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.split()[-1] == heapalias.__version__, proc.stderr
