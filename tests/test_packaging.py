@@ -123,3 +123,15 @@ def test_the_build_compiles_every_c_file(tmp_path: Path) -> None:
     assert "cext/added.c" in build["SOURCES"]
     # The fingerprint the build compiles in is the one this extension carries.
     assert native.built_fingerprint(native.lib) == build["source_fingerprint"](CHECKOUT / "cext")
+
+
+def test_the_readme_layout_is_a_true_map() -> None:
+    # Every file it names exists, and every C file and public module is named.
+    layout = (CHECKOUT / "README.md").read_text().split("\nLayout:\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([\w/.]+\.(?:py|c|h|java))`", layout))
+    present = [f"/{path.relative_to(CHECKOUT).as_posix()}" for path in CHECKOUT.rglob("*")]
+    assert {name for name in named if not any(p.endswith(f"/{name}") for p in present)} == set()
+    sources = [*(CHECKOUT / "cext").glob("*.[ch]"), *(CHECKOUT / "heapalias").rglob("*.py")]
+    unnamed = {path.name for path in sources if not path.name.startswith("_")} - {
+        name.rsplit("/", 1)[-1] for name in named}
+    assert unnamed == set()
