@@ -4,6 +4,7 @@ addresses, seen as zero-copy numpy arrays, for prototyping garbage collectors.
 Data flows backing -> views -> heap; :func:`probe` tells what works on this kernel.
 """
 
+from ._version import __version__ as __version__  # re-exported: the one version
 from .backing import BACKINGS, PAGES, Backing, MappingPolicy, format_size, parse_size
 from .collectors import CardTable, LoopStats, SemiSpace
 from .errors import (
@@ -26,8 +27,6 @@ from .objects import Obj, ObjectHeap
 from .probe import Combination, ProbeResult, probe
 from .system import SystemInfo, hugepage_pools, reserve_hugepages, system_info
 from .views import STRATEGIES, MultiView, View
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BACKINGS",

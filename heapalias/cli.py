@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ._version import __version__
 from .backing import format_size
 from .errors import HeapAliasError
 from .probe import ProbeResult, probe
@@ -67,7 +68,7 @@ def _console() -> Console:
 
 
 @click.group("heapalias", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="heapalias")
+@click.version_option(version=__version__)
 def main() -> None:
     """heapalias: aliased JVM-style heaps for studying garbage collectors."""
 

@@ -3,9 +3,19 @@
 Each wrapper calls one C function, which returns ``-errno`` on failure; the
 wrapper turns that into :class:`~heapalias.errors.SyscallFailed`. Callers that
 know more (a hugetlb pool, a map-count limit) catch it and raise a sharper error.
+
+Importing this module refuses a stale extension. cext/build_native.py compiles the
+fingerprint of the C sources (cext/fingerprint.py) into ``_native``. Where those sources
+sit next to the package (a checkout built in place, an editable install: where C edits
+outrun the build), the fingerprint is recomputed here and must match. An installed wheel
+ships no sources, and its extension was built with its Python files, so nothing is
+checked there.
 """
 
 from __future__ import annotations
+
+import runpy
+from pathlib import Path
 
 try:
     from ._native import ffi, lib
@@ -17,7 +27,39 @@ except ImportError as exc:  # pragma: no cover - depends on how heapalias was in
 
 from .errors import SyscallFailed
 
+#: The C sources beside the package in a checkout; absent from an installed wheel.
+CEXT = Path(__file__).resolve().parent.parent / "cext"
+
+
+def built_fingerprint(native_lib) -> str | None:
+    """The source fingerprint compiled into ``native_lib``; None if it predates fingerprints."""
+    try:
+        return ffi.string(native_lib.ha_build_fingerprint()).decode()
+    except AttributeError:
+        return None
+
+
+def require_fresh_build(built: str | None, cext: Path = CEXT) -> None:
+    """Raise ImportError if an extension with fingerprint ``built`` was not built from ``cext``.
+
+    Does nothing when ``cext`` holds no C core (an installed package).
+    """
+    if not (cext / "heapalias.h").is_file() or not (cext / "fingerprint.py").is_file():
+        return
+    current = runpy.run_path(str(cext / "fingerprint.py"))["source_fingerprint"](cext)
+    if built != current:
+        built_from = built[:12] if built else "before fingerprints"
+        raise ImportError(
+            f"heapalias._native is stale: it was built from other C sources than {cext} holds "
+            f"now (built {built_from}, sources {current[:12]}). Rebuild it with "
+            "`python setup.py build_ext --inplace` or `pip install -e .`."
+        )
+
+
+require_fresh_build(built_fingerprint(lib))
+
 __all__ = [
+    "built_fingerprint",
     "close",
     "fallocate",
     "ffi",
@@ -30,6 +72,7 @@ __all__ = [
     "mremap",
     "munmap",
     "name_anon",
+    "require_fresh_build",
     "touch",
 ]
 
