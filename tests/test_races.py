@@ -131,6 +131,9 @@ def scribbling(targets, masks, hold_ns, once=False):
     return state, thread
 
 outcomes = {}
+# Trials run until the writer has hit HITS times: on a loaded machine the writer
+# thread may be starved for many trials, and a test that never raced proves nothing.
+TRIALS, HITS = 400, 3
 
 def run(name, loop, state, thread):
     '''Run one loop while the writer writes: it may succeed or raise a typed error.'''
@@ -160,7 +163,9 @@ def test_a_header_gaining_slots_between_two_reads_is_never_followed(scribbler, l
     """verify's second pass and mark's scan read a header again: the second read may
     say 0xFFFF slots, which ran off the heap (SIGSEGV) before each header was read once."""
     outcomes = run_child(scribbler, f"""
-        for trial in range(60):
+        for trial in range(TRIALS):  # until the writer has hit a few times
+            if outcomes.get({loop!r}, {{}}).get("typed", 0) >= HITS:
+                break
             roots, last = build(trial)
             # One root whose first slot is the last object and the others the graph:
             # mark greys the last object first and scans it last, when the stack unwinds.
@@ -173,7 +178,6 @@ def test_a_header_gaining_slots_between_two_reads_is_never_followed(scribbler, l
             state, thread = scribbling([last >> 3], [0xFFFF << 32], hold_ns=hold)
             run({loop!r}, loop, state, thread)
     """)
-    assert sum(outcomes[loop].values()) == 60
     assert outcomes[loop]["typed"] > 0, outcomes  # the writer did hit the loop
 
 
@@ -181,7 +185,9 @@ def test_a_header_zeroed_during_verify_ends_it(scribbler) -> None:
     """A header that turns 0 after verify's first pass made its second pass advance by 0
     words, forever, with the GIL released."""
     outcomes = run_child(scribbler, """
-        for trial in range(30):
+        for trial in range(TRIALS):  # until the writer has hit a few times
+            if outcomes.get("verify", {}).get("typed", 0) >= HITS:
+                break
             roots, last = build(trial)
             started = time.perf_counter_ns()
             collectors.verify(objects, roots)
@@ -189,9 +195,8 @@ def test_a_header_zeroed_during_verify_ends_it(scribbler) -> None:
             state, thread = scribbling([last >> 3], [int(words[last >> 3])], hold_ns=2 * took,
                                        once=True)
             run("verify", lambda: collectors.verify(objects, roots), state, thread)
-    """, timeout=60)
-    assert sum(outcomes["verify"].values()) == 30
-    assert outcomes["verify"]["typed"] > 0
+    """)
+    assert outcomes["verify"]["typed"] > 0, outcomes  # the writer did hit verify
 
 
 @pytest.mark.parametrize("seed", [1, 2])
