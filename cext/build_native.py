@@ -28,7 +28,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(cdef_text())
 ffibuilder.set_source(
     "heapalias._native",
-    '#include "heapalias.h"',
+    '#include "object_model.h"',  # heapalias.h and the layout constants
     sources=[str(Path("cext") / name) for name in SOURCES],
     include_dirs=["cext"],
     extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", *EXTRA_FLAGS],
