@@ -8,7 +8,13 @@
  *           | 47..32 reference slots     | 31..0 size in words            |
  *
  * Offset 0 of a heap is never an object, so the reference 0 is null in every
- * encoding. heapalias/objects.py mirrors this file in numpy. */
+ * encoding. heapalias/objects.py reads the layout constants below through the
+ * cdef (heapalias.cdef.h) and mirrors the checks in numpy, so a new header
+ * field is added here, exported there, and nowhere else.
+ *
+ * Every loop over the heap parses it with the cursor (ha_next_object), and
+ * every loop over an object's references with the slot visitor
+ * (ha_visit_slots), below. */
 #ifndef HEAPALIAS_OBJECT_MODEL_H
 #define HEAPALIAS_OBJECT_MODEL_H
 
