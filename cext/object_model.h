@@ -199,30 +199,28 @@ ha_next_object(const ha_heap *h, ha_cursor *c, int *rc, ha_stats *st)
     return 1;
 }
 
-/* The slot visitor: call visit(ctx, slot, where) on the first `n` reference
- * slots of the object `obj` at heap offset `off` (`where` is the slot's heap
- * offset), stopping at the first non-zero result, which it returns. `obj` is
- * where loads go (ha_deref: a colored view, say), `off` what errors name.
- * Inlined with a constant `visit`, this compiles to the loop written out. */
+/* The slot visitor: call visit(ctx, slot, where) on the reference slots of
+ * the object `obj` at heap offset `off`, whose header, read once and checked
+ * (ha_header_ok), is `header`: the count comes from that copy only. `where`
+ * is the slot's heap offset; `obj` is where loads go (ha_deref: a colored
+ * view, say), `off` what errors name. Stops at the first non-zero result of
+ * visit, and returns it. Inlined with a constant `visit`, this compiles to
+ * the loop written out.
+ *
+ * Not for a visitor that only prefetches: GCC counts __builtin_prefetch as
+ * no side effect, finds such a visitor pure, and drops the call. */
 typedef int (*ha_slot_visitor)(void *ctx, uint64_t *slot, ha_off where);
 
 static inline __attribute__((always_inline)) int
-ha_visit_first_slots(uint64_t *obj, ha_off off, uint64_t n, ha_slot_visitor visit, void *ctx)
+ha_visit_slots(uint64_t *obj, ha_off off, uint64_t header, ha_slot_visitor visit, void *ctx)
 {
-    for (uint64_t i = 1; i <= n; i++) {
+    uint64_t nrefs = ha_nrefs(header);
+    for (uint64_t i = 1; i <= nrefs; i++) {
         int rc = visit(ctx, &obj[i], off + 8 * i);
         if (rc)
             return rc;
     }
     return HA_OK;
-}
-
-/* Visit every reference slot of an object whose header, read once and
- * checked (ha_header_ok), is `header`: the count comes from that copy only. */
-static inline __attribute__((always_inline)) int
-ha_visit_slots(uint64_t *obj, ha_off off, uint64_t header, ha_slot_visitor visit, void *ctx)
-{
-    return ha_visit_first_slots(obj, off, ha_nrefs(header), visit, ctx);
 }
 
 static inline int ha_space_ok(const ha_heap *h, const ha_space *s)
