@@ -41,7 +41,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(cdef_text() + "const char *ha_build_fingerprint(void);\n")
 ffibuilder.set_source(
     "heapalias._native",
-    '#include "heapalias.h"\n' + fingerprint_source(),
+    '#include "object_model.h"\n' + fingerprint_source(),  # heapalias.h and the layout
     sources=SOURCES,
     include_dirs=["cext"],
     extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", *EXTRA_FLAGS],

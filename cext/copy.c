@@ -64,10 +64,10 @@ static void copy_words(uint64_t *dst, const uint64_t *src, uint64_t bytes)
  * registers instead of reloading it after every store into the heap. */
 struct cheney {
     ha_heap h;
-    uint64_t from_start, from_top;
-    uint64_t begin, top, end; /* to-space: this collection's copies lie in [begin, top) */
+    ha_off from_start, from_top;
+    ha_off begin, top, end; /* to-space: this collection's copies lie in [begin, top) */
     uint64_t objects, refs;
-    uint64_t from_next; /* where in from-space the last copied object ended */
+    ha_off from_next; /* where in from-space the last copied object ended */
     ha_stats *st;
 };
 
@@ -78,7 +78,7 @@ struct cheney {
  * stale FORWARDED bit, whose word names anything older, fails this. (Reading
  * the copy's header to match it would cost a cache miss per shared object.) */
 static inline __attribute__((always_inline)) int
-forwarded_ok(const struct cheney *c, uint64_t to, uint64_t header)
+forwarded_ok(const struct cheney *c, ha_ref to, uint64_t header)
 {
     uint64_t rel = to - ha_encode(&c->h, c->begin), span = c->top - c->begin;
     return rel < span && !(rel & 7) && ha_words(header) * 8 <= span - rel;
@@ -87,9 +87,10 @@ forwarded_ok(const struct cheney *c, uint64_t to, uint64_t header)
 /* Copy the object `*slot` names out of from-space once, and point the slot at
  * the copy. `where` is the slot's heap offset (for errors), `root` its root index. */
 static inline __attribute__((always_inline)) int
-forward(struct cheney *c, uint64_t *slot, uint64_t where, int64_t root)
+forward(struct cheney *c, ha_ref *slot, ha_off where, int64_t root)
 {
-    uint64_t ref = ha_load(slot), off;
+    ha_ref ref = ha_load(slot);
+    ha_off off;
     if (ref == 0)
         return HA_OK;
     c->refs++;
@@ -102,7 +103,7 @@ forward(struct cheney *c, uint64_t *slot, uint64_t where, int64_t root)
     if (!ha_header_ok(header, off, c->from_top))
         return ha_fail(c->st, HA_ERR_HEADER, off, root);
     if (header & HA_FORWARDED) {
-        uint64_t to = ha_load(&obj[1]);
+        ha_ref to = ha_load(&obj[1]);
         if (!forwarded_ok(c, to, header))
             return ha_fail(c->st, HA_ERR_HEADER, off, root);
         *slot = to;
@@ -111,7 +112,8 @@ forward(struct cheney *c, uint64_t *slot, uint64_t where, int64_t root)
     uint64_t bytes = ha_words(header) * 8;
     if (c->end - c->top < bytes)
         return ha_fail(c->st, HA_ERR_FULL, off, root);
-    uint64_t copy = c->top, *dst = ha_at(&c->h, copy);
+    ha_off copy = c->top;
+    uint64_t *dst = ha_at(&c->h, copy);
     c->top += bytes;
     copy_words(dst, (const uint64_t *)(uintptr_t)(c->h.load_base + off), bytes);
     dst[0] = header; /* the header checked, whatever the load view held */
@@ -122,21 +124,23 @@ forward(struct cheney *c, uint64_t *slot, uint64_t where, int64_t root)
     return HA_OK;
 }
 
+static inline __attribute__((always_inline)) int
+forward_slot(void *c, uint64_t *slot, ha_off where)
+{
+    return forward(c, slot, where, -1);
+}
+
 /* Forward every reference of the grey object at `*grey`, then step past it. */
-static inline __attribute__((always_inline)) int scan(struct cheney *c, uint64_t *grey)
+static inline __attribute__((always_inline)) int scan(struct cheney *c, ha_off *grey)
 {
     uint64_t *obj = ha_at(&c->h, *grey);
     uint64_t header = ha_load(obj);
     if (!ha_header_ok(header, *grey, c->top))
         return ha_fail(c->st, HA_ERR_HEADER, *grey, -1);
-    uint64_t nrefs = ha_nrefs(header);
-    for (uint64_t i = 1; i <= nrefs; i++) {
-        int rc = forward(c, &obj[i], *grey + 8 * i, -1);
-        if (rc)
-            return rc;
-    }
-    *grey += ha_words(header) * 8;
-    return HA_OK;
+    int rc = ha_visit_slots(obj, *grey, header, forward_slot, c);
+    if (!rc)
+        *grey += ha_words(header) * 8;
+    return rc;
 }
 
 /* A freshly allocated graph is scattered in breadth-first order, and the loop
@@ -152,7 +156,7 @@ enum { PREFETCH_OBJECTS = 12, PREFETCH_REFS = 4, SAMPLE = 256 };
  * Prefetches never fault, so the references need no checks here (forward()
  * checks them before any load); the header does, as it says which words to
  * read. A bad one ends the prefetching, and scan() reports it. */
-static inline __attribute__((always_inline)) void prefetch(struct cheney *c, uint64_t *ahead)
+static inline __attribute__((always_inline)) void prefetch(struct cheney *c, ha_off *ahead)
 {
     const uint64_t *obj = ha_at(&c->h, *ahead);
     uint64_t header = ha_load(obj);
@@ -160,6 +164,9 @@ static inline __attribute__((always_inline)) void prefetch(struct cheney *c, uin
         *ahead = c->top;
         return;
     }
+    /* Written out, not ha_visit_slots: a visitor that only prefetches is
+     * dropped by the compiler (see object_model.h), and this loop follows
+     * nothing; it reads at most PREFETCH_REFS slots, unchecked. */
     uint64_t nrefs = ha_nrefs(header);
     for (uint64_t i = 1; i <= nrefs && i <= PREFETCH_REFS; i++) {
         const char *target = ha_prefetch_address(&c->h, obj[i]);
@@ -171,7 +178,7 @@ static inline __attribute__((always_inline)) void prefetch(struct cheney *c, uin
 
 /* Scan up to SAMPLE grey objects, prefetching ahead if `scattered`. */
 static inline __attribute__((always_inline)) int
-scan_some(struct cheney *c, uint64_t *grey, int scattered)
+scan_some(struct cheney *c, ha_off *grey, int scattered)
 {
     int rc = HA_OK;
     if (!scattered) {
@@ -179,7 +186,7 @@ scan_some(struct cheney *c, uint64_t *grey, int scattered)
             rc = scan(c, grey);
         return rc;
     }
-    uint64_t ahead = *grey;
+    ha_off ahead = *grey;
     unsigned lead = 0; /* grey objects from grey to ahead */
     for (unsigned n = 0; n < SAMPLE && !rc && *grey < c->top; n++, lead--) {
         for (; lead < PREFETCH_OBJECTS && ahead < c->top; lead++)
@@ -191,15 +198,15 @@ scan_some(struct cheney *c, uint64_t *grey, int scattered)
 
 /* The Cheney loop itself: forward the roots, then scan the grey objects. */
 static inline __attribute__((always_inline)) int
-evacuate(struct cheney *c, uint64_t *roots, size_t nroots, uint32_t encoding)
+evacuate(struct cheney *c, ha_ref *roots, size_t nroots, uint32_t encoding)
 {
     int rc = HA_OK, scattered = 1;
-    uint64_t grey = c->top;
+    ha_off grey = c->top;
     c->h.encoding = encoding;
     for (size_t i = 0; i < nroots && !rc; i++)
         rc = forward(c, &roots[i], 0, (int64_t)i);
     while (!rc && grey < c->top) {
-        uint64_t from_next = c->from_next, top = c->top;
+        ha_off from_next = c->from_next, top = c->top;
         rc = scan_some(c, &grey, scattered);
         scattered = c->from_next - from_next != c->top - top;
     }
@@ -207,7 +214,7 @@ evacuate(struct cheney *c, uint64_t *roots, size_t nroots, uint32_t encoding)
 }
 
 int ha_cheney(const ha_heap *h, const ha_space *from, ha_space *to,
-              uint64_t *roots, size_t nroots, ha_stats *st)
+              ha_ref *roots, size_t nroots, ha_stats *st)
 {
     int rc = ha_begin(h, st);
     if (rc)

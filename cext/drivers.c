@@ -17,7 +17,7 @@ struct mutator {
     uint64_t top;       /* the allocation cursor while no builder holds it */
     uint64_t allocated; /* objects allocated; bytes follow from the cursor */
     uint64_t counted;   /* where the cursor was when bytes were last counted */
-    uint64_t *shadow;
+    ha_ref *shadow;
     size_t capacity, sp;
     uint64_t *pauses;
     size_t pause_capacity;
@@ -31,7 +31,7 @@ struct cursor {
     ha_heap h;
     uint64_t top, end, allocated;
     uint64_t ref_bias; /* every encoding is linear: ref = offset + ref_bias */
-    uint64_t *shadow;
+    ha_ref *shadow;
     size_t sp;
 };
 
@@ -258,7 +258,7 @@ static int finish_run(struct mutator *m, ha_space *a, ha_space *b, int rc)
 
 #define TREE_SIZE(d) ((1LL << ((d) + 1)) - 1)
 
-int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, uint64_t *shadow,
+int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, ha_ref *shadow,
                size_t shadow_capacity, uint64_t *pauses, size_t pause_capacity,
                ha_gc_run *run, ha_stats *st)
 {
@@ -309,7 +309,7 @@ int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, uint64_t *shadow,
 }
 
 int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_depth,
-                    uint64_t *shadow, size_t shadow_capacity, uint64_t *pauses,
+                    ha_ref *shadow, size_t shadow_capacity, uint64_t *pauses,
                     size_t pause_capacity, ha_gc_run *run, ha_stats *st)
 {
     enum { MIN_DEPTH = 4 };

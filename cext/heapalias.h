@@ -59,6 +59,12 @@ int ha_touch(uintptr_t address, size_t length, size_t stride, int write);
 
 /* ---- GC core: object model in object_model.h, loops in copy.c and scan.c ---- */
 
+/* A reference word, as a slot or root stores it (its encoding says how it
+ * names an object), and a byte offset from the heap base: both 64-bit words,
+ * kept apart by name so a signature says which one it takes. */
+typedef uint64_t ha_ref;
+typedef uint64_t ha_off;
+
 /* How a reference word names an object (see object_model.h). */
 enum ha_encoding {
     HA_REF_OFFSET = 0,  /* byte offset from the heap base; 0 is null */
@@ -90,9 +96,9 @@ typedef struct ha_heap {
 } ha_heap;
 
 typedef struct ha_space {
-    uint64_t start;       /* byte offsets in the heap; start > 0, word aligned */
-    uint64_t end;
-    uint64_t top;         /* bump pointer: objects lie in [start, top) */
+    ha_off start;         /* byte offsets in the heap; start > 0, word aligned */
+    ha_off end;
+    ha_off top;           /* bump pointer: objects lie in [start, top) */
 } ha_space;
 
 typedef struct ha_stats {
@@ -103,37 +109,37 @@ typedef struct ha_stats {
     uint64_t nanoseconds;
     int32_t error;        /* enum ha_gc_error */
     int64_t error_root;   /* index of the root at fault, or -1 */
-    uint64_t error_offset;/* heap offset of the bad header or reference slot */
+    ha_off error_offset;  /* heap offset of the bad header or reference slot */
 } ha_stats;
 
 int ha_cheney(const ha_heap *h, const ha_space *from, ha_space *to,
-              uint64_t *roots, size_t nroots, ha_stats *st);
+              ha_ref *roots, size_t nroots, ha_stats *st);
 int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
-            const uint64_t *roots, size_t nroots, uint64_t *stack,
+            const ha_ref *roots, size_t nroots, ha_ref *stack,
             size_t stack_capacity, ha_stats *st);
 int ha_clear_marks(const ha_heap *h, const ha_space *space, ha_stats *st);
-int ha_walk(const ha_heap *h, const ha_space *space, uint64_t *offsets,
+int ha_walk(const ha_heap *h, const ha_space *space, ha_off *offsets,
             size_t capacity, ha_stats *st);
 int ha_verify(const ha_heap *h, const ha_space *spaces, size_t nspaces,
-              const uint64_t *roots, size_t nroots, uint64_t *bitmap,
+              const ha_ref *roots, size_t nroots, uint64_t *bitmap,
               ha_stats *st);
 int ha_write_ref(const ha_heap *h, uint8_t *cards, uint32_t card_shift,
-                 uint64_t object, uint32_t slot, uint64_t ref);
+                 ha_off object, uint32_t slot, ha_ref ref);
 int ha_card_scan(const ha_heap *h, const ha_space *space, const uint8_t *cards,
-                 uint32_t card_shift, uint64_t target_start,
-                 uint64_t target_end, uint64_t *found, size_t capacity,
+                 uint32_t card_shift, ha_off target_start,
+                 ha_off target_end, ha_off *found, size_t capacity,
                  ha_stats *st);
 
 int ha_tree(const ha_heap *h, ha_space *s, uint32_t depth, int top_down,
-            uint32_t payload_words, uint64_t *root, ha_stats *st);
+            uint32_t payload_words, ha_ref *root, ha_stats *st);
 int ha_linked_list(const ha_heap *h, ha_space *s, uint64_t n, int shuffled,
-                   uint64_t seed, uint64_t *head, ha_stats *st);
+                   uint64_t seed, ha_ref *head, ha_stats *st);
 int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n, uint32_t mean_degree,
                     uint32_t payload_min, uint32_t payload_max, const uint32_t *size_table,
                     const uint64_t *size_cumulative, size_t size_entries, uint64_t seed,
-                    uint64_t *roots, size_t nroots, ha_stats *st);
+                    ha_ref *roots, size_t nroots, ha_stats *st);
 int ha_large_objects(const ha_heap *h, ha_space *s, uint64_t n,
-                     uint64_t payload_words, uint64_t *head, ha_stats *st);
+                     uint64_t payload_words, ha_ref *head, ha_stats *st);
 
 /* ---- relocation: move page-aligned ranges by remapping, or by copying ---- */
 int ha_relocate_remap(int fd, uint64_t old_address, uint64_t file_offset,
@@ -167,11 +173,11 @@ typedef struct ha_gc_run {
     uint32_t nchecks;
 } ha_gc_run;
 
-int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, uint64_t *shadow,
+int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, ha_ref *shadow,
                size_t shadow_capacity, uint64_t *pauses, size_t pause_capacity,
                ha_gc_run *run, ha_stats *st);
 int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_depth,
-                    uint64_t *shadow, size_t shadow_capacity, uint64_t *pauses,
+                    ha_ref *shadow, size_t shadow_capacity, uint64_t *pauses,
                     size_t pause_capacity, ha_gc_run *run, ha_stats *st);
 /* cffi-end */
 

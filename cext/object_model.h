@@ -8,7 +8,13 @@
  *           | 47..32 reference slots     | 31..0 size in words            |
  *
  * Offset 0 of a heap is never an object, so the reference 0 is null in every
- * encoding. heapalias/objects.py mirrors this file in numpy. */
+ * encoding. heapalias/objects.py reads the layout constants below through the
+ * cdef (heapalias.cdef.h) and mirrors the checks in numpy, so a new header
+ * field is added here, exported there, and nowhere else.
+ *
+ * Every loop over the heap parses it with the cursor (ha_next_object), and
+ * every loop over an object's references with the slot visitor
+ * (ha_visit_slots), below. */
 #ifndef HEAPALIAS_OBJECT_MODEL_H
 #define HEAPALIAS_OBJECT_MODEL_H
 
@@ -17,16 +23,24 @@
 #include <string.h>
 #include <time.h>
 
+/* The header layout, the one definition: heapalias/objects.py takes every
+ * one of these from the compiled core (heapalias.cdef.h exports them). */
+#define HA_WORDS_MASK 0xffffffffULL /* size in words: bits 31..0 */
+#define HA_NREFS_SHIFT 32           /* reference slots: bits 47..32 */
+#define HA_NREFS_MASK 0xffffULL
+#define HA_MAGIC_SHIFT 48           /* magic: bits 55..48 */
+#define HA_MAGIC_MASK 0xffULL
 #define HA_MAGIC 0xA5ULL
 #define HA_MARKED (1ULL << 56)
 #define HA_FORWARDED (1ULL << 57)
-#define HA_MIN_WORDS 2
-#define HA_MAX_REFS 0xffffULL
-#define HA_MAX_WORDS 0xffffffffULL
+#define HA_RESERVED_SHIFT 58        /* bits 63..58 are zero in a valid header */
+#define HA_MIN_WORDS 2ULL           /* room for the header and a forwarding reference */
+#define HA_MAX_REFS HA_NREFS_MASK
+#define HA_MAX_WORDS HA_WORDS_MASK
 
 static inline uint64_t ha_make_header(uint64_t words, uint64_t nrefs)
 {
-    return words | nrefs << 32 | HA_MAGIC << 48;
+    return words | nrefs << HA_NREFS_SHIFT | HA_MAGIC << HA_MAGIC_SHIFT;
 }
 
 /* Words of an object with these reference slots and payload words. */
@@ -45,15 +59,16 @@ static inline uint64_t ha_load(const uint64_t *word)
     return __atomic_load_n(word, __ATOMIC_RELAXED);
 }
 
-static inline uint64_t ha_words(uint64_t header) { return header & 0xffffffffULL; }
-static inline uint64_t ha_nrefs(uint64_t header) { return (header >> 32) & 0xffffULL; }
+static inline uint64_t ha_words(uint64_t header) { return header & HA_WORDS_MASK; }
+static inline uint64_t ha_nrefs(uint64_t header) { return (header >> HA_NREFS_SHIFT) & HA_NREFS_MASK; }
 
 /* A header is valid if its magic matches and the object fits in [off, limit).
  * Loops read a header once (ha_load), check that copy, and use only it. */
-static inline int ha_header_ok(uint64_t header, uint64_t off, uint64_t limit)
+static inline int ha_header_ok(uint64_t header, ha_off off, ha_off limit)
 {
     uint64_t words = ha_words(header);
-    return ((header >> 48) & 0xff) == HA_MAGIC && (header >> 58) == 0 &&
+    return ((header >> HA_MAGIC_SHIFT) & HA_MAGIC_MASK) == HA_MAGIC &&
+           (header >> HA_RESERVED_SHIFT) == 0 &&
            words >= HA_MIN_WORDS && ha_nrefs(header) < words &&
            words <= (limit - off) / 8;
 }
@@ -136,6 +151,76 @@ ha_fail(ha_stats *st, int error, uint64_t off, int64_t root)
     st->error_offset = off;
     st->error_root = root;
     return error;
+}
+
+/* ---- the two loops every collector writes: over a heap, over an object ----
+ *
+ * The heap walk: parse the objects of [start, top) bottom to top. Each header
+ * is read once (ha_load) and checked against `top` before the loop body sees
+ * it, and the walk steps by that same copy, so a header another writer changes
+ * can neither stall the walk nor send it past `top`:
+ *
+ *     ha_cursor c = ha_cursor_of(s);
+ *     while (ha_next_object(h, &c, &rc, st))
+ *         ... c.off, c.header ...
+ *
+ * After the loop c.off is where the walk stopped: `top`, or the bad header. */
+typedef struct ha_cursor {
+    ha_off off;      /* the object the loop body sees */
+    ha_off next;     /* where the walk reads its next header */
+    ha_off top;      /* the end of the objects */
+    uint64_t header; /* the header of `off`, read once and checked */
+} ha_cursor;
+
+static inline ha_cursor ha_cursor_over(ha_off start, ha_off top)
+{
+    return (ha_cursor){.off = start, .next = start, .top = top};
+}
+
+static inline ha_cursor ha_cursor_of(const ha_space *s)
+{
+    return ha_cursor_over(s->start, s->top);
+}
+
+/* Step to the next object: 1 with c->off and c->header set; 0 at the end, or
+ * at a bad header, where *rc is set to a HEADER error naming it. */
+static inline __attribute__((always_inline)) int
+ha_next_object(const ha_heap *h, ha_cursor *c, int *rc, ha_stats *st)
+{
+    c->off = c->next;
+    if (c->off >= c->top)
+        return 0;
+    c->header = ha_load(ha_at(h, c->off));
+    if (!ha_header_ok(c->header, c->off, c->top)) {
+        *rc = ha_fail(st, HA_ERR_HEADER, c->off, -1);
+        return 0;
+    }
+    c->next = c->off + ha_words(c->header) * 8;
+    return 1;
+}
+
+/* The slot visitor: call visit(ctx, slot, where) on the reference slots of
+ * the object `obj` at heap offset `off`, whose header, read once and checked
+ * (ha_header_ok), is `header`: the count comes from that copy only. `where`
+ * is the slot's heap offset; `obj` is where loads go (ha_deref: a colored
+ * view, say), `off` what errors name. Stops at the first non-zero result of
+ * visit, and returns it. Inlined with a constant `visit`, this compiles to
+ * the loop written out.
+ *
+ * Not for a visitor that only prefetches: GCC counts __builtin_prefetch as
+ * no side effect, finds such a visitor pure, and drops the call. */
+typedef int (*ha_slot_visitor)(void *ctx, uint64_t *slot, ha_off where);
+
+static inline __attribute__((always_inline)) int
+ha_visit_slots(uint64_t *obj, ha_off off, uint64_t header, ha_slot_visitor visit, void *ctx)
+{
+    uint64_t nrefs = ha_nrefs(header);
+    for (uint64_t i = 1; i <= nrefs; i++) {
+        int rc = visit(ctx, &obj[i], off + 8 * i);
+        if (rc)
+            return rc;
+    }
+    return HA_OK;
 }
 
 static inline int ha_space_ok(const ha_heap *h, const ha_space *s)

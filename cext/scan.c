@@ -2,16 +2,6 @@
  * card table (write barrier and card scan). */
 #include "object_model.h"
 
-/* The header of the object at `off` in space `s`, read once, or a HEADER error. */
-static int object_at(const ha_heap *h, const ha_space *s, uint64_t off,
-                     uint64_t *header, ha_stats *st)
-{
-    *header = ha_load(ha_at(h, off));
-    if (!ha_header_ok(*header, off, s->top))
-        return ha_fail(st, HA_ERR_HEADER, off, -1);
-    return HA_OK;
-}
-
 static int spaces_ok(const ha_heap *h, const ha_space *spaces, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -33,14 +23,15 @@ static int spaces_ok(const ha_heap *h, const ha_space *spaces, size_t n)
 enum { PREFETCH_EDGES = 16 };
 
 struct edge {
-    uint64_t ref, where; /* where: the slot's heap offset, for errors */
+    ha_ref ref;
+    ha_off where; /* the slot's heap offset, for errors */
 };
 
 struct marker {
     ha_heap h;
     const ha_space *spaces;
     size_t nspaces;
-    uint64_t *stack; /* references still to scan */
+    ha_ref *stack; /* references still to scan */
     size_t capacity, depth;
     int overflowed;
     uint64_t objects, bytes, refs;
@@ -50,7 +41,7 @@ struct marker {
     ha_stats *st;
 };
 
-static inline const ha_space *space_of(const struct marker *m, uint64_t off)
+static inline const ha_space *space_of(const struct marker *m, ha_off off)
 {
     for (size_t i = 0; i < m->nspaces; i++)
         if (off >= m->spaces[i].start && off < m->spaces[i].top)
@@ -62,9 +53,9 @@ static inline const ha_space *space_of(const struct marker *m, uint64_t off)
  * the push and sets `overflowed`: the object is marked, and a heap walk later
  * scans it, so no recursion and no lost objects. */
 static inline __attribute__((always_inline)) int
-grey(struct marker *m, uint64_t ref, uint64_t where, int64_t root)
+grey(struct marker *m, ha_ref ref, ha_off where, int64_t root)
 {
-    uint64_t off;
+    ha_off off;
     const ha_space *s;
     m->refs++;
     if (!ha_decode(&m->h, ref, &off) || !(s = space_of(m, off)))
@@ -91,7 +82,7 @@ grey(struct marker *m, uint64_t ref, uint64_t where, int64_t root)
 /* Enqueue the edge in the slot at `where`; once the FIFO is full, the oldest
  * edge, whose target has had time to arrive, leaves it and is followed. */
 static inline __attribute__((always_inline)) int
-follow(struct marker *m, uint64_t ref, uint64_t where)
+follow(struct marker *m, ha_ref ref, ha_off where)
 {
     if (ref == 0)
         return HA_OK;
@@ -106,17 +97,17 @@ follow(struct marker *m, uint64_t ref, uint64_t where)
     return grey(m, oldest.ref, oldest.where, -1);
 }
 
+static inline __attribute__((always_inline)) int
+follow_slot(void *m, uint64_t *slot, ha_off where)
+{
+    return follow(m, ha_load(slot), where);
+}
+
 /* Follow the slots of the object at `off`, whose checked header is `header`. */
 static inline __attribute__((always_inline)) int
-scan_refs(struct marker *m, const uint64_t *obj, uint64_t off, uint64_t header)
+scan_refs(struct marker *m, uint64_t *obj, ha_off off, uint64_t header)
 {
-    uint64_t nrefs = ha_nrefs(header);
-    for (uint64_t i = 1; i <= nrefs; i++) {
-        int rc = follow(m, ha_load(&obj[i]), off + 8 * i);
-        if (rc)
-            return rc;
-    }
-    return HA_OK;
+    return ha_visit_slots(obj, off, header, follow_slot, m);
 }
 
 /* Scan the stack and the FIFO empty. The state is copied into a local for
@@ -127,9 +118,10 @@ static int drain(struct marker *state)
     int rc = HA_OK;
     while (!rc && (m.depth || m.queued)) {
         if (m.depth) {
-            uint64_t ref = m.stack[--m.depth], off = 0;
+            ha_ref ref = m.stack[--m.depth];
+            ha_off off = 0;
             ha_decode(&m.h, ref, &off); /* checked when it was pushed */
-            const uint64_t *obj = ha_deref(&m.h, ref, off);
+            uint64_t *obj = ha_deref(&m.h, ref, off);
             /* The header may have changed since grey() checked it: check it again. */
             uint64_t header = ha_load(obj);
             if (ha_header_ok(header, off, m.h.size) && (header & HA_MARKED))
@@ -150,24 +142,21 @@ static int drain(struct marker *state)
 /* After an overflow: scan every marked object again, by walking the spaces. */
 static int rescan(struct marker *m)
 {
-    for (size_t i = 0; i < m->nspaces; i++) {
-        const ha_space *s = &m->spaces[i];
-        uint64_t header;
-        for (uint64_t off = s->start; off < s->top; off += ha_words(header) * 8) {
-            int rc = object_at(&m->h, s, off, &header, m->st);
-            if (!rc && (header & HA_MARKED))
-                rc = scan_refs(m, ha_at(&m->h, off), off, header);
+    int rc = HA_OK;
+    for (size_t i = 0; i < m->nspaces && !rc; i++) {
+        ha_cursor c = ha_cursor_of(&m->spaces[i]);
+        while (!rc && ha_next_object(&m->h, &c, &rc, m->st)) {
+            if (c.header & HA_MARKED)
+                rc = scan_refs(m, ha_at(&m->h, c.off), c.off, c.header);
             if (!rc && m->depth) /* edges may wait in the FIFO; new grey objects may not */
                 rc = drain(m);
-            if (rc)
-                return rc;
         }
     }
-    return drain(m);
+    return rc ? rc : drain(m);
 }
 
 int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
-            const uint64_t *roots, size_t nroots, uint64_t *stack,
+            const ha_ref *roots, size_t nroots, ha_ref *stack,
             size_t stack_capacity, ha_stats *st)
 {
     int rc = ha_begin(h, st);
@@ -193,52 +182,48 @@ int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
 int ha_clear_marks(const ha_heap *h, const ha_space *s, ha_stats *st)
 {
     int rc = ha_begin_space(h, s, st);
-    uint64_t header;
-    for (uint64_t off = s->start; !rc && off < s->top; off += ha_words(header) * 8) {
-        if (!(rc = object_at(h, s, off, &header, st))) {
-            *ha_at(h, off) = header & ~HA_MARKED;
-            st->objects += (header & HA_MARKED) != 0;
-        }
+    ha_cursor c = ha_cursor_of(s);
+    while (!rc && ha_next_object(h, &c, &rc, st)) {
+        *ha_at(h, c.off) = c.header & ~HA_MARKED;
+        st->objects += (c.header & HA_MARKED) != 0;
     }
     return ha_end(st, rc);
 }
 
 /* ---- linear walk: parse headers bottom to top (refs counts slots, not reads them) ---- */
 
-int ha_walk(const ha_heap *h, const ha_space *s, uint64_t *offsets,
+int ha_walk(const ha_heap *h, const ha_space *s, ha_off *offsets,
             size_t capacity, ha_stats *st)
 {
     int rc = ha_begin_space(h, s, st);
     /* Locals, not *st: a store into `offsets` could otherwise change them. */
     const ha_heap heap = *h;
-    const ha_space space = *s;
-    uint64_t header, objects = 0, refs = 0, off;
-    for (off = space.start; !rc && off < space.top; off += ha_words(header) * 8) {
-        __builtin_prefetch(ha_at(&heap, off + HA_PREFETCH_AHEAD));
-        if ((rc = object_at(&heap, &space, off, &header, st)))
-            break;
+    uint64_t objects = 0, refs = 0;
+    ha_cursor c = ha_cursor_of(s);
+    while (!rc && ha_next_object(&heap, &c, &rc, st)) {
+        __builtin_prefetch(ha_at(&heap, c.off + HA_PREFETCH_AHEAD));
         if (objects < capacity)
-            offsets[objects] = off;
-        refs += ha_nrefs(header);
+            offsets[objects] = c.off;
+        refs += ha_nrefs(c.header);
         objects++;
     }
     st->objects = objects;
     st->refs = refs;
-    st->bytes = off - space.start; /* a bad header stops `off` at itself */
+    st->bytes = c.off - s->start; /* a bad header stops the walk at itself */
     return ha_end(st, rc);
 }
 
 /* ---- verify: every reference names an object start in one of the spaces ---- */
 
-static int bit(const uint64_t *bitmap, uint64_t off)
+static int bit(const uint64_t *bitmap, ha_off off)
 {
     return (bitmap[off >> 9] >> ((off >> 3) & 63)) & 1;
 }
 
-static int check_ref(const ha_heap *h, const uint64_t *bitmap, uint64_t ref,
-                     uint64_t where, int64_t root, ha_stats *st)
+static int check_ref(const ha_heap *h, const uint64_t *bitmap, ha_ref ref,
+                     ha_off where, int64_t root, ha_stats *st)
 {
-    uint64_t off;
+    ha_off off;
     if (ref == 0)
         return HA_OK;
     st->refs++;
@@ -249,39 +234,43 @@ static int check_ref(const ha_heap *h, const uint64_t *bitmap, uint64_t ref,
     return HA_OK;
 }
 
+struct checker {
+    const ha_heap *h;
+    const uint64_t *bitmap;
+    ha_stats *st;
+};
+
+static inline __attribute__((always_inline)) int
+check_slot(void *ctx, uint64_t *slot, ha_off where)
+{
+    const struct checker *k = ctx;
+    return check_ref(k->h, k->bitmap, ha_load(slot), where, -1, k->st);
+}
+
 int ha_verify(const ha_heap *h, const ha_space *spaces, size_t nspaces,
-              const uint64_t *roots, size_t nroots, uint64_t *bitmap,
+              const ha_ref *roots, size_t nroots, uint64_t *bitmap,
               ha_stats *st)
 {
     int rc = ha_begin(h, st);
     if (!rc && !spaces_ok(h, spaces, nspaces))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
-    uint64_t header;
     for (size_t i = 0; i < nspaces && !rc; i++) {
-        const ha_space *s = &spaces[i];
-        for (uint64_t off = s->start; off < s->top; off += ha_words(header) * 8) {
-            if ((rc = object_at(h, s, off, &header, st)))
-                break;
-            bitmap[off >> 9] |= 1ULL << ((off >> 3) & 63);
+        ha_cursor c = ha_cursor_of(&spaces[i]);
+        while (ha_next_object(h, &c, &rc, st)) {
+            bitmap[c.off >> 9] |= 1ULL << ((c.off >> 3) & 63);
             st->objects++;
-            st->bytes += ha_words(header) * 8;
+            st->bytes += ha_words(c.header) * 8;
         }
     }
     /* The second walk checks each header again: another writer may have
      * changed it, and only an object start the first walk found is scanned. */
+    struct checker checker = {h, bitmap, st};
     for (size_t i = 0; i < nspaces && !rc; i++) {
-        const ha_space *s = &spaces[i];
-        for (uint64_t off = s->start; off < s->top && !rc; off += ha_words(header) * 8) {
-            if ((rc = object_at(h, s, off, &header, st)))
-                break;
-            if (!bit(bitmap, off)) {
-                rc = ha_fail(st, HA_ERR_HEADER, off, -1);
-                break;
-            }
-            const uint64_t *obj = ha_at(h, off);
-            for (uint64_t k = 1; k <= ha_nrefs(header) && !rc; k++)
-                rc = check_ref(h, bitmap, ha_load(&obj[k]), off + 8 * k, -1, st);
-        }
+        ha_cursor c = ha_cursor_of(&spaces[i]);
+        while (!rc && ha_next_object(h, &c, &rc, st))
+            rc = bit(bitmap, c.off)
+                     ? ha_visit_slots(ha_at(h, c.off), c.off, c.header, check_slot, &checker)
+                     : ha_fail(st, HA_ERR_HEADER, c.off, -1);
     }
     for (size_t i = 0; i < nroots && !rc; i++)
         rc = check_ref(h, bitmap, roots[i], 0, (int64_t)i, st);
@@ -291,9 +280,9 @@ int ha_verify(const ha_heap *h, const ha_space *spaces, size_t nspaces,
 /* ---- card table: one byte per 2^card_shift heap bytes, dirtied per slot ---- */
 
 int ha_write_ref(const ha_heap *h, uint8_t *cards, uint32_t card_shift,
-                 uint64_t object, uint32_t slot, uint64_t ref)
+                 ha_off object, uint32_t slot, ha_ref ref)
 {
-    uint64_t off;
+    ha_off off;
     if (cards && (card_shift < 3 || card_shift > 30))
         return HA_ERR_ARGUMENT;
     if (h->size < 16 || object == 0 || object >= h->size - 8 || (object & 7))
@@ -303,16 +292,46 @@ int ha_write_ref(const ha_heap *h, uint8_t *cards, uint32_t card_shift,
         return HA_ERR_HEADER;
     if (slot >= ha_nrefs(header) || (ref && !ha_decode(h, ref, &off)))
         return HA_ERR_ARGUMENT;
-    uint64_t where = object + 8 + 8 * (uint64_t)slot;
+    ha_off where = object + 8 + 8 * (uint64_t)slot;
     *ha_at(h, where) = ref;
     if (cards)
         cards[where >> card_shift] = 1;
     return HA_OK;
 }
 
+/* What the card scan's slot visitor needs: the dirty cards, and where to
+ * record the slots that refer into [target_start, target_end). */
+struct card_scan {
+    const ha_heap *h;
+    const uint8_t *cards;
+    uint32_t card_shift;
+    ha_off target_start, target_end;
+    ha_off *found;
+    size_t capacity;
+    ha_stats *st;
+};
+
+static inline __attribute__((always_inline)) int
+card_slot(void *ctx, uint64_t *slot, ha_off where)
+{
+    const struct card_scan *k = ctx;
+    ha_ref ref;
+    ha_off target;
+    if (!k->cards[where >> k->card_shift] || (ref = ha_load(slot)) == 0)
+        return HA_OK;
+    if (!ha_decode(k->h, ref, &target))
+        return ha_fail(k->st, HA_ERR_REF, where, -1);
+    if (target >= k->target_start && target < k->target_end) {
+        if (k->st->refs < k->capacity)
+            k->found[k->st->refs] = where;
+        k->st->refs++;
+    }
+    return HA_OK;
+}
+
 int ha_card_scan(const ha_heap *h, const ha_space *s, const uint8_t *cards,
-                 uint32_t card_shift, uint64_t target_start,
-                 uint64_t target_end, uint64_t *found, size_t capacity,
+                 uint32_t card_shift, ha_off target_start,
+                 ha_off target_end, ha_off *found, size_t capacity,
                  ha_stats *st)
 {
     int rc = ha_begin(h, st);
@@ -320,30 +339,14 @@ int ha_card_scan(const ha_heap *h, const ha_space *s, const uint8_t *cards,
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     if (rc)
         return ha_end(st, rc);
-    for (uint64_t c = s->start >> card_shift; s->top > s->start && c <= (s->top - 1) >> card_shift; c++)
-        st->cards += cards[c] != 0;
-    uint64_t header;
-    for (uint64_t off = s->start; off < s->top; off += ha_words(header) * 8) {
-        if ((rc = object_at(h, s, off, &header, st)))
-            break;
+    for (uint64_t card = s->start >> card_shift;
+         s->top > s->start && card <= (s->top - 1) >> card_shift; card++)
+        st->cards += cards[card] != 0;
+    struct card_scan scan = {h, cards, card_shift, target_start, target_end, found, capacity, st};
+    ha_cursor c = ha_cursor_of(s);
+    while (!rc && ha_next_object(h, &c, &rc, st)) {
         st->objects++;
-        const uint64_t *obj = ha_at(h, off);
-        for (uint64_t k = 1; k <= ha_nrefs(header); k++) {
-            uint64_t where = off + 8 * k, target, ref;
-            if (!cards[where >> card_shift] || (ref = ha_load(&obj[k])) == 0)
-                continue;
-            if (!ha_decode(h, ref, &target)) {
-                rc = ha_fail(st, HA_ERR_REF, where, -1);
-                break;
-            }
-            if (target >= target_start && target < target_end) {
-                if (st->refs < capacity)
-                    found[st->refs] = where;
-                st->refs++;
-            }
-        }
-        if (rc)
-            break;
+        rc = ha_visit_slots(ha_at(h, c.off), c.off, c.header, card_slot, &scan);
     }
     return ha_end(st, rc);
 }

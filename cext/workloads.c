@@ -71,7 +71,7 @@ static int make_tree(struct tree *t, uint32_t depth, uint64_t *node)
 }
 
 int ha_tree(const ha_heap *h, ha_space *s, uint32_t depth, int top_down,
-            uint32_t payload_words, uint64_t *root, ha_stats *st)
+            uint32_t payload_words, ha_ref *root, ha_stats *st)
 {
     int rc = ha_begin_space(h, s, st);
     if (!rc && depth > 40)
@@ -87,7 +87,7 @@ int ha_tree(const ha_heap *h, ha_space *s, uint32_t depth, int top_down,
 /* A list of n nodes {next, index}. Shuffled lists link the nodes in a random
  * order, so following `next` is a chain of dependent, scattered loads. */
 int ha_linked_list(const ha_heap *h, ha_space *s, uint64_t n, int shuffled,
-                   uint64_t seed, uint64_t *head, ha_stats *st)
+                   uint64_t seed, ha_ref *head, ha_stats *st)
 {
     int rc = ha_begin_space(h, s, st);
     *head = 0;
@@ -151,12 +151,27 @@ static uint64_t draw_size(const struct sizes *z, uint64_t *seed)
     return z->table[low];
 }
 
+/* Point a slot at a node drawn at random. */
+struct wiring {
+    const ha_heap *h;
+    const ha_off *nodes;
+    uint64_t n, seed;
+};
+
+static int wire_slot(void *ctx, uint64_t *slot, ha_off where)
+{
+    struct wiring *w = ctx;
+    (void)where;
+    *slot = ha_encode(w->h, w->nodes[next_random(&w->seed) % w->n]);
+    return HA_OK;
+}
+
 /* n nodes, each with 0..2*mean_degree references to uniformly chosen nodes
  * and a payload drawn as draw_size() says; nroots random nodes as roots. */
 int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n, uint32_t mean_degree,
                     uint32_t payload_min, uint32_t payload_max, const uint32_t *size_table,
                     const uint64_t *size_cumulative, size_t size_entries, uint64_t seed,
-                    uint64_t *roots, size_t nroots, ha_stats *st)
+                    ha_ref *roots, size_t nroots, ha_stats *st)
 {
     struct sizes sizes = {payload_min, payload_max, size_table, size_cumulative, size_entries};
     int rc = ha_begin_space(h, s, st);
@@ -173,24 +188,23 @@ int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n, uint32_t mean_deg
         uint64_t nrefs = next_random(&seed) % (2ULL * mean_degree + 1);
         rc = allocate(h, s, nrefs, draw_size(&sizes, &seed), &nodes[i], st);
     }
+    struct wiring wiring = {h, nodes, n, seed};
     for (uint64_t i = 0; i < n && !rc; i++) {
         uint64_t *node = ha_at(h, nodes[i]), header = ha_load(node);
-        if (!ha_header_ok(header, nodes[i], s->top)) { /* another writer changed it */
+        if (ha_header_ok(header, nodes[i], s->top)) /* another writer may have changed it */
+            ha_visit_slots(node, nodes[i], header, wire_slot, &wiring);
+        else
             rc = ha_fail(st, HA_ERR_HEADER, nodes[i], -1);
-            break;
-        }
-        for (uint64_t k = 1; k <= ha_nrefs(header); k++)
-            node[k] = ha_encode(h, nodes[next_random(&seed) % n]);
     }
     for (size_t r = 0; r < nroots && !rc; r++)
-        roots[r] = ha_encode(h, nodes[next_random(&seed) % n]);
+        wire_slot(&wiring, &roots[r], 0); /* a root is a slot like any other */
     free(nodes);
     return ha_end(st, rc);
 }
 
 /* n objects of payload_words each, chained by their one reference. */
 int ha_large_objects(const ha_heap *h, ha_space *s, uint64_t n,
-                     uint64_t payload_words, uint64_t *head, ha_stats *st)
+                     uint64_t payload_words, ha_ref *head, ha_stats *st)
 {
     int rc = ha_begin_space(h, s, st);
     uint64_t previous = 0, off = 0;

@@ -1,8 +1,9 @@
 """The object model in numpy: build, read and check object graphs from Python.
 
-This mirrors ``cext/object_model.h`` word for word and is the reference the C
-loops are tested against. An object is a header word, its reference slots,
-then its payload, all 64-bit words, at least 2 words long::
+This mirrors ``cext/object_model.h`` and is the reference the C loops are
+tested against; the layout constants themselves come from the compiled core,
+so the layout is defined once, in C. An object is a header word, its
+reference slots, then its payload, all 64-bit words, at least 2 words long::
 
     header: | 63..58 zero | 57 forwarded | 56 marked | 55..48 magic 0xA5 |
             | 47..32 reference slots     | 31..0 size in words            |
@@ -29,12 +30,19 @@ from .errors import HeapCorruption, InvalidArgument, SpaceFull, ViewClosed
 from .native import ffi, lib
 from .views import MultiView, View
 
-MAGIC = 0xA5
-MARKED = 1 << 56
-FORWARDED = 1 << 57
-MIN_WORDS = 2
-MAX_REFS = 0xFFFF
-MAX_WORDS = 0xFFFFFFFF
+# The header layout, as object_model.h defines it.
+WORDS_MASK = lib.HA_WORDS_MASK
+NREFS_SHIFT = lib.HA_NREFS_SHIFT
+NREFS_MASK = lib.HA_NREFS_MASK
+MAGIC_SHIFT = lib.HA_MAGIC_SHIFT
+MAGIC_MASK = lib.HA_MAGIC_MASK
+MAGIC = lib.HA_MAGIC
+MARKED = lib.HA_MARKED
+FORWARDED = lib.HA_FORWARDED
+RESERVED_SHIFT = lib.HA_RESERVED_SHIFT
+MIN_WORDS = lib.HA_MIN_WORDS
+MAX_REFS = lib.HA_MAX_REFS
+MAX_WORDS = lib.HA_MAX_WORDS
 ENCODINGS = {
     "offset": lib.HA_REF_OFFSET,
     "address": lib.HA_REF_ADDRESS,
@@ -47,7 +55,7 @@ def make_header(words, nrefs):
     """Header word(s) for objects of ``words`` words with ``nrefs`` reference slots."""
     words = np.asarray(words, dtype=np.uint64)
     nrefs = np.asarray(nrefs, dtype=np.uint64)
-    return words | (nrefs << np.uint64(32)) | np.uint64(MAGIC << 48)
+    return words | (nrefs << np.uint64(NREFS_SHIFT)) | np.uint64(MAGIC << MAGIC_SHIFT)
 
 
 def _count_array(values: object, what: str, high: int) -> np.ndarray:
@@ -67,20 +75,28 @@ def _count_array(values: object, what: str, high: int) -> np.ndarray:
 
 
 def header_words(header) -> np.ndarray | int:
-    return np.asarray(header, dtype=np.uint64) & np.uint64(0xFFFFFFFF)
+    """The size in words that header word(s) claim (``ha_words`` in C)."""
+    return np.asarray(header, dtype=np.uint64) & np.uint64(WORDS_MASK)
 
 
 def header_nrefs(header) -> np.ndarray | int:
-    return (np.asarray(header, dtype=np.uint64) >> np.uint64(32)) & np.uint64(0xFFFF)
+    """The reference slots that header word(s) claim (``ha_nrefs`` in C)."""
+    return (np.asarray(header, dtype=np.uint64) >> np.uint64(NREFS_SHIFT)) & np.uint64(NREFS_MASK)
+
+
+def header_fields(header: int) -> tuple[int, int]:
+    """(words, nrefs) one header word claims, as Python ints, checked or not."""
+    header = int(header)
+    return header & WORDS_MASK, (header >> NREFS_SHIFT) & NREFS_MASK
 
 
 def header_ok(header: int, offset: int, limit: int) -> bool:
     """The same test as ``ha_header_ok`` in C."""
     header = int(header)
-    words, nrefs = header & 0xFFFFFFFF, (header >> 32) & 0xFFFF
+    words, nrefs = header_fields(header)
     return (
-        (header >> 48) & 0xFF == MAGIC and header >> 58 == 0 and words >= MIN_WORDS
-        and nrefs < words and words <= (limit - offset) // 8
+        (header >> MAGIC_SHIFT) & MAGIC_MASK == MAGIC and header >> RESERVED_SHIFT == 0
+        and words >= MIN_WORDS and nrefs < words and words <= (limit - offset) // 8
     )
 
 
@@ -186,7 +202,7 @@ class Obj:
         header = self.header
         if not header_ok(header, self.offset, self.heap.size):
             raise HeapCorruption(self.offset, f"not an object header: {header:#x}")
-        return header & 0xFFFFFFFF, (header >> 32) & 0xFFFF
+        return header_fields(header)
 
     @property
     def size_words(self) -> int:
@@ -230,8 +246,8 @@ class Obj:
         header = self.header
         if not header_ok(header, self.offset, self.heap.size):
             return f"Obj(offset={self.offset:#x}, header={header:#x})"
-        return (f"Obj(offset={self.offset:#x}, words={header & 0xFFFFFFFF}, "
-                f"nrefs={(header >> 32) & 0xFFFF})")
+        words, nrefs = header_fields(header)
+        return f"Obj(offset={self.offset:#x}, words={words}, nrefs={nrefs})"
 
 
 class RefSlots:
@@ -588,7 +604,7 @@ class ObjectHeap:
             if not header_ok(header, offset, target.top):
                 raise HeapCorruption(offset, "not an object header")
             yield Obj(self, offset)
-            offset += (header & 0xFFFFFFFF) * 8
+            offset += header_fields(header)[0] * 8
 
     def reachable(self, roots: Iterable[int]) -> list[Obj]:
         """Objects reachable from reference words ``roots``, in breadth-first order."""

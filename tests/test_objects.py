@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import heapalias as ha
+from heapalias import objects as layout
+from heapalias.collectors import walk
+from heapalias.native import lib
 from heapalias.objects import FORWARDED, MARKED, RefCodec, header_ok, make_header
 
 
@@ -100,6 +105,52 @@ def test_header_layout_matches_the_c_model() -> None:
     assert not header_ok(header | 1 << 60, 8, 64)
     assert not header_ok(int(make_header(1, 0)), 8, 64)  # under the 2-word minimum
     assert not header_ok(int(make_header(3, 3)), 8, 64)  # more slots than words
+
+
+def test_layout_constants_come_from_the_c_core() -> None:
+    """objects.py defines no layout of its own: every constant is object_model.h's."""
+    for name in ("WORDS_MASK", "NREFS_SHIFT", "NREFS_MASK", "MAGIC_SHIFT", "MAGIC_MASK",
+                 "MAGIC", "MARKED", "FORWARDED", "RESERVED_SHIFT", "MIN_WORDS", "MAX_REFS",
+                 "MAX_WORDS"):
+        assert getattr(layout, name) == getattr(lib, f"HA_{name}"), name
+    assert layout.ENCODINGS == {"offset": lib.HA_REF_OFFSET, "address": lib.HA_REF_ADDRESS,
+                                "colored": lib.HA_REF_COLORED, "masked": lib.HA_REF_MASKED}
+
+
+#: Headers near the valid ones: the fields a header claims, the magic right or
+#: not, and any of the flag and reserved bits 56..63; or any 64-bit word at all.
+FIELD_HEADERS = st.builds(
+    lambda words, nrefs, magic, flags: words | nrefs << 32 | magic << 48 | flags << 56,
+    st.one_of(st.integers(0, 8), st.integers(0, 0xFFFFFFFF)),
+    st.one_of(st.integers(0, 8), st.integers(0, 0xFFFF)),
+    st.one_of(st.just(0xA5), st.integers(0, 0xFF)),
+    st.one_of(st.just(0), st.sampled_from([1, 2, 3]), st.integers(0, 0xFF)),
+)
+HEADERS = st.one_of(FIELD_HEADERS, st.integers(0, (1 << 64) - 1))
+
+
+def test_header_ok_agrees_with_the_c_check() -> None:
+    """Python's header_ok and C's ha_header_ok accept the same headers: a walk of a
+    space holding one header fails at that header exactly when Python rejects it."""
+    with ha.Heap("64K", name="layout") as heap:
+        objects = heap.objects
+        space = objects.space()
+        words = objects.words
+
+        @settings(max_examples=400, deadline=None)
+        @given(header=HEADERS, limit_words=st.integers(0, 64))
+        def agree(header: int, limit_words: int) -> None:
+            words[1] = header  # the rest of the heap stays zero: no valid header
+            space.top = 8 + 8 * limit_words
+            expected = header_ok(header, 8, space.top)
+            try:
+                walk(objects)
+                rejected_first = False
+            except ha.HeapCorruption as exc:
+                rejected_first = exc.offset == 8
+            assert rejected_first == (not expected and limit_words > 0), hex(header)
+
+        agree()
 
 
 @pytest.mark.parametrize("encoding", ["offset", "address", "colored", "masked"])
