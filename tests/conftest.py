@@ -148,3 +148,10 @@ def mapped_at(address: int) -> str | None:
         if start <= address < end:
             return line
     return None
+
+
+def pytest_report_header() -> str:
+    """Which heapalias the run imports: the installed one, a checkout, or a sanitized copy."""
+    import heapalias
+
+    return f"heapalias from {Path(heapalias.__file__).resolve().parent.parent}"

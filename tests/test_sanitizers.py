@@ -97,7 +97,10 @@ def test_the_build_is_sanitized(sanitized) -> None:
 
 def test_loop_tests_run_clean_under_asan_and_ubsan(sanitized) -> None:
     tests = [str(ROOT / "tests" / name) for name in LOOP_TESTS]
-    proc, reports = run_sanitized(sanitized, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                                  *tests)
+    # --confcutdir keeps the checkout's root conftest.py, and with it the checkout on
+    # sys.path, out of the child: it must import the sanitized package.
+    proc, reports = run_sanitized(sanitized, "-m", "pytest", "-x", "-p", "no:cacheprovider",
+                                  f"--confcutdir={ROOT / 'tests'}", *tests)
+    assert f"heapalias from {sanitized['PYTHONPATH']}" in proc.stdout, proc.stdout[-3000:]
     assert not reports, "".join(reports)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
