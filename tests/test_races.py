@@ -77,7 +77,7 @@ def scribbler(tmp_path_factory) -> str:
     try:
         ffi.compile(tmpdir=str(out))
     except VerificationError as exc:  # no C compiler: heapalias itself needs one to build
-        pytest.skip(f"cannot compile the C scribbler: {exc}")
+        pytest.skip(reason=f"cannot compile the C scribbler: {exc}")
     return str(out)
 
 
