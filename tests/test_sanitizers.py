@@ -42,7 +42,7 @@ def sanitized(tmp_path_factory) -> dict[str, str]:
     """Environment for a child that imports the sanitized build."""
     runtime = _asan_runtime()
     if runtime is None:
-        pytest.skip(reason="no C compiler with gcc's AddressSanitizer runtime (libasan.so) is installed")
+        pytest.skip(reason="no C compiler with gcc's AddressSanitizer runtime (libasan.so)")
     work = tmp_path_factory.mktemp("sanitized")
     shutil.copytree(ROOT / "cext", work / "cext")
     build = subprocess.run(
