@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backing import require_int
+from .backing import read_only, require_int
 from .errors import HeapCorruption, InsufficientMemory, InvalidArgument, SpaceFull
 from .native import ffi, lib
 from .objects import MAX_REFS, Obj, ObjectHeap, Space, require_object_heap, view_of
@@ -160,9 +160,9 @@ class SemiSpace:
         if self._from is self._to:
             raise InvalidArgument("from-space and to-space must differ")
 
-    objects = property(lambda self: self._objects, doc="The heap being collected.")
-    from_space = property(lambda self: self._from, doc="The space the next collection empties.")
-    to_space = property(lambda self: self._to, doc="The space the next collection fills.")
+    objects = read_only("_objects", "The heap being collected.")
+    from_space = read_only("_from", "The space the next collection empties.")
+    to_space = read_only("_to", "The space the next collection fills.")
 
     @classmethod
     def halves(cls, heap, **kwargs) -> SemiSpace:
@@ -282,9 +282,9 @@ class CardTable:
         self._cards = _scratch((objects.size >> card_shift) + 1, np.uint8, "a card table",
                                zeroed=True)
 
-    objects = property(lambda self: self._objects, doc="The heap whose slots the cards cover.")
-    card_shift = property(lambda self: self._card_shift, doc="log2 of the bytes per card.")
-    cards = property(lambda self: self._cards, doc="One byte per card, nonzero when dirty.")
+    objects = read_only("_objects", "The heap whose slots the cards cover.")
+    card_shift = read_only("_card_shift", "log2 of the bytes per card.")
+    cards = read_only("_cards", "One byte per card, nonzero when dirty.")
 
     def _cards_buffer(self):
         """The cards for C; the array must still hold a card for every heap byte."""

@@ -312,14 +312,14 @@ class Heap:
         heap._start(backing, populate, prot)
         return heap
 
-    size = property(lambda self: self._backing.size, doc="Heap size in bytes.")
-    backing = property(lambda self: self._backing.kind, doc="'memfd', 'anon' or 'private'.")
-    pages = property(lambda self: self._backing.pages, doc="'4k', 'thp', '2m' or '1g'.")
-    page_size = property(lambda self: self._backing.page_size, doc="Granule in bytes.")
-    name = property(lambda self: self._backing.name, doc="The heap's name.")
-    fd = property(lambda self: self._backing.fd, doc="The memfd, or None.")
-    commit_retries = property(lambda self: self._backing.commit_retries,
-                              doc="Times committing hugetlb pages was retried after ENOSPC.")
+    size = read_only("_backing.size", "Heap size in bytes.")
+    backing = read_only("_backing.kind", "'memfd', 'anon' or 'private'.")
+    pages = read_only("_backing.pages", "'4k', 'thp', '2m' or '1g'.")
+    page_size = read_only("_backing.page_size", "Granule in bytes.")
+    name = read_only("_backing.name", "The heap's name.")
+    fd = read_only("_backing.fd", "The memfd, or None.")
+    commit_retries = read_only("_backing.commit_retries",
+                               "Times committing hugetlb pages was retried after ENOSPC.")
 
     @property
     def closed(self) -> bool:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backing import require_int, require_type
+from .backing import read_only, require_int, require_type
 from .errors import HeapCorruption, InvalidArgument, SpaceFull, ViewClosed
 from .native import ffi, lib
 from .views import MultiView, View
@@ -354,15 +354,15 @@ class ObjectHeap:
                 raise InvalidArgument(f"space {name!r} must be (start, end), got {bounds!r}")
             self.add_space(name, *bounds)
 
-    heap = property(lambda self: self._heap, doc="The Heap or View given at construction.")
-    view = property(lambda self: self._view, doc="The view that holds the objects.")
-    size = property(lambda self: self._size, doc="Heap bytes the objects may occupy.")
-    encoding = property(lambda self: self._encoding, doc="How references are encoded.")
-    codec = property(lambda self: self._codec, doc="Encodes and decodes this heap's references.")
-    colors = property(lambda self: self._colors, doc="The colored layout, or None.")
-    writable = property(lambda self: self._writable,
-                        doc="False for a read-only view: walks, verify and card scans only.")
-    words = property(lambda self: self._words, doc="The heap as one zero-copy uint64 array.")
+    heap = read_only("_heap", "The Heap or View given at construction.")
+    view = read_only("_view", "The view that holds the objects.")
+    size = read_only("_size", "Heap bytes the objects may occupy.")
+    encoding = read_only("_encoding", "How references are encoded.")
+    codec = read_only("_codec", "Encodes and decodes this heap's references.")
+    colors = read_only("_colors", "The colored layout, or None.")
+    writable = read_only("_writable",
+                         "False for a read-only view: walks, verify and card scans only.")
+    words = read_only("_words", "The heap as one zero-copy uint64 array.")
 
     def _hold_colors(self, colors: object) -> list[np.ndarray]:
         """Arrays that keep every color view mapped, whole, for the loops' colored loads."""
