@@ -124,7 +124,7 @@ int ha_verify(const ha_heap *h, const ha_space *spaces, size_t nspaces,
               const ha_ref *roots, size_t nroots, uint64_t *bitmap,
               ha_stats *st);
 int ha_write_ref(const ha_heap *h, uint8_t *cards, uint32_t card_shift,
-                 ha_off object, uint32_t slot, ha_ref ref);
+                 ha_off object, uint32_t slot, ha_ref ref, ha_stats *st);
 int ha_card_scan(const ha_heap *h, const ha_space *space, const uint8_t *cards,
                  uint32_t card_shift, ha_off target_start,
                  ha_off target_end, ha_off *found, size_t capacity,

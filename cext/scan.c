@@ -280,23 +280,28 @@ int ha_verify(const ha_heap *h, const ha_space *spaces, size_t nspaces,
 /* ---- card table: one byte per 2^card_shift heap bytes, dirtied per slot ---- */
 
 int ha_write_ref(const ha_heap *h, uint8_t *cards, uint32_t card_shift,
-                 ha_off object, uint32_t slot, ha_ref ref)
+                 ha_off object, uint32_t slot, ha_ref ref, ha_stats *st)
 {
     ha_off off;
+    int rc = ha_begin(h, st);
+    if (rc)
+        return ha_end(st, rc);
     if (cards && (card_shift < 3 || card_shift > 30))
-        return HA_ERR_ARGUMENT;
-    if (h->size < 16 || object == 0 || object >= h->size - 8 || (object & 7))
-        return HA_ERR_REF;
+        return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, object, -1));
+    if (object == 0 || object >= h->size - 8 || (object & 7))
+        return ha_end(st, ha_fail(st, HA_ERR_REF, object, -1));
     uint64_t header = ha_load(ha_at(h, object));
     if (!ha_header_ok(header, object, h->size))
-        return HA_ERR_HEADER;
+        return ha_end(st, ha_fail(st, HA_ERR_HEADER, object, -1));
     if (slot >= ha_nrefs(header) || (ref && !ha_decode(h, ref, &off)))
-        return HA_ERR_ARGUMENT;
+        return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, object, -1));
     ha_off where = object + 8 + 8 * (uint64_t)slot;
     *ha_at(h, where) = ref;
     if (cards)
         cards[where >> card_shift] = 1;
-    return HA_OK;
+    st->refs = 1;
+    st->cards = cards ? 1 : 0;
+    return ha_end(st, HA_OK);
 }
 
 /* What the card scan's slot visitor needs: the dirty cards, and where to

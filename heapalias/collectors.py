@@ -21,73 +21,41 @@ Before each call, the spaces and the views the loop will read are checked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from . import native
 from .backing import read_only, require_int
-from .errors import HeapCorruption, InsufficientMemory, InvalidArgument, SpaceFull
-from .native import ffi, lib
+from .errors import InsufficientMemory, InvalidArgument
+from .native import (
+    LoopStats,
+    ffi,
+    lib,
+    loop_result,
+    space_struct,
+    spaces_struct,
+    stats_of,
+    words,
+    words_or_null,
+)
 from .objects import MAX_REFS, Obj, ObjectHeap, Space, require_object_heap, view_of
 from .views import View
 
-_REASONS = {
-    lib.HA_ERR_HEADER: "not a valid object header",
-    lib.HA_ERR_REF: "a reference outside the heap, misaligned, or of an unknown color",
-    lib.HA_ERR_NOT_OBJECT: "a reference to something that is not an object start",
-}
-
-
-@dataclass(frozen=True)
-class LoopStats:
-    """What one loop did: objects and bytes it visited or moved, references, cards, time."""
-
-    objects: int
-    bytes: int
-    refs: int
-    cards: int
-    nanoseconds: int
-
-    @property
-    def seconds(self) -> float:
-        return self.nanoseconds / 1e9
-
-    @property
-    def gb_per_s(self) -> float:
-        """Bytes per second, in GB/s (1e9)."""
-        return self.bytes / self.nanoseconds if self.nanoseconds else float("inf")
-
-
-def _stats(st) -> LoopStats:
-    return LoopStats(int(st.objects), int(st.bytes), int(st.refs), int(st.cards),
-                     int(st.nanoseconds))
-
-
-def _check(rc: int, st, what: str) -> LoopStats:
-    """Stats on success; the typed error the C loop reported otherwise."""
-    if rc == lib.HA_OK:
-        return _stats(st)
-    root = None if st.error_root < 0 else int(st.error_root)
-    if rc in _REASONS:
-        raise HeapCorruption(int(st.error_offset), f"{what}: {_REASONS[rc]}", root)
-    if rc == lib.HA_ERR_FULL:
-        raise SpaceFull(f"{what}: the target space is full at offset {int(st.error_offset):#x}",
-                        remedy="give the space more room")
-    if rc == lib.HA_ERR_NOMEM:
-        raise InsufficientMemory(f"{what}: no memory for a scratch buffer", remedy="free memory")
-    raise InvalidArgument(f"{what}: the C loop rejected its arguments (code {rc})")
+# Temporary aliases while the loops move behind native.py.
+_stats = stats_of
+_check = loop_result
+_REASONS = native._REASONS
 
 
 def _space(objects: ObjectHeap, space: Space):
     """The space for C, checked against the heap first (its fields are plain attributes)."""
     space.check(objects.size)
-    return ffi.new("ha_space *", (space.start, space.end, space.top))
+    return space_struct(space)
 
 
 def _spaces(objects: ObjectHeap, spaces: list[Space]):
     for space in spaces:
         space.check(objects.size)
-    return ffi.new("ha_space[]", [(s.start, s.end, s.top) for s in spaces] or 1)
+    return spaces_struct(spaces)
 
 
 def roots_array(roots) -> np.ndarray:
@@ -113,13 +81,8 @@ def _scratch(count: int, dtype, what: str, *, zeroed: bool = False) -> np.ndarra
                                  remedy="free memory, or use a smaller heap") from exc
 
 
-def _buffer(array: np.ndarray, ctype: str = "uint64_t[]"):
-    return ffi.from_buffer(ctype, array, require_writable=True)
-
-
-def _roots_buffer(roots: np.ndarray):
-    """The roots for C, or NULL when there are none (an empty buffer has no address)."""
-    return _buffer(roots) if len(roots) else ffi.NULL
+_buffer = words
+_roots_buffer = words_or_null
 
 
 def _chosen_spaces(objects: ObjectHeap, names: list[str] | None) -> list[Space]:
@@ -301,12 +264,9 @@ class CardTable:
         if not 0 <= slot <= MAX_REFS:
             raise InvalidArgument(f"slot {slot} is not a reference slot of {obj!r}")
         ref = 0 if target is None else target.ref
-        rc = lib.ha_write_ref(self._objects.native(), self._cards_buffer(),
-                              self._card_shift, obj.offset, slot, ref)
-        if rc == lib.HA_ERR_ARGUMENT:
-            raise InvalidArgument(f"slot {slot} is not a reference slot of {obj!r}, or bad target")
-        if rc:
-            raise HeapCorruption(obj.offset, _REASONS[rc])
+        self._cards_buffer()
+        native.write_ref(self._objects.native(), self._cards, self._card_shift, obj.offset,
+                         slot, ref)
 
     def clear(self) -> None:
         self._cards[:] = 0

@@ -1,8 +1,18 @@
-"""Typed Python face of the compiled C core (``heapalias._native``).
+"""The one gateway to the compiled C core (``heapalias._native``).
 
-Each wrapper calls one C function, which returns ``-errno`` on failure; the
-wrapper turns that into :class:`~heapalias.errors.SyscallFailed`. Callers that
-know more (a hugetlb pool, a map-count limit) catch it and raise a sharper error.
+Every call into C, and every translation of a C result into an exception, is here.
+The C functions come in groups, each with one return convention (heapalias.h says
+the same):
+
+- **System calls** (``memfd_create`` ... ``touch``): ``>= 0`` on success, ``-errno`` on
+  failure, raised as :class:`~heapalias.errors.SyscallFailed`. Callers that know more
+  (a hugetlb pool, a map-count limit) catch it and raise a sharper error.
+- **GC loops** (``cheney`` ... ``card_scan``, the workloads and the drivers): ``HA_OK``
+  or a positive ``HA_ERR_*`` code, with the details (counts, time, the offset and root
+  at fault) in an ``ha_stats``. Success gives :class:`LoopStats`; a failure raises
+  :class:`~heapalias.errors.HeapCorruption`, :class:`~heapalias.errors.SpaceFull`,
+  :class:`~heapalias.errors.InsufficientMemory` or
+  :class:`~heapalias.errors.InvalidArgument`.
 
 Importing this module refuses a stale extension. cext/build_native.py compiles the
 fingerprint of the C sources (cext/fingerprint.py) into ``_native``. Where those sources
@@ -15,7 +25,10 @@ checked there.
 from __future__ import annotations
 
 import runpy
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 try:
     from ._native import ffi, lib
@@ -25,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - depends on how heapalias was in
         "`pip install -e .`) instead of importing the source tree directly."
     ) from exc
 
-from .errors import SyscallFailed
+from .errors import HeapCorruption, InsufficientMemory, InvalidArgument, SpaceFull, SyscallFailed
 
 #: The C sources beside the package in a checkout; absent from an installed wheel.
 CEXT = Path(__file__).resolve().parent.parent / "cext"
@@ -59,13 +72,18 @@ def require_fresh_build(built: str | None, cext: Path = CEXT) -> None:
 require_fresh_build(built_fingerprint(lib))
 
 __all__ = [
+    "LoopStats",
     "built_fingerprint",
+    "card_scan",
+    "cheney",
+    "clear_marks",
     "close",
     "fallocate",
     "ffi",
     "ftruncate",
     "lib",
     "madvise",
+    "mark",
     "memfd_create",
     "mmap",
     "mprotect",
@@ -74,6 +92,9 @@ __all__ = [
     "name_anon",
     "require_fresh_build",
     "touch",
+    "verify",
+    "walk",
+    "write_ref",
 ]
 
 
@@ -144,3 +165,135 @@ def name_anon(address: int, length: int, name: str) -> int:
 def touch(address: int, length: int, stride: int, write: bool) -> None:
     """Read (and write back) one byte per ``stride``: the pre-5.14 populate fallback."""
     _check(lib.ha_touch(address, length, stride, int(write)), "touch")
+
+
+# ---- GC loops: HA_OK or a positive HA_ERR_* code; the details in ha_stats ----
+
+_REASONS = {
+    lib.HA_ERR_HEADER: "not a valid object header",
+    lib.HA_ERR_REF: "a reference outside the heap, misaligned, or of an unknown color",
+    lib.HA_ERR_NOT_OBJECT: "a reference to something that is not an object start",
+}
+
+
+@dataclass(frozen=True)
+class LoopStats:
+    """What one loop did: objects and bytes it visited or moved, references, cards, time."""
+
+    objects: int
+    bytes: int
+    refs: int
+    cards: int
+    nanoseconds: int
+
+    @property
+    def seconds(self) -> float:
+        return self.nanoseconds / 1e9
+
+    @property
+    def gb_per_s(self) -> float:
+        """Bytes per second, in GB/s (1e9)."""
+        return self.bytes / self.nanoseconds if self.nanoseconds else float("inf")
+
+
+def new_stats():
+    """A zeroed ``ha_stats`` for one loop call."""
+    return ffi.new("ha_stats *")
+
+
+def stats_of(st) -> LoopStats:
+    """The counts of an ``ha_stats``, whatever the loop returned."""
+    return LoopStats(int(st.objects), int(st.bytes), int(st.refs), int(st.cards),
+                     int(st.nanoseconds))
+
+
+def loop_result(rc: int, st, what: str) -> LoopStats:
+    """Stats on success; the typed error the C loop reported otherwise."""
+    if rc == lib.HA_OK:
+        return stats_of(st)
+    root = None if st.error_root < 0 else int(st.error_root)
+    if rc in _REASONS:
+        raise HeapCorruption(int(st.error_offset), f"{what}: {_REASONS[rc]}", root)
+    if rc == lib.HA_ERR_FULL:
+        raise SpaceFull(f"{what}: the target space is full at offset {int(st.error_offset):#x}",
+                        remedy="give the space more room")
+    if rc == lib.HA_ERR_NOMEM:
+        raise InsufficientMemory(f"{what}: no memory for a scratch buffer", remedy="free memory")
+    raise InvalidArgument(f"{what}: the C loop rejected its arguments (code {rc})")
+
+
+def space_struct(space):
+    """An ``ha_space *`` holding a space's ``start, end, top`` (checked by the caller)."""
+    return ffi.new("ha_space *", (space.start, space.end, space.top))
+
+
+def spaces_struct(spaces):
+    """An ``ha_space[]`` of the spaces (one zeroed entry when there are none)."""
+    return ffi.new("ha_space[]", [(s.start, s.end, s.top) for s in spaces] or 1)
+
+
+def words(array: np.ndarray, ctype: str = "uint64_t[]"):
+    """A C view of a writeable numpy array (which must outlive the call)."""
+    return ffi.from_buffer(ctype, array, require_writable=True)
+
+
+def words_or_null(array: np.ndarray):
+    """As :func:`words`, or NULL for an empty array (which has no address)."""
+    return words(array) if len(array) else ffi.NULL
+
+
+def cheney(heap, from_space, to_space, roots: np.ndarray) -> LoopStats:
+    """Evacuate what ``roots`` reach from ``from_space`` into ``to_space``; the roots are
+    updated in place, and ``to_space.top`` advances (also when the loop fails)."""
+    to, st = space_struct(to_space), new_stats()
+    rc = lib.ha_cheney(heap, space_struct(from_space), to, words_or_null(roots), len(roots), st)
+    to_space.top = int(to.top)
+    return loop_result(rc, st, "cheney")
+
+
+def mark(heap, spaces, roots: np.ndarray, stack: np.ndarray) -> LoopStats:
+    """Mark what ``roots`` reach within ``spaces``, with ``stack`` as the grey stack."""
+    st = new_stats()
+    rc = lib.ha_mark(heap, spaces_struct(spaces), len(spaces), words_or_null(roots),
+                     len(roots), words(stack), len(stack), st)
+    return loop_result(rc, st, "mark")
+
+
+def clear_marks(heap, space) -> LoopStats:
+    """Clear every mark bit in ``space``."""
+    st = new_stats()
+    return loop_result(lib.ha_clear_marks(heap, space_struct(space), st), st, "clear_marks")
+
+
+def walk(heap, space, offsets: np.ndarray, capacity: int) -> LoopStats:
+    """Parse ``space``; the first ``capacity`` object offsets go to ``offsets``."""
+    st = new_stats()
+    rc = lib.ha_walk(heap, space_struct(space), words(offsets), capacity, st)
+    return loop_result(rc, st, "walk")
+
+
+def verify(heap, spaces, roots: np.ndarray, bitmap: np.ndarray) -> LoopStats:
+    """Check every header and reference of ``spaces``; ``bitmap`` must be zeroed."""
+    st = new_stats()
+    rc = lib.ha_verify(heap, spaces_struct(spaces), len(spaces), words_or_null(roots),
+                       len(roots), words(bitmap), st)
+    return loop_result(rc, st, "verify")
+
+
+def write_ref(heap, cards: np.ndarray, card_shift: int, obj: int, slot: int, ref: int) -> None:
+    """Store ``ref`` into reference slot ``slot`` of the object at ``obj``, dirtying its card."""
+    st = new_stats()
+    rc = lib.ha_write_ref(heap, words(cards, "uint8_t[]"), card_shift, obj, slot, ref, st)
+    if rc == lib.HA_ERR_ARGUMENT:
+        raise InvalidArgument(f"slot {slot} is not a reference slot of the object at {obj:#x}, "
+                              "or the target is not a reference of this heap")
+    loop_result(rc, st, "write_ref")
+
+
+def card_scan(heap, space, cards: np.ndarray, card_shift: int, target_start: int,
+              target_end: int, found: np.ndarray) -> LoopStats:
+    """Record the slots in dirty cards of ``space`` that refer into the target range."""
+    st = new_stats()
+    rc = lib.ha_card_scan(heap, space_struct(space), words(cards, "uint8_t[]"), card_shift,
+                          target_start, target_end, words(found), len(found), st)
+    return loop_result(rc, st, "card_scan")
