@@ -1,20 +1,22 @@
-/* Mutators that allocate in C and collect with ha_cheney when a semispace
- * fills: Boehm's GCBench and the Benchmarks Game's binary-trees. Every live
- * reference sits on a shadow stack, the collector's roots, and is re-read
- * after each collection because the collection may have moved it.
+/* Mutators that allocate in C and collect through a plan's hooks (plan.h)
+ * when the allocation space fills: Boehm's GCBench and the Benchmarks Game's
+ * binary-trees. Every live reference sits on a shadow stack, the collector's
+ * roots, and is re-read after each collection because it may have moved.
+ *
+ * Each program takes the plan's hooks as a constant, and the entry points
+ * switch on the plan, so every plan gets its own copy of the program with its
+ * barriers inlined (and a NULL barrier compiled away).
  *
  * The tree builders are loops over an explicit stack, and they hold the
  * allocation state in a local `struct cursor`. The compiler must assume that a
  * store into the heap may change any uint64_t reached through a pointer, so
  * state kept in `struct mutator` would be reloaded after every word written. */
-#include "object_model.h"
+#include "plan.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 struct mutator {
-    ha_heap h;
-    ha_space *from, *to;
-    uint64_t top;       /* the allocation cursor while no builder holds it */
+    ha_collector *gc;   /* spaces[0].top is the cursor while no builder holds it */
     uint64_t allocated; /* objects allocated; bytes follow from the cursor */
     uint64_t counted;   /* where the cursor was when bytes were last counted */
     ha_ref *shadow;
@@ -37,51 +39,65 @@ struct cursor {
 
 static struct cursor cursor_take(const struct mutator *m)
 {
-    return (struct cursor){.h = m->h, .top = m->top, .end = m->from->end,
-                           .allocated = m->allocated, .ref_bias = ha_encode(&m->h, 0),
+    const ha_space *alloc = &m->gc->spaces[0];
+    return (struct cursor){.h = m->gc->heap, .top = alloc->top, .end = alloc->end,
+                           .allocated = m->allocated, .ref_bias = ha_encode(&m->gc->heap, 0),
                            .shadow = m->shadow, .sp = m->sp};
 }
 
 static void cursor_put(struct mutator *m, const struct cursor *c)
 {
-    m->top = c->top;
+    m->gc->spaces[0].top = c->top;
     m->allocated = c->allocated;
     m->sp = c->sp;
 }
 
-static int collect(struct mutator *m)
+/* The allocation slow path: the plan collects (one pause) and makes room. */
+static int alloc_slow(struct mutator *m, const ha_plan_hooks *hooks, uint64_t bytes)
 {
     ha_stats gc;
-    m->from->top = m->top;
-    m->run->bytes_allocated += m->top - m->counted;
-    int rc = ha_cheney(&m->h, m->from, m->to, m->shadow, m->sp, &gc);
-    if (rc)
-        return ha_fail(m->st, rc, gc.error_offset, gc.error_root);
-    if (m->run->collections < m->pause_capacity)
-        m->pauses[m->run->collections] = gc.nanoseconds;
-    m->run->collections++;
-    m->run->gc_ns += gc.nanoseconds;
-    m->run->bytes_copied += gc.bytes;
-    ha_space *old = m->from; /* flip */
-    m->from = m->to;
-    m->to = old;
-    m->to->top = m->to->start;
-    m->top = m->counted = m->from->top;
-    return HA_OK;
+    m->run->bytes_allocated += m->gc->spaces[0].top - m->counted;
+    int rc = hooks->alloc_slow(m->gc, m->shadow, m->sp, bytes, &gc);
+    if (rc == HA_OK || rc == HA_ERR_FULL) {
+        if (m->run->collections < m->pause_capacity)
+            m->pauses[m->run->collections] = gc.nanoseconds;
+        m->run->collections++;
+        m->run->gc_ns += gc.nanoseconds;
+        m->run->bytes_copied += gc.bytes;
+    }
+    m->counted = m->gc->spaces[0].top;
+    return rc ? ha_fail(m->st, rc, gc.error_offset, gc.error_root) : HA_OK;
 }
 
 /* Make room for `bytes`, collecting if the space is full; the collection may
  * move every object, so callers read references only after this. */
-ALWAYS_INLINE int reserve(struct mutator *m, struct cursor *c, uint64_t bytes)
+ALWAYS_INLINE int reserve(struct mutator *m, const ha_plan_hooks *hooks, struct cursor *c,
+                          uint64_t bytes)
 {
     if (__builtin_expect(c->end - c->top >= bytes, 1))
         return HA_OK;
     cursor_put(m, c);
-    int rc = collect(m);
+    int rc = alloc_slow(m, hooks, bytes);
     *c = cursor_take(m);
-    if (!rc && c->end - c->top < bytes)
-        rc = ha_fail(m->st, HA_ERR_FULL, c->top, -1);
     return rc;
+}
+
+/* A reference store into an object allocated before the mutator's last
+ * safepoint, with the plan's write barrier. Initialising stores into an object
+ * just bumped need none (it is younger than anything a barrier tracks). */
+ALWAYS_INLINE void store_ref(const ha_plan_hooks *hooks, ha_collector *gc, uint64_t *slot,
+                             ha_ref ref)
+{
+    *slot = ref;
+    if (hooks->write_barrier)
+        hooks->write_barrier(gc, slot, ref);
+}
+
+/* A reference load from a heap slot, with the plan's read barrier. */
+ALWAYS_INLINE ha_ref load_ref(const ha_plan_hooks *hooks, ha_collector *gc, uint64_t *slot)
+{
+    ha_ref ref = ha_load(slot);
+    return hooks->read_barrier ? hooks->read_barrier(gc, slot, ref) : ref;
 }
 
 /* Reserve room on the shadow stack for `slots` more references. */
@@ -122,12 +138,13 @@ ALWAYS_INLINE uint64_t *deref(const ha_heap *h, uint64_t ref, uint64_t nrefs, ui
 }
 
 /* Allocate one zeroed object and push its reference. */
-static int push_object(struct mutator *m, uint64_t nrefs, uint64_t payload)
+static int push_object(struct mutator *m, const ha_plan_hooks *hooks, uint64_t nrefs,
+                       uint64_t payload)
 {
     uint64_t words = ha_object_words(nrefs, payload), *obj;
     int rc = reserve_slots(m, 1);
     struct cursor c = cursor_take(m);
-    if (!rc && !(rc = reserve(m, &c, words * 8)))
+    if (!rc && !(rc = reserve(m, hooks, &c, words * 8)))
         c.shadow[c.sp++] = bump(&c, words, nrefs, 1, &obj);
     cursor_put(m, &c);
     return rc;
@@ -135,15 +152,17 @@ static int push_object(struct mutator *m, uint64_t nrefs, uint64_t payload)
 
 /* Bottom-up (GCBench's MakeTree), in post-order: after the k-th leaf, ctz(k)
  * subtrees are complete, and each joins the top two stack entries under a new
- * parent. Leaves the root on the shadow stack. */
-static int make_tree(struct mutator *m, int depth, uint64_t payload)
+ * parent. Leaves the root on the shadow stack. Every store initialises a
+ * parent just allocated, so none needs a barrier. */
+static int make_tree(struct mutator *m, const ha_plan_hooks *hooks, int depth,
+                     uint64_t payload)
 {
     uint64_t words = ha_object_words(2, payload), *obj;
     int rc = reserve_slots(m, (size_t)depth + 1);
     struct cursor c = cursor_take(m);
     for (uint64_t k = 1; !rc && k <= 1ULL << depth; k++) {
         int joins = __builtin_ctzll(k);
-        if ((rc = reserve(m, &c, words * 8 * (uint64_t)(1 + joins))))
+        if ((rc = reserve(m, hooks, &c, words * 8 * (uint64_t)(1 + joins))))
             break;
         c.shadow[c.sp++] = bump(&c, words, 2, 1, &obj);
         for (; joins > 0; joins--) {
@@ -159,8 +178,10 @@ static int make_tree(struct mutator *m, int depth, uint64_t payload)
 
 /* Top-down (GCBench's Populate), in pre-order: the stack above the caller's
  * entries holds the nodes still to populate, left child on top, and `levels`
- * the depth below each. Each node gets both children in one reservation. */
-static int populate(struct mutator *m, int depth, size_t parent, uint64_t payload)
+ * the depth below each. Each node gets both children in one reservation, and
+ * may be older than the last collection, so its stores take the barrier. */
+static int populate(struct mutator *m, const ha_plan_hooks *hooks, int depth, size_t parent,
+                    uint64_t payload)
 {
     enum { MAX_DEPTH = 62 };
     unsigned char levels[MAX_DEPTH + 1];
@@ -174,15 +195,15 @@ static int populate(struct mutator *m, int depth, size_t parent, uint64_t payloa
         levels[0] = (unsigned char)depth;
     }
     while (!rc && c.sp > base) {
-        if ((rc = reserve(m, &c, 2 * words * 8)))
+        if ((rc = reserve(m, hooks, &c, 2 * words * 8)))
             break;
         if (!(node = deref(&c.h, c.shadow[c.sp - 1], 2, 0))) {
             rc = ha_fail(m->st, HA_ERR_REF, 0, (int64_t)(c.sp - 1));
             break;
         }
         uint64_t left = bump(&c, words, 2, 1, &child), right = bump(&c, words, 2, 1, &child);
-        node[1] = left;
-        node[2] = right;
+        store_ref(hooks, m->gc, &node[1], left);
+        store_ref(hooks, m->gc, &node[2], right);
         unsigned char below = levels[c.sp - 1 - base] - 1;
         if (below == 0) {
             c.sp--;
@@ -202,15 +223,15 @@ static int populate(struct mutator *m, int depth, size_t parent, uint64_t payloa
  * allocating; -1 if a node is not a tree node or the tree is deeper, which
  * only a heap changed under the program can make (and a cycle would recurse
  * forever). */
-static int64_t item_check(const ha_heap *h, uint64_t ref, int depth)
+static int64_t item_check(const ha_plan_hooks *hooks, ha_collector *gc, ha_ref ref, int depth)
 {
     if (!ref)
         return 0;
-    uint64_t *node = deref(h, ref, 2, 0);
+    uint64_t *node = deref(&gc->heap, ref, 2, 0);
     if (!node || depth < 0)
         return -1;
-    int64_t left = item_check(h, ha_load(&node[1]), depth - 1);
-    int64_t right = left < 0 ? -1 : item_check(h, ha_load(&node[2]), depth - 1);
+    int64_t left = item_check(hooks, gc, load_ref(hooks, gc, &node[1]), depth - 1);
+    int64_t right = left < 0 ? -1 : item_check(hooks, gc, load_ref(hooks, gc, &node[2]), depth - 1);
     return right < 0 ? -1 : 1 + left + right;
 }
 
@@ -223,14 +244,13 @@ static int record(struct mutator *m, int64_t check)
     return HA_OK;
 }
 
-static int start_run(struct mutator *m, const ha_heap *h, ha_space *a, ha_space *b)
+static int start_run(struct mutator *m)
 {
     memset(m->run, 0, sizeof *m->run);
-    m->h = *h;
-    m->top = m->counted = a->top;
-    int rc = ha_begin(h, m->st);
-    if (!rc && (!ha_semispaces_ok(h, a, b) || m->capacity < 64))
+    int rc = ha_begin_collector(m->gc, m->st);
+    if (!rc && m->capacity < 64)
         rc = ha_fail(m->st, HA_ERR_ARGUMENT, 0, -1);
+    m->counted = m->gc->spaces[0].top;
     m->started = ha_now_ns();
     return rc;
 }
@@ -242,105 +262,141 @@ static void stop_clock(struct mutator *m)
         m->run->total_ns = ha_now_ns() - m->started;
 }
 
-/* Tell the caller which space now holds the live data: `a` gets the
- * allocation space, `b` the empty one. */
-static int finish_run(struct mutator *m, ha_space *a, ha_space *b, int rc)
+/* The collector's spaces already say where the live data is: spaces[0]. */
+static int finish_run(struct mutator *m, int rc)
 {
     stop_clock(m);
-    m->from->top = m->top;
-    m->run->bytes_allocated += m->top - m->counted;
+    m->run->bytes_allocated += m->gc->spaces[0].top - m->counted;
     m->run->objects_allocated = m->allocated;
-    ha_space live = *m->from, spare = *m->to;
-    *a = live;
-    *b = spare;
     return ha_end(m->st, rc);
 }
 
 #define TREE_SIZE(d) ((1LL << ((d) + 1)) - 1)
 
-int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, ha_ref *shadow,
-               size_t shadow_capacity, uint64_t *pauses, size_t pause_capacity,
-               ha_gc_run *run, ha_stats *st)
+/* GCBench's program over the collector in m->gc. */
+ALWAYS_INLINE int gcbench(struct mutator *m, const ha_plan_hooks *hooks)
 {
     enum { STRETCH = 18, LONG_LIVED = 16, ARRAY = 500000, MIN_DEPTH = 4, MAX_DEPTH = 16 };
     enum { PAYLOAD = 1 }; /* Java's two int fields */
-    struct mutator m = {.from = a, .to = b, .shadow = shadow, .capacity = shadow_capacity,
-                        .pauses = pauses, .pause_capacity = pause_capacity, .run = run, .st = st};
-    int rc = start_run(&m, h, a, b);
+    ha_gc_run *run = m->run;
+    ha_ref *shadow = m->shadow;
+    int rc = start_run(m);
     /* Stretch the memory space quickly, then drop the tree. */
     /* Node counts come from the allocation counter: GCBench itself never walks. */
-    uint64_t allocated = m.allocated;
-    if (!rc && !(rc = make_tree(&m, STRETCH, PAYLOAD))) {
-        run->check[run->nchecks++] = (int64_t)(m.allocated - allocated);
-        m.sp--;
+    uint64_t allocated = m->allocated;
+    if (!rc && !(rc = make_tree(m, hooks, STRETCH, PAYLOAD))) {
+        run->check[run->nchecks++] = (int64_t)(m->allocated - allocated);
+        m->sp--;
     }
     /* A long-lived tree, populated top-down, and a long-lived array of doubles. */
-    size_t tree = m.sp, array = m.sp + 1;
-    if (!rc && !(rc = push_object(&m, 2, PAYLOAD)))
-        rc = populate(&m, LONG_LIVED, tree, PAYLOAD);
-    if (!rc && !(rc = push_object(&m, 0, ARRAY))) {
-        uint64_t *values = deref(&m.h, shadow[array], 0, 1 + ARRAY);
+    size_t tree = m->sp, array = m->sp + 1;
+    if (!rc && !(rc = push_object(m, hooks, 2, PAYLOAD)))
+        rc = populate(m, hooks, LONG_LIVED, tree, PAYLOAD);
+    if (!rc && !(rc = push_object(m, hooks, 0, ARRAY))) {
+        uint64_t *values = deref(&m->gc->heap, shadow[array], 0, 1 + ARRAY);
         if (!values)
-            rc = ha_fail(st, HA_ERR_HEADER, 0, (int64_t)array);
+            rc = ha_fail(m->st, HA_ERR_HEADER, 0, (int64_t)array);
         for (int i = 0; values && i < ARRAY / 2; i++)
             ((double *)(values + 1))[i] = 1.0 / i;
     }
     for (int depth = MIN_DEPTH; !rc && depth <= MAX_DEPTH; depth += 2) {
         long iterations = 2 * TREE_SIZE(STRETCH) / TREE_SIZE(depth);
-        allocated = m.allocated;
+        allocated = m->allocated;
         for (long i = 0; !rc && i < iterations; i++) { /* top-down */
-            if (!(rc = push_object(&m, 2, PAYLOAD)) &&
-                !(rc = populate(&m, depth, m.sp - 1, PAYLOAD)))
-                m.sp--;
+            if (!(rc = push_object(m, hooks, 2, PAYLOAD)) &&
+                !(rc = populate(m, hooks, depth, m->sp - 1, PAYLOAD)))
+                m->sp--;
         }
         for (long i = 0; !rc && i < iterations; i++) { /* bottom-up */
-            if (!(rc = make_tree(&m, depth, PAYLOAD)))
-                m.sp--;
+            if (!(rc = make_tree(m, hooks, depth, PAYLOAD)))
+                m->sp--;
         }
-        run->check[run->nchecks++] = (int64_t)(m.allocated - allocated);
+        run->check[run->nchecks++] = (int64_t)(m->allocated - allocated);
     }
-    stop_clock(&m);
-    uint64_t *values = rc ? NULL : deref(&m.h, shadow[array], 0, 1 + ARRAY); /* it may have moved */
+    stop_clock(m);
+    /* The array may have moved. */
+    uint64_t *values = rc ? NULL : deref(&m->gc->heap, shadow[array], 0, 1 + ARRAY);
     if (!rc && !values)
-        rc = ha_fail(st, HA_ERR_HEADER, 0, (int64_t)array);
-    if (!rc && !(rc = record(&m, item_check(&m.h, shadow[tree], LONG_LIVED))))
-        rc = record(&m, ((double *)(values + 1))[1000] == 1.0 / 1000); /* GCBench's own test */
-    return finish_run(&m, a, b, rc);
+        rc = ha_fail(m->st, HA_ERR_HEADER, 0, (int64_t)array);
+    if (!rc && !(rc = record(m, item_check(hooks, m->gc, shadow[tree], LONG_LIVED))))
+        rc = record(m, ((double *)(values + 1))[1000] == 1.0 / 1000); /* GCBench's own test */
+    return finish_run(m, rc);
 }
 
-int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_depth,
-                    ha_ref *shadow, size_t shadow_capacity, uint64_t *pauses,
-                    size_t pause_capacity, ha_gc_run *run, ha_stats *st)
+/* binary-trees' program over the collector in m->gc. */
+ALWAYS_INLINE int binary_trees(struct mutator *m, const ha_plan_hooks *hooks, uint32_t max_depth)
 {
     enum { MIN_DEPTH = 4 };
-    struct mutator m = {.from = a, .to = b, .shadow = shadow, .capacity = shadow_capacity,
-                        .pauses = pauses, .pause_capacity = pause_capacity, .run = run, .st = st};
-    int rc = start_run(&m, h, a, b);
+    ha_ref *shadow = m->shadow;
+    int rc = start_run(m);
     if (!rc && max_depth > 30)
-        rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
+        rc = ha_fail(m->st, HA_ERR_ARGUMENT, 0, -1);
     int depth_max = max_depth < MIN_DEPTH + 2 ? MIN_DEPTH + 2 : (int)max_depth;
-    if (!rc && !(rc = make_tree(&m, depth_max + 1, 0))) { /* stretch */
-        rc = record(&m, item_check(&m.h, shadow[m.sp - 1], depth_max + 1));
-        m.sp--;
+    if (!rc && !(rc = make_tree(m, hooks, depth_max + 1, 0))) { /* stretch */
+        rc = record(m, item_check(hooks, m->gc, shadow[m->sp - 1], depth_max + 1));
+        m->sp--;
     }
-    size_t long_lived = m.sp;
+    size_t long_lived = m->sp;
     if (!rc)
-        rc = make_tree(&m, depth_max, 0);
+        rc = make_tree(m, hooks, depth_max, 0);
     for (int depth = MIN_DEPTH; !rc && depth <= depth_max; depth += 2) {
         long iterations = 1L << (depth_max - depth + MIN_DEPTH);
         int64_t check = 0;
         for (long i = 0; !rc && i < iterations; i++) {
-            if (!(rc = make_tree(&m, depth, 0))) {
-                int64_t nodes = item_check(&m.h, shadow[m.sp - 1], depth);
-                rc = nodes < 0 ? record(&m, nodes) : HA_OK;
+            if (!(rc = make_tree(m, hooks, depth, 0))) {
+                int64_t nodes = item_check(hooks, m->gc, shadow[m->sp - 1], depth);
+                rc = nodes < 0 ? record(m, nodes) : HA_OK;
                 check += nodes;
-                m.sp--;
+                m->sp--;
             }
         }
         if (!rc)
-            rc = record(&m, check);
+            rc = record(m, check);
     }
     if (!rc)
-        rc = record(&m, item_check(&m.h, shadow[long_lived], depth_max));
-    return finish_run(&m, a, b, rc);
+        rc = record(m, item_check(hooks, m->gc, shadow[long_lived], depth_max));
+    return finish_run(m, rc);
+}
+
+/* ---- entry points: one copy of each program per plan ---- */
+
+static struct mutator mutator_for(ha_collector *gc, ha_ref *shadow, size_t shadow_capacity,
+                                  uint64_t *pauses, size_t pause_capacity, ha_gc_run *run,
+                                  ha_stats *st)
+{
+    return (struct mutator){.gc = gc, .shadow = shadow, .capacity = shadow_capacity,
+                            .pauses = pauses, .pause_capacity = pause_capacity, .run = run,
+                            .st = st};
+}
+
+/* An unknown plan: report it as ha_begin_collector would. */
+static int unknown_plan(struct mutator *m)
+{
+    memset(m->run, 0, sizeof *m->run);
+    return ha_end(m->st, ha_begin_collector(m->gc, m->st));
+}
+
+int ha_gcbench(ha_collector *gc, ha_ref *shadow, size_t shadow_capacity, uint64_t *pauses,
+               size_t pause_capacity, ha_gc_run *run, ha_stats *st)
+{
+    struct mutator m = mutator_for(gc, shadow, shadow_capacity, pauses, pause_capacity, run, st);
+    switch (gc->plan) {
+    case HA_PLAN_SEMISPACE:
+        return gcbench(&m, &ha_semispace_hooks);
+    default:
+        return unknown_plan(&m);
+    }
+}
+
+int ha_binary_trees(ha_collector *gc, uint32_t max_depth, ha_ref *shadow,
+                    size_t shadow_capacity, uint64_t *pauses, size_t pause_capacity,
+                    ha_gc_run *run, ha_stats *st)
+{
+    struct mutator m = mutator_for(gc, shadow, shadow_capacity, pauses, pause_capacity, run, st);
+    switch (gc->plan) {
+    case HA_PLAN_SEMISPACE:
+        return binary_trees(&m, &ha_semispace_hooks, max_depth);
+    default:
+        return unknown_plan(&m);
+    }
 }

@@ -161,7 +161,30 @@ uint64_t ha_write_read_ns(uint64_t write_to, uint64_t read_from, uint64_t length
 uint64_t ha_gather_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t seed,
                       uint64_t *sum);
 
-/* ---- mutator drivers: allocate in C, collect with ha_cheney when full ---- */
+/* ---- collectors: plans a mutator allocates, stores and collects through ---- */
+
+/* Each plan is one C file with its hooks (cext/plan.h) and one Python module
+ * (heapalias/collectors/). */
+enum ha_plan {
+    HA_PLAN_SEMISPACE = 0 /* Cheney copying between spaces[0] and spaces[1] */
+};
+
+enum { HA_MAX_SPACES = 4 };
+
+/* A collector as a mutator sees it: its plan, the heap and the plan's spaces.
+ * spaces[0] is always where the mutator bump-allocates; a collection may
+ * reorder the spaces (the semispace plan swaps 0 and 1 when it flips). */
+typedef struct ha_collector {
+    uint32_t plan;        /* enum ha_plan */
+    uint32_t nspaces;     /* as many as the plan declares */
+    ha_heap heap;
+    ha_space spaces[4];   /* HA_MAX_SPACES */
+} ha_collector;
+
+/* Collect with the plan's own collection hook; the roots are updated in place. */
+int ha_collect(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st);
+
+/* ---- mutator drivers: allocate in C, collect through the plan's hooks ---- */
 typedef struct ha_gc_run {
     uint64_t collections;
     uint64_t bytes_copied;
@@ -173,12 +196,11 @@ typedef struct ha_gc_run {
     uint32_t nchecks;
 } ha_gc_run;
 
-int ha_gcbench(const ha_heap *h, ha_space *a, ha_space *b, ha_ref *shadow,
-               size_t shadow_capacity, uint64_t *pauses, size_t pause_capacity,
-               ha_gc_run *run, ha_stats *st);
-int ha_binary_trees(const ha_heap *h, ha_space *a, ha_space *b, uint32_t max_depth,
-                    ha_ref *shadow, size_t shadow_capacity, uint64_t *pauses,
-                    size_t pause_capacity, ha_gc_run *run, ha_stats *st);
+int ha_gcbench(ha_collector *gc, ha_ref *shadow, size_t shadow_capacity, uint64_t *pauses,
+               size_t pause_capacity, ha_gc_run *run, ha_stats *st);
+int ha_binary_trees(ha_collector *gc, uint32_t max_depth, ha_ref *shadow,
+                    size_t shadow_capacity, uint64_t *pauses, size_t pause_capacity,
+                    ha_gc_run *run, ha_stats *st);
 /* cffi-end */
 
 /* Shared between the C files only. */

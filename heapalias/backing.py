@@ -333,7 +333,7 @@ class Backing:
             )
         # Read-only: our own read-only fd, so the kernel, too, refuses writable mappings.
         self._fd = own_fd(fd, read_only=not writable)
-        self._close_fd = weakref.finalize(self, native.close, self._fd)
+        self._close_fd = weakref.finalize(self, native.close_quietly, self._fd)
         self._writable = writable
 
     def check_prot(self, prot: str, what: str) -> None:
@@ -365,7 +365,7 @@ class Backing:
     def _create_memfd(self) -> None:
         try:
             self._fd = native.memfd_create(self.memfd_name, self.policy.memfd_flags)
-            self._close_fd = weakref.finalize(self, native.close, self._fd)
+            self._close_fd = weakref.finalize(self, native.close_quietly, self._fd)
             native.ftruncate(self._fd, self.size)
             _add_seals(self._fd, HEAP_SEALS)
             # memfds are born 0777: anyone holding a read-only fd could reopen it

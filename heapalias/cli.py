@@ -17,6 +17,7 @@ from rich.table import Table
 
 from ._version import __version__
 from .backing import format_size
+from .collectors import plan_named, registered
 from .errors import HeapAliasError
 from .probe import ProbeResult, probe
 from .system import PAGE_SIZES, SystemInfo, hugepage_pool, hugepage_pools, reserve_hugepages
@@ -305,35 +306,37 @@ def compare_command(before: str, after: str, as_json: bool) -> None:
               show_default=True)
 @click.option("--pages", type=click.Choice(["4k", "thp", "2m", "1g"]), default="4k",
               show_default=True)
-@click.option("--size", default="256M", show_default=True, help="Heap size (two semispaces).")
+@click.option("--size", default="256M", show_default=True,
+              help="Heap size, laid out by the collector (semispace: two halves).")
+@click.option("--collector", default="semispace", show_default=True,
+              type=click.Choice(sorted(registered())), help="The plan the mutator runs on.")
 @click.option("--binary-trees", "depth", type=click.IntRange(0, 30), default=None,
               help="Run binary-trees with this depth instead of GCBench.")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def gcbench_command(backing, pages, size, depth, repeat, as_json) -> None:
-    """Run GCBench (or binary-trees) in C over a SemiSpace heap; report mutator and GC time."""
+def gcbench_command(backing, pages, size, collector, depth, repeat, as_json) -> None:
+    """Run GCBench (or binary-trees) in C over a collector; report mutator and GC time."""
     import warnings
 
     from . import drivers
-    from .collectors import semispace_layout
     from .errors import HeapAliasWarning
     from .heap import Heap
-    from .objects import ObjectHeap
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HeapAliasWarning)
         heap = Heap(size, backing=backing, pages=pages, name="gcbench")
     with heap:
-        objects = ObjectHeap(heap, spaces=semispace_layout(heap.size))
-        program = (lambda: drivers.binary_trees(objects, depth)) if depth is not None else (
-            lambda: drivers.gcbench(objects))
+        plan = plan_named(collector).over(heap)
+        program = (lambda: drivers.binary_trees(plan, depth)) if depth is not None else (
+            lambda: drivers.gcbench(plan))
         runs = [program() for _ in range(repeat)]
         obtained = heap.pages_report()[0].obtained
     best = min(runs, key=lambda r: r.total_ns)
     expected = (drivers.expected_binary_trees_checks(depth) if depth is not None
                 else drivers.expected_gcbench_checks())
     summary = {
-        "program": best.program, "backing": backing, "pages": pages, "obtained": obtained,
+        "program": best.program, "collector": collector, "backing": backing, "pages": pages,
+        "obtained": obtained,
         "heap_bytes": heap.size, "runs": repeat, "total_ms": best.total_ns / 1e6,
         "mutator_ms": best.mutator_ns / 1e6, "gc_ms": best.gc_ns / 1e6,
         "collections": best.collections, "pauses": best.pause_summary(),
@@ -343,8 +346,9 @@ def gcbench_command(backing, pages, size, depth, repeat, as_json) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"{best.program} on a {format_size(heap.size)} {backing} heap, "
-                  f"{obtained} (best of {repeat})", show_header=False, title_justify="left")
+    table = Table(title=f"{best.program} over {collector} on a {format_size(heap.size)} "
+                  f"{backing} heap, {obtained} (best of {repeat})", show_header=False,
+                  title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")
     pauses = summary["pauses"]

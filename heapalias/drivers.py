@@ -1,7 +1,9 @@
-"""Whole programs run by a C mutator over a SemiSpace heap: GCBench and binary-trees.
+"""Whole programs run by a C mutator over any collector: GCBench and binary-trees.
 
-The mutator allocates by bumping a pointer, keeps every live reference on a
-shadow stack, and runs a Cheney collection whenever the allocation space fills.
+The mutator allocates by bumping a pointer in the plan's allocation space, keeps
+every live reference on a shadow stack, and goes through the plan's hooks
+(cext/plan.h) for everything else: its allocation slow path (a collection) when
+the space fills, and its write and read barriers on reference stores and loads.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import native
 from .backing import require_int
-from .collectors import _buffer, _check, _space
+from .collectors import Plan, SemiSpace
 from .errors import InvalidArgument
-from .native import ffi, lib
-from .objects import ObjectHeap, require_object_heap
+from .objects import ObjectHeap
 
 SHADOW_CAPACITY = 4096
 MAX_PAUSES = 1 << 16
@@ -47,29 +49,27 @@ class GCRun:
                 "max_ms": float(ms.max())}
 
 
-def _semispaces(objects: ObjectHeap):
-    if len(require_object_heap(objects, "a driver").spaces) != 2:
-        raise InvalidArgument("a driver needs an ObjectHeap with exactly two spaces (semispaces)")
-    a, b = objects.spaces.values()
-    a.reset()
-    b.reset()
-    return a, b
+def as_plan(collector: Plan | ObjectHeap) -> Plan:
+    """``collector`` itself, or a :class:`SemiSpace` over an ObjectHeap's two spaces
+    (the first one allocated in first), as the drivers took before plans existed."""
+    if isinstance(collector, Plan):
+        return collector
+    if not isinstance(collector, ObjectHeap) or len(collector.spaces) != 2:
+        raise InvalidArgument("a driver runs on a collector (a Plan such as SemiSpace), or an "
+                              f"ObjectHeap with exactly two spaces; got {collector!r}")
+    return SemiSpace(collector, *collector.spaces)
 
 
-def _run(objects: ObjectHeap, program: str, call) -> GCRun:
-    a, b = _semispaces(objects)
-    objects.require_writable(program)
-    sa, sb = _space(objects, a), _space(objects, b)
+def _run(collector: Plan | ObjectHeap, program: str, *args) -> GCRun:
+    plan = as_plan(collector)
+    plan.objects.require_writable(program)
+    plan.reset()
+    gc = plan.to_native()
     shadow = np.zeros(SHADOW_CAPACITY, dtype=np.uint64)
     pauses = np.zeros(MAX_PAUSES, dtype=np.uint64)
-    run = ffi.new("ha_gc_run *")
-    st = ffi.new("ha_stats *")
-    rc = call(objects.native(), sa, sb, _buffer(shadow), SHADOW_CAPACITY, _buffer(pauses),
-              MAX_PAUSES, run, st)
-    # The C side reports the allocation space first: keep the Python spaces in step.
-    for space, native in ((a, sa), (b, sb)):
-        space.start, space.end, space.top = int(native.start), int(native.end), int(native.top)
-    _check(rc, st, program)
+    rc, st, run = native.gc_program(program, gc, shadow, pauses, *args)
+    plan.from_native(gc)  # the live data is in the allocation space, even after a failure
+    native.loop_result(rc, st, program)
     count = min(int(run.collections), MAX_PAUSES)
     return GCRun(
         program, tuple(int(run.check[i]) for i in range(run.nchecks)), int(run.collections),
@@ -78,24 +78,23 @@ def _run(objects: ObjectHeap, program: str, call) -> GCRun:
     )
 
 
-def gcbench(objects: ObjectHeap) -> GCRun:
+def gcbench(collector: Plan | ObjectHeap) -> GCRun:
     """Boehm's GCBench: stretch tree depth 18, long-lived tree 16, 500,000 doubles,
     trees of depth 4..16 step 2, each built top-down and bottom-up.
 
     ``checks``: stretch-tree nodes, nodes built per depth (4, 6, ..., 16), the
     long-lived tree's nodes at the end, and 1 if ``array[1000] == 1/1000``.
     """
-    return _run(objects, "gcbench", lambda *args: lib.ha_gcbench(*args))
+    return _run(collector, "gcbench")
 
 
-def binary_trees(objects: ObjectHeap, max_depth: int) -> GCRun:
+def binary_trees(collector: Plan | ObjectHeap, max_depth: int) -> GCRun:
     """The Benchmarks Game's binary-trees; ``checks`` are the lines it prints:
     stretch tree, one per depth (4, 6, ..., max), long-lived tree."""
     max_depth = require_int(max_depth, "max_depth")
     if not 0 <= max_depth <= 30:
         raise InvalidArgument(f"max_depth must be in 0..30, got {max_depth}")
-    return _run(objects, "binary_trees",
-                lambda h, a, b, *rest: lib.ha_binary_trees(h, a, b, max_depth, *rest))
+    return _run(collector, "binary_trees", max_depth)
 
 
 def expected_gcbench_checks() -> tuple[int, ...]:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import socket
 import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
 
+from . import native
 from .backing import (
     PAGES,
     Backing,
@@ -85,7 +84,7 @@ class HeapHandle:
 
     def _take(self, fd: int, size: int, pages: str, name: str, meta: dict) -> None:
         self._fd = fd
-        self._finalizer = weakref.finalize(self, _close_quietly, fd)
+        self._finalizer = weakref.finalize(self, native.close_quietly, fd)
         self._size, self._pages, self._name, self._meta = size, pages, name, meta
 
     size = read_only("_size", "Heap size in bytes, as the sender says.")
@@ -150,7 +149,7 @@ class HeapHandle:
             fields = _handle_fields(info["size"], info["pages"], info["name"], info["meta"])
         except BaseException:
             for fd in fds:
-                _close_quietly(fd)
+                native.close_quietly(fd)
             raise
         return cls._owning(fds[0], *fields)
 
@@ -190,11 +189,6 @@ def _sharing_prot(prot: object, what: str) -> None:
     an elementwise test, whose truth is a ValueError)."""
     if not isinstance(prot, str) or prot not in ("r", "rw"):
         raise InvalidArgument(f"{what} with prot 'r' or 'rw', got {prot!r}")
-
-
-def _close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
 
 
 def attach(handle: HeapHandle, prot: str = "r", *, populate: bool = False) -> Heap:

@@ -78,6 +78,7 @@ __all__ = [
     "cheney",
     "clear_marks",
     "close",
+    "close_quietly",
     "fallocate",
     "ffi",
     "ftruncate",
@@ -122,6 +123,12 @@ def fallocate(fd: int, length: int, offset: int = 0) -> None:
 def close(fd: int) -> None:
     """Close a file descriptor."""
     _check(lib.ha_close(fd), "close")
+
+
+def close_quietly(fd: int) -> None:
+    """Close ``fd`` where nobody could handle a failure: finalizers and cleanup after an
+    error (an fd closed twice is a bug found by the fd-leak tests, not here)."""
+    lib.ha_close(fd)
 
 
 def _address_call(call: str, fn, *args) -> int:
@@ -242,6 +249,22 @@ def words_or_null(array: np.ndarray):
     return words(array) if len(array) else ffi.NULL
 
 
+def scratch(count: int, dtype, what: str, *, zeroed: bool = False) -> np.ndarray:
+    """An array of ``count`` items for a loop (uninitialised unless ``zeroed``);
+    InsufficientMemory if the allocation fails, as the C loops say for their own buffers."""
+    try:
+        return (np.zeros if zeroed else np.empty)(count, dtype=dtype)
+    except MemoryError as exc:
+        size = count * np.dtype(dtype).itemsize
+        raise InsufficientMemory(f"{what}: no memory for a scratch buffer of {size} bytes",
+                                 remedy="free memory, or use a smaller heap") from exc
+
+
+def heap_struct(fields: dict):
+    """A fresh ``ha_heap *`` with these fields."""
+    return ffi.new("ha_heap *", fields)
+
+
 def cheney(heap, from_space, to_space, roots: np.ndarray) -> LoopStats:
     """Evacuate what ``roots`` reach from ``from_space`` into ``to_space``; the roots are
     updated in place, and ``to_space.top`` advances (also when the loop fails)."""
@@ -297,3 +320,38 @@ def card_scan(heap, space, cards: np.ndarray, card_shift: int, target_start: int
     rc = lib.ha_card_scan(heap, space_struct(space), words(cards, "uint8_t[]"), card_shift,
                           target_start, target_end, words(found), len(found), st)
     return loop_result(rc, st, "card_scan")
+
+
+# ---- collectors: a plan's spaces and hooks (cext/plan.h), and the drivers ----
+
+def collector_struct(plan: int, heap, spaces):
+    """An ``ha_collector *`` for C plan ``plan`` over ``heap`` (an ``ha_heap *``) and its
+    checked spaces, in the plan's order (the allocation space first)."""
+    if len(spaces) > lib.HA_MAX_SPACES:
+        raise InvalidArgument(f"a plan has at most {lib.HA_MAX_SPACES} spaces, not {len(spaces)}")
+    gc = ffi.new("ha_collector *")
+    gc.plan, gc.nspaces, gc.heap = plan, len(spaces), heap[0]
+    for i, space in enumerate(spaces):
+        gc.spaces[i] = (space.start, space.end, space.top)
+    return gc
+
+
+def collector_spaces(gc) -> list[tuple[int, int, int]]:
+    """``(start, end, top)`` of each space of an ``ha_collector``, in its current order."""
+    return [(int(s.start), int(s.end), int(s.top)) for s in gc.spaces[0:gc.nspaces]]
+
+
+def collect(gc, roots: np.ndarray) -> tuple[int, object]:
+    """Run the plan's collection hook; ``(rc, stats)`` for :func:`loop_result`, which the
+    caller applies once it has taken the spaces back (they move even when it fails)."""
+    st = new_stats()
+    return lib.ha_collect(gc, words_or_null(roots), len(roots), st), st
+
+
+def gc_program(program: str, gc, shadow: np.ndarray, pauses: np.ndarray, *args):
+    """Run driver ``program`` (``"gcbench"``, ``"binary_trees"``) with its extra ``args``;
+    ``(rc, stats, run)``, as :func:`collect`."""
+    st, run = new_stats(), ffi.new("ha_gc_run *")
+    call = {"gcbench": lib.ha_gcbench, "binary_trees": lib.ha_binary_trees}[program]
+    rc = call(gc, *args, words(shadow), len(shadow), words(pauses), len(pauses), run, st)
+    return rc, st, run

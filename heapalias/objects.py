@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import native
 from .backing import read_only, require_int, require_type
 from .errors import HeapCorruption, InvalidArgument, SpaceFull, ViewClosed
-from .native import ffi, lib
+from .native import lib
 from .views import MultiView, View
 
 # The header layout, as object_model.h defines it.
@@ -483,6 +484,10 @@ class ObjectHeap:
         space.check(self._size)
         return space
 
+    def checked_spaces(self, names: Iterable[str] | None = None) -> list[Space]:
+        """The named spaces (every space when ``names`` is None or empty), each checked."""
+        return [self.space(name) for name in (names or self.spaces)]
+
     def owns(self, obj: object) -> bool:
         """Whether ``obj`` is an :class:`Obj` of this heap."""
         return isinstance(obj, Obj) and obj.heap is self
@@ -644,11 +649,23 @@ class ObjectHeap:
         """A fresh ``ha_heap *`` describing this heap to the C loops, made from the
         values fixed at construction once :meth:`require_whole` holds."""
         self.require_whole()
-        return ffi.new("ha_heap *", self._native_fields)
+        return native.heap_struct(self._native_fields)
 
     def __repr__(self) -> str:
         spaces = ", ".join(f"{s.name}={s.used}/{s.end - s.start}" for s in self.spaces.values())
         return f"ObjectHeap({self.encoding}, {spaces})"
+
+
+def roots_array(roots) -> np.ndarray:
+    """Roots as a 1-D contiguous uint64 array (a copy unless it already is one)."""
+    try:
+        array = np.asarray(roots)
+    except (TypeError, ValueError) as exc:  # e.g. ragged nested sequences
+        raise InvalidArgument(f"roots must be reference words, got {roots!r}") from exc
+    if array.ndim != 1 or (array.size and (array.dtype.kind not in "iu" or array.min() < 0)):
+        raise InvalidArgument(f"roots must be a 1-D sequence of reference words (unsigned "
+                              f"integers), got {array.dtype} of shape {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.uint64)
 
 
 def require_object_heap(value: object, what: str) -> ObjectHeap:

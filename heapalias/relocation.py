@@ -15,10 +15,10 @@ import weakref
 import numpy as np
 
 from .backing import MAX_HEAP_SIZE, format_size, read_only, require_int, require_type
-from .collectors import LoopStats, _stats
 from .errors import InvalidArgument, SyscallFailed, ViewClosed, ViewInUse
 from .heap import Heap
-from .native import ffi, lib
+from .native import LoopStats, ffi, lib
+from .native import stats_of as _stats
 from .views import Reservation, View, first_overlap
 
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import native
 from .backing import require_int
-from .collectors import LoopStats, _buffer, _check, _space
 from .errors import InvalidArgument
-from .native import ffi, lib
+from .native import LoopStats, ffi, lib
+from .native import loop_result as _check
+from .native import words as _buffer
 from .objects import MAX_WORDS, ObjectHeap, require_object_heap
 
 
@@ -35,7 +37,7 @@ def _run(objects: ObjectHeap, space: str | None, name: str, call) -> Workload:
     """Call ``call(heap, space, stats)``; it returns the roots. The space's top advances."""
     require_object_heap(objects, name).require_writable(name)
     target = objects.space(space)
-    s = _space(objects, target)
+    s = native.space_struct(target)
     st = ffi.new("ha_stats *")
     rc, roots = call(objects.native(), s, st)
     target.top = int(s.top)

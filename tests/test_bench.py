@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import heapalias as ha
-from heapalias import cli, limits
+from heapalias import cli, collectors, limits
 from heapalias.bench import conclusions, pools, report, runner, stats
 from heapalias.bench.cases import CASES, Context, Variant, case_named
 from heapalias.bench.runner import limit_values, run_case, run_suite
@@ -165,11 +165,15 @@ def test_compare_rejects_what_is_not_a_report(tmp_path, report_files) -> None:
 @pytest.mark.parametrize("args", [
     ["--binary-trees", "8", "--size", "4M", "--repeat", "1"],
     ["--size", "64M", "--repeat", "1", "--backing", "anon"],
+    *(["--binary-trees", "10", "--size", "2M", "--repeat", "1", "--collector", name]
+      for name in collectors.registered()),
 ])
 def test_gcbench_command(args) -> None:
     result = CliRunner().invoke(cli.main, ["gcbench", *args, "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
+    collector = args[args.index("--collector") + 1] if "--collector" in args else "semispace"
+    assert data["collector"] == collector
     assert data["checks_ok"] and data["total_ms"] >= data["gc_ms"] >= 0
     assert set(data["pauses"]) == {"min_ms", "median_ms", "max_ms"}
     table = CliRunner().invoke(cli.main, ["gcbench", *args])

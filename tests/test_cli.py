@@ -78,6 +78,7 @@ def one_error_line(result) -> str:
         ["--no-such-option"],
         ["gcbench", "--pages", "3m"],
         ["gcbench", "--repeat", "0"],
+        ["gcbench", "--collector", "g1"],
         ["compare", "only-one.json"],
         ["bench", "--pin", "-1"],
     ],

@@ -380,9 +380,8 @@ class Evacuation(Case):
 
     def setup(self, ctx, variant):
         heap = _heap(ctx.size, variant)
-        objects = ObjectHeap(heap, spaces=collectors.semispace_layout(heap.size))
-        semi = collectors.SemiSpace(objects)
-        roots = self.build(objects)
+        semi = collectors.SemiSpace.over(heap)
+        roots = self.build(semi.objects)
         semi.collect(roots)  # survivors now lie in breadth-first order, as in steady state
 
         def run() -> Sample:
@@ -422,12 +421,11 @@ class EvacuateSmall(Evacuation):
         if variant.detail == "steady":
             return super().setup(ctx, variant)
         heap = _heap(ctx.size, variant)
-        objects = ObjectHeap(heap, spaces=collectors.semispace_layout(heap.size))
+        semi = collectors.SemiSpace.over(heap)
 
         def run() -> Sample:  # a new tree each time: the copy reads it in allocation order
-            for space in objects.spaces.values():
-                space.reset()
-            return _sample(collectors.SemiSpace(objects).collect(self.build(objects)))
+            semi.reset()
+            return _sample(semi.collect(self.build(semi.objects)))
 
         return Trial(run, [heap])
 
@@ -490,20 +488,20 @@ def _parse_label(label: str) -> int:
 
 
 class Program(Case):
-    """A whole program driven in C over a semispace heap of the run's size."""
+    """A whole program driven in C over the semispace plan, on a heap of the run's size."""
 
     unit = "ms"
     backings = quick_backings = ("memfd",)
 
-    def go(self, objects: ObjectHeap, ctx: Context) -> drivers.GCRun:
+    def go(self, plan: collectors.Plan, ctx: Context) -> drivers.GCRun:
         raise NotImplementedError
 
     def setup(self, ctx, variant):
         heap = _heap(ctx.size, variant)
-        objects = ObjectHeap(heap, spaces=collectors.semispace_layout(heap.size))
+        plan = collectors.SemiSpace.over(heap)
 
         def run() -> Sample:
-            result = self.go(objects, ctx)
+            result = self.go(plan, ctx)
             return Sample(result.total_ns / 1e9, result.bytes_allocated, 1)
 
         return Trial(run, [heap])
@@ -513,8 +511,8 @@ class BinaryTrees(Program):
     name = "binary_trees"
     description = "the Benchmarks Game's binary-trees, depth 14 (16 in the full suite)"
 
-    def go(self, objects, ctx):
-        return drivers.binary_trees(objects, 14 if ctx.suite == "quick" else 16)
+    def go(self, plan, ctx):
+        return drivers.binary_trees(plan, 14 if ctx.suite == "quick" else 16)
 
 
 class GCBench(Program):
@@ -527,8 +525,8 @@ class GCBench(Program):
         yield from super().variants(ctx)
         yield Variant(strategy="jvm-parallelgc"), jvm.unavailable()
 
-    def go(self, objects, ctx):
-        return drivers.gcbench(objects)
+    def go(self, plan, ctx):
+        return drivers.gcbench(plan)
 
     def setup(self, ctx, variant):
         if variant.strategy != "jvm-parallelgc":

@@ -1,0 +1,44 @@
+"""The marking policy: trace from roots and set each reachable object's mark bit.
+
+Marks live in the header's mark bit. The grey objects sit on an explicit stack;
+when it fills, the push is dropped and the object stays marked, and a heap walk
+afterwards rescans every marked object, so overflow costs time but never
+recursion or a lost object.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import native
+from ..backing import require_int
+from ..errors import InvalidArgument
+from ..native import LoopStats
+from ..objects import ObjectHeap, require_object_heap, roots_array
+
+
+def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
+         stack_capacity: int = 1 << 16) -> LoopStats:
+    """Mark everything reachable from ``roots``; references must stay in ``spaces`` (all).
+
+    ``stack_capacity`` entries of 8 bytes hold the grey objects. A smaller stack
+    stays correct, but each overflow costs a walk of every space: on a 1 GiB random
+    graph, a 1 Mi-entry stack makes marking about 1.4x slower than one that fits.
+    A larger one than the spaces have objects is never used, and is not allocated.
+    """
+    require_object_heap(objects, "mark").require_writable("mark (mark bits live in the headers)")
+    roots = roots_array(roots)
+    stack_capacity = require_int(stack_capacity, "stack_capacity")
+    if stack_capacity < 1:
+        raise InvalidArgument("stack_capacity must be at least 1")
+    chosen = objects.checked_spaces(spaces)
+    # An object is pushed when it is marked, once, and is at least 16 bytes long.
+    most = sum((space.end - space.start) // 16 for space in chosen)
+    stack = native.scratch(min(stack_capacity, max(most, 1)), np.uint64, "mark")
+    return native.mark(objects.native(), chosen, roots, stack)
+
+
+def clear_marks(objects: ObjectHeap, space: str | None = None) -> LoopStats:
+    """Clear the mark bit of every object in a space; ``objects`` counts those that had it."""
+    require_object_heap(objects, "clear_marks").require_writable("clear_marks")
+    return native.clear_marks(objects.native(), objects.space(space))
