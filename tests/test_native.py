@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import heapalias as ha
-from heapalias import native
+from heapalias import collectors, native, workloads
 from heapalias.native import lib
 from heapalias.relocation import RelocationArea
 
@@ -219,3 +219,15 @@ def test_relocate_copy_and_the_limits_report_work_done() -> None:
                    native.gather_ns(address, size // 64, 1000, 1)):
             assert isinstance(ns, int) and ns > 0
         del data
+
+
+def test_a_workload_that_runs_out_of_room_keeps_what_it_allocated() -> None:
+    """The workload wrappers follow the GC-loop convention: SpaceFull, and the space's top
+    still covers the objects written before it filled, so the space still parses."""
+    with ha.Heap("1M") as heap:
+        objects = heap.objects
+        with pytest.raises(ha.SpaceFull, match="binary_tree"):
+            workloads.binary_tree(objects, 16)
+        space = objects.space()
+        assert space.top > space.start
+        assert collectors.walk(objects).bytes == space.used
