@@ -39,8 +39,19 @@
 #endif
 
 /* cffi-begin: everything up to cffi-end is also the cdef Python sees.
- * Each function returns 0 (or a non-negative result) on success and -errno on
- * failure; addresses come back through an out-parameter. */
+ * The functions come in groups, each with one return convention; the one Python
+ * module that calls them, heapalias/native.py, turns every failure into an exception.
+ * - System calls (mapping.c): 0, or a result >= 0 such as a descriptor, on success;
+ *   -errno on failure. Addresses come back through an out-parameter.
+ * - GC loops (copy.c, scan.c) and the workloads (workloads.c): HA_OK, or a positive
+ *   enum ha_gc_error; the counts, the time and the offset at fault are in *st.
+ * - Relocation (mapping.c): 0, or the -errno of the mmap, mremap or madvise that
+ *   failed; the bytes moved and the time are in *st. ha_relocate_copy returns 0.
+ * - Limits (limits.c): the nanoseconds the whole job took, as a uint64_t;
+ *   ha_fault_ns, which maps memory, returns an int64_t: those, or -errno.
+ * - Drivers (drivers.c): the GC-loop convention; the run's figures in *run. */
+
+/* ---- system calls: 0 or a result >= 0, or -errno ---- */
 int ha_memfd_create(const char *name, unsigned int flags);
 int ha_ftruncate(int fd, int64_t length);
 int ha_fallocate(int fd, int64_t offset, int64_t length);
@@ -112,6 +123,7 @@ typedef struct ha_stats {
     ha_off error_offset;  /* heap offset of the bad header or reference slot */
 } ha_stats;
 
+/* GC loops: HA_OK or a positive enum ha_gc_error, the details in *st. */
 int ha_cheney(const ha_heap *h, const ha_space *from, ha_space *to,
               ha_ref *roots, size_t nroots, ha_stats *st);
 int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
@@ -130,6 +142,8 @@ int ha_card_scan(const ha_heap *h, const ha_space *space, const uint8_t *cards,
                  ha_off target_end, ha_off *found, size_t capacity,
                  ha_stats *st);
 
+/* Workloads: the GC-loop convention. Each bump-allocates into *s, whose top
+ * advances (also when it fails), and writes its roots. */
 int ha_tree(const ha_heap *h, ha_space *s, uint32_t depth, int top_down,
             uint32_t payload_words, ha_ref *root, ha_stats *st);
 int ha_linked_list(const ha_heap *h, ha_space *s, uint64_t n, int shuffled,
@@ -141,13 +155,15 @@ int ha_random_graph(const ha_heap *h, ha_space *s, uint64_t n, uint32_t mean_deg
 int ha_large_objects(const ha_heap *h, ha_space *s, uint64_t n,
                      uint64_t payload_words, ha_ref *head, ha_stats *st);
 
-/* ---- relocation: move page-aligned ranges by remapping, or by copying ---- */
+/* ---- relocation: move page-aligned ranges by remapping, or by copying ----
+ * 0 or -errno, the bytes moved and the time in *st (mapping.c). */
 int ha_relocate_remap(int fd, uint64_t old_address, uint64_t file_offset,
                       uint64_t length, uint64_t new_address, int populate,
                       ha_stats *st);
 int ha_relocate_copy(uint64_t dst, uint64_t src, uint64_t length, ha_stats *st);
 
-/* ---- physical limits, measured in the same run as the loops they judge ---- */
+/* ---- physical limits, measured in the same run as the loops they judge ----
+ * Nanoseconds for the whole job; ha_fault_ns: nanoseconds or -errno (limits.c). */
 uint64_t ha_memcpy_ns(uint64_t dst, uint64_t src, uint64_t length, uint32_t repeats);
 uint64_t ha_read_ns(uint64_t src, uint64_t length, uint32_t repeats, int prefetch,
                     uint64_t *sum);

@@ -23,10 +23,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import native
 from .backing import parse_size
-from .errors import HeapAliasWarning, InvalidArgument, SyscallFailed
+from .errors import HeapAliasWarning, InvalidArgument
 from .heap import Heap
-from .native import ffi, lib
+from .native import lib
 from .system import PAGE_SIZES
 
 #: Random loads per measurement: enough for a steady rate, a few milliseconds long.
@@ -66,7 +67,7 @@ def _best_gb_per_s(nbytes: int, timed_ns: Callable[[], int], repeats: int) -> fl
 def memcpy_gb_per_s(dst: np.ndarray, src: np.ndarray, repeats: int = 3) -> float:
     """Best memcpy bandwidth from ``src`` into ``dst`` (bytes copied once, per second, GB/s)."""
     n = min(dst.nbytes, src.nbytes)
-    return _best_gb_per_s(n, lambda: lib.ha_memcpy_ns(dst.ctypes.data, src.ctypes.data, n, 1),
+    return _best_gb_per_s(n, lambda: native.memcpy_ns(dst.ctypes.data, src.ctypes.data, n),
                           repeats)
 
 
@@ -74,30 +75,28 @@ def stream_copy_gb_per_s(dst: np.ndarray, src: np.ndarray, repeats: int = 3) -> 
     """Best bandwidth of the non-temporal copy that Cheney uses for large objects (GB/s)."""
     n = min(dst.nbytes, src.nbytes)
     return _best_gb_per_s(
-        n, lambda: lib.ha_stream_copy_ns(dst.ctypes.data, src.ctypes.data, n, 1), repeats)
+        n, lambda: native.stream_copy_ns(dst.ctypes.data, src.ctypes.data, n), repeats)
 
 
 def write_gb_per_s(dst: np.ndarray, repeats: int = 3) -> float:
     """Best write bandwidth over ``dst``: the faster of memset and streaming stores (GB/s)."""
-    return max(_best_gb_per_s(dst.nbytes, lambda streaming=streaming: lib.ha_write_ns(
-        dst.ctypes.data, dst.nbytes, 1, streaming), repeats) for streaming in (0, 1))
+    return max(_best_gb_per_s(dst.nbytes, lambda streaming=streaming: native.write_ns(
+        dst.ctypes.data, dst.nbytes, streaming=streaming), repeats) for streaming in (False, True))
 
 
 def read_gb_per_s(src: np.ndarray, repeats: int = 3) -> float:
     """Best sequential read bandwidth over ``src``, with and without software prefetch (GB/s)."""
-    total = ffi.new("uint64_t *")
-    return max(_best_gb_per_s(src.nbytes, lambda prefetch=prefetch: lib.ha_read_ns(
-        src.ctypes.data, src.nbytes, 1, prefetch, total), repeats) for prefetch in (0, 1))
+    return max(_best_gb_per_s(src.nbytes, lambda prefetch=prefetch: native.read_ns(
+        src.ctypes.data, src.nbytes, prefetch=prefetch), repeats) for prefetch in (False, True))
 
 
 def write_read_gb_per_s(buffer: np.ndarray, repeats: int = 3) -> float:
     """Write ``buffer`` then read it back through the same address, the fastest of memset or
     streaming stores and of a read with or without prefetch; bytes written plus bytes read,
     per second (GB/s)."""
-    total = ffi.new("uint64_t *")
-    return max(_best_gb_per_s(2 * buffer.nbytes, lambda ways=ways: lib.ha_write_read_ns(
-        buffer.ctypes.data, buffer.ctypes.data, buffer.nbytes, *ways, total), repeats)
-        for ways in itertools.product((0, 1), (0, 1)))
+    return max(_best_gb_per_s(2 * buffer.nbytes, lambda ways=ways: native.write_read_ns(
+        buffer.ctypes.data, buffer.ctypes.data, buffer.nbytes, *ways), repeats)
+        for ways in itertools.product((False, True), (False, True)))
 
 
 def _cache_lines(buffer: np.ndarray) -> int:
@@ -109,23 +108,18 @@ def _cache_lines(buffer: np.ndarray) -> int:
 
 def load_latency_ns(buffer: np.ndarray, steps: int = 2_000_000, seed: int = 1) -> float:
     """Nanoseconds per dependent load, chasing a random cycle through ``buffer``."""
-    last = ffi.new("uint64_t *")
-    return lib.ha_chase_ns(buffer.ctypes.data, _cache_lines(buffer), steps, seed, last) / steps
+    return native.chase_ns(buffer.ctypes.data, _cache_lines(buffer), steps, seed) / steps
 
 
 def random_load_ns(buffer: np.ndarray, steps: int = GATHER_STEPS, seed: int = 1) -> float:
     """Nanoseconds per load to a random cache line of ``buffer``, the loads overlapping."""
-    total = ffi.new("uint64_t *")
-    return lib.ha_gather_ns(buffer.ctypes.data, _cache_lines(buffer), steps, seed, total) / steps
+    return native.gather_ns(buffer.ctypes.data, _cache_lines(buffer), steps, seed) / steps
 
 
 def fault_ns_per_page(size: int = 64 << 20, pages: str = "4k") -> float:
     """Nanoseconds to fault in one page of fresh private memory (4k, thp or 2m)."""
     flags = lib.MAP_HUGETLB | lib.MAP_HUGE_2MB if pages == "2m" else 0
-    ns = lib.ha_fault_ns(size, flags)
-    if ns < 0:
-        raise SyscallFailed("mmap", -ns, detail=f"mapping {size} bytes of {pages} pages")
-    return ns / (size // (2 << 20 if pages == "2m" else 4096))
+    return native.fault_ns(size, flags) / (size // (2 << 20 if pages == "2m" else 4096))
 
 
 def _rates(nbytes: int, span: int, pages: str, repeats: int) -> dict[str, float]:

@@ -13,6 +13,15 @@ the same):
   :class:`~heapalias.errors.HeapCorruption`, :class:`~heapalias.errors.SpaceFull`,
   :class:`~heapalias.errors.InsufficientMemory` or
   :class:`~heapalias.errors.InvalidArgument`.
+- **Relocation** (``relocate_remap``, ``relocate_copy``): ``0`` or the ``-errno`` of the
+  system call that failed, with the bytes moved and the time in an ``ha_stats``. Success
+  gives :class:`LoopStats`; a failure raises :class:`~heapalias.errors.SyscallFailed`.
+- **Limits** (``memcpy_ns`` ... ``gather_ns``): the nanoseconds the whole job took; they
+  cannot fail. ``fault_ns`` maps memory, and raises
+  :class:`~heapalias.errors.SyscallFailed` when it cannot.
+
+Every wrapper takes plain addresses or numpy arrays; an array must outlive the call,
+which the caller's reference guarantees.
 
 Importing this module refuses a stale extension. cext/build_native.py compiles the
 fingerprint of the C sources (cext/fingerprint.py) into ``_native``. Where those sources
@@ -75,33 +84,50 @@ __all__ = [
     "LoopStats",
     "built_fingerprint",
     "card_scan",
+    "chase_ns",
     "cheney",
     "clear_marks",
     "close",
     "close_quietly",
     "fallocate",
+    "fault_ns",
     "ffi",
     "ftruncate",
+    "gather_ns",
+    "large_objects",
     "lib",
+    "linked_list",
     "madvise",
     "mark",
+    "memcpy_ns",
     "memfd_create",
     "mmap",
     "mprotect",
     "mremap",
     "munmap",
     "name_anon",
+    "random_graph",
+    "read_ns",
+    "relocate_copy",
+    "relocate_remap",
     "require_fresh_build",
+    "stream_copy_ns",
     "touch",
+    "tree",
     "verify",
     "walk",
+    "write_ns",
+    "write_read_ns",
     "write_ref",
 ]
 
 
-def _check(rc: int, call: str) -> int:
+# ---- System calls: a result >= 0, or -errno, raised as SyscallFailed ----
+
+
+def _check(rc: int, call: str, detail: str = "") -> int:
     if rc < 0:
-        raise SyscallFailed(call, -rc)
+        raise SyscallFailed(call, -rc, detail=detail)
     return rc
 
 
@@ -355,3 +381,126 @@ def gc_program(program: str, gc, shadow: np.ndarray, pauses: np.ndarray, *args):
     call = {"gcbench": lib.ha_gcbench, "binary_trees": lib.ha_binary_trees}[program]
     rc = call(gc, *args, words(shadow), len(shadow), words(pauses), len(pauses), run, st)
     return rc, st, run
+
+
+# ---- Workloads: the GC-loop convention ----
+# Each bump-allocates into ``space``, whose top advances also when it fails.
+
+
+def _allocate(space, call, what: str) -> LoopStats:
+    """Run ``call(space struct, stats)``; ``space.top`` takes the C loop's top, then the
+    result is translated."""
+    s, st = space_struct(space), new_stats()
+    rc = call(s, st)
+    space.top = int(s.top)
+    return loop_result(rc, st, what)
+
+
+def tree(heap, space, depth: int, top_down: bool, payload_words: int) -> tuple[LoopStats, int]:
+    """A complete binary tree of the given depth in ``space``: (stats, root reference)."""
+    root = ffi.new("ha_ref *")
+    stats = _allocate(space, lambda s, st: lib.ha_tree(
+        heap, s, depth, int(bool(top_down)), payload_words, root, st), "binary_tree")
+    return stats, int(root[0])
+
+
+def linked_list(heap, space, n: int, shuffled: bool, seed: int) -> tuple[LoopStats, int]:
+    """``n`` list nodes in ``space``, linked in order or shuffled: (stats, head reference)."""
+    head = ffi.new("ha_ref *")
+    stats = _allocate(space, lambda s, st: lib.ha_linked_list(
+        heap, s, n, int(bool(shuffled)), seed, head, st), "linked_list")
+    return stats, int(head[0])
+
+
+def random_graph(heap, space, n: int, mean_degree: int, payload_range: tuple[int, int],
+                 size_table: tuple[np.ndarray, np.ndarray] | None, seed: int,
+                 roots: np.ndarray) -> LoopStats:
+    """``n`` nodes with random edges in ``space``; ``roots`` (uint64) is filled with
+    references to random nodes. Payload sizes are uniform in ``payload_range``, or drawn
+    from ``size_table``: (uint32 sizes, uint64 cumulative weights)."""
+    sizes = (ffi.NULL, ffi.NULL, 0) if size_table is None else (
+        words(size_table[0], "uint32_t[]"), words(size_table[1]), len(size_table[0]))
+    return _allocate(space, lambda s, st: lib.ha_random_graph(
+        heap, s, n, mean_degree, *payload_range, *sizes, seed, words_or_null(roots),
+        len(roots), st), "random_graph")
+
+
+def large_objects(heap, space, n: int, payload_words: int) -> tuple[LoopStats, int]:
+    """``n`` objects of one reference and ``payload_words``, chained: (stats, head reference)."""
+    head = ffi.new("ha_ref *")
+    stats = _allocate(space, lambda s, st: lib.ha_large_objects(
+        heap, s, n, payload_words, head, st), "large_objects")
+    return stats, int(head[0])
+
+
+# ---- Relocation: 0 or -errno, the bytes moved and the time in ha_stats ----
+# Success gives LoopStats, a failure SyscallFailed.
+
+
+def relocate_remap(fd: int, old_address: int, file_offset: int, length: int,
+                   new_address: int, populate: bool) -> LoopStats:
+    """Map the pages at ``old_address`` (``file_offset`` of ``fd``, or shared anonymous
+    memory when ``fd`` is -1) at ``new_address`` instead; the old range turns PROT_NONE.
+    On failure the caller still owns ``new_address`` and must put it back."""
+    st = new_stats()
+    _check(lib.ha_relocate_remap(fd, old_address, file_offset, length, new_address,
+                                 int(populate), st),
+           "relocate", f"remapping {length} bytes from {old_address:#x} to {new_address:#x}")
+    return stats_of(st)
+
+
+def relocate_copy(dst: int, src: int, length: int) -> LoopStats:
+    """memcpy ``length`` bytes from ``src`` to ``dst`` (both checked by the caller)."""
+    st = new_stats()
+    _check(lib.ha_relocate_copy(dst, src, length, st), "relocate")
+    return stats_of(st)
+
+
+# ---- Limits: the nanoseconds the whole job took ----
+# They cannot fail, except fault_ns, which maps memory: its -errno is raised as SyscallFailed.
+
+
+def memcpy_ns(dst: int, src: int, length: int, repeats: int = 1) -> int:
+    """Nanoseconds for ``repeats`` memcpy calls of ``length`` bytes."""
+    return lib.ha_memcpy_ns(dst, src, length, repeats)
+
+
+def stream_copy_ns(dst: int, src: int, length: int, repeats: int = 1) -> int:
+    """Nanoseconds for ``repeats`` non-temporal copies (dst, src word-aligned)."""
+    return lib.ha_stream_copy_ns(dst, src, length, repeats)
+
+
+def write_ns(dst: int, length: int, repeats: int = 1, streaming: bool = False) -> int:
+    """Nanoseconds to write ``length`` bytes ``repeats`` times: memset, or streaming stores."""
+    return lib.ha_write_ns(dst, length, repeats, int(streaming))
+
+
+def read_ns(src: int, length: int, repeats: int = 1, prefetch: bool = False) -> int:
+    """Nanoseconds to read ``length`` bytes ``repeats`` times, with or without prefetch."""
+    return lib.ha_read_ns(src, length, repeats, int(prefetch), ffi.new("uint64_t *"))
+
+
+def write_read_ns(write_to: int, read_from: int, length: int, streaming: bool = False,
+                  prefetch: bool = False) -> int:
+    """Nanoseconds to write ``length`` bytes at ``write_to``, then read them at ``read_from``
+    (another view of the same memory, or the same address)."""
+    return lib.ha_write_read_ns(write_to, read_from, length, int(streaming), int(prefetch),
+                                ffi.new("uint64_t *"))
+
+
+def chase_ns(buffer: int, slots: int, steps: int, seed: int) -> int:
+    """Nanoseconds for ``steps`` dependent loads around a random cycle of ``slots`` cache
+    lines at ``buffer``."""
+    return lib.ha_chase_ns(buffer, slots, steps, seed, ffi.new("uint64_t *"))
+
+
+def gather_ns(buffer: int, slots: int, steps: int, seed: int) -> int:
+    """Nanoseconds for ``steps`` independent loads of random cache lines among ``slots``."""
+    return lib.ha_gather_ns(buffer, slots, steps, seed, ffi.new("uint64_t *"))
+
+
+def fault_ns(length: int, flags: int = 0) -> int:
+    """Nanoseconds to fault in every page of ``length`` bytes of fresh private memory,
+    mapped with ``flags`` added (e.g. ``MAP_HUGETLB | MAP_HUGE_2MB``)."""
+    return _check(lib.ha_fault_ns(length, flags), "mmap",
+                  f"mapping {length} bytes with flags {flags:#x} to time their page faults")

@@ -14,11 +14,11 @@ import weakref
 
 import numpy as np
 
+from . import native
 from .backing import MAX_HEAP_SIZE, format_size, read_only, require_int, require_type
 from .errors import InvalidArgument, SyscallFailed, ViewClosed, ViewInUse
 from .heap import Heap
-from .native import LoopStats, ffi, lib
-from .native import stats_of as _stats
+from .native import LoopStats
 from .views import Reservation, View, first_overlap
 
 
@@ -106,19 +106,19 @@ class RelocationArea:
             fd = self.heap.fd if self.heap.fd is not None else -1
             target = self.address + at
             self._reservation.hold(target, length)
-            st = ffi.new("ha_stats *")
-            rc = lib.ha_relocate_remap(fd, view.address + offset, offset, length, target,
-                                       int(populate), st)
-            if rc < 0:
+            try:
+                stats = native.relocate_remap(fd, view.address + offset, offset, length,
+                                              target, populate)
+            except SyscallFailed:  # nothing moved: the area's range goes back
                 self._reservation.vacate(target, length)
-                raise SyscallFailed("relocate", -rc, detail="remapping the range failed")
+                raise
             view._add_hole(offset, offset + length)
             self._used.append((at, at + length))
         moved = View(address=target, size=length, prot="rw", strategy="remap",
                      role=f"moved{offset:#x}", label=f"heapalias:{self.heap.name}:moved",
                      release=self._releaser(at, length),
                      backings=view.backings, file_offset=view.file_offset + offset)
-        return moved, _stats(st)
+        return moved, stats
 
     def _check_source(self, view: View) -> None:
         if self.closed:
@@ -178,7 +178,6 @@ def copy(source: View, offset: int, length: int, target: View, target_offset: in
     # The arrays hold both mappings (and check their holes) for the copy's duration.
     src = source.array(np.uint8, offset, length)
     dst = target.array(np.uint8, target_offset, length)
-    st = ffi.new("ha_stats *")
-    lib.ha_relocate_copy(dst.ctypes.data, src.ctypes.data, length, st)
+    stats = native.relocate_copy(dst.ctypes.data, src.ctypes.data, length)
     del src, dst
-    return _stats(st)
+    return stats

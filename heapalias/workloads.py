@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,9 +10,7 @@ import numpy as np
 from . import native
 from .backing import require_int
 from .errors import InvalidArgument
-from .native import LoopStats, ffi, lib
-from .native import loop_result as _check
-from .native import words as _buffer
+from .native import LoopStats
 from .objects import MAX_WORDS, ObjectHeap, require_object_heap
 
 
@@ -33,15 +31,19 @@ class Workload:
         return self.stats.bytes
 
 
-def _run(objects: ObjectHeap, space: str | None, name: str, call) -> Workload:
-    """Call ``call(heap, space, stats)``; it returns the roots. The space's top advances."""
+def _run(objects: ObjectHeap, space: str | None, name: str,
+         call: Callable[..., tuple[LoopStats, np.ndarray]]) -> Workload:
+    """``call(heap, space)`` allocates the workload in the named space (whose top advances)
+    and returns its stats and roots."""
     require_object_heap(objects, name).require_writable(name)
-    target = objects.space(space)
-    s = native.space_struct(target)
-    st = ffi.new("ha_stats *")
-    rc, roots = call(objects.native(), s, st)
-    target.top = int(s.top)
-    return Workload(name, roots, _check(rc, st, name))
+    target = objects.space(space)  # checked against the heap: the C loop trusts it
+    stats, roots = call(objects.native(), target)
+    return Workload(name, roots, stats)
+
+
+def _one_root(result: tuple[LoopStats, int]) -> tuple[LoopStats, np.ndarray]:
+    stats, root = result
+    return stats, np.array([root], dtype=np.uint64)
 
 
 def _count(value: object, what: str, low: int = 0, high: int = 1 << 40) -> int:
@@ -67,13 +69,8 @@ def binary_tree(objects: ObjectHeap, depth: int, *, top_down: bool = False,
     """
     depth = _count(depth, "depth", 0, 40)
     payload_words = _count(payload_words, "payload_words", 0, MAX_PAYLOAD_WORDS)
-    root = ffi.new("uint64_t *")
-
-    def call(h, s, st):
-        rc = lib.ha_tree(h, s, depth, int(bool(top_down)), payload_words, root, st)
-        return rc, np.array([root[0]], dtype=np.uint64)
-
-    return _run(objects, space, "binary_tree", call)
+    return _run(objects, space, "binary_tree", lambda h, s: _one_root(
+        native.tree(h, s, depth, bool(top_down), payload_words)))
 
 
 def linked_list(objects: ObjectHeap, n: int, *, shuffled: bool = False, seed: int = 0,
@@ -81,13 +78,8 @@ def linked_list(objects: ObjectHeap, n: int, *, shuffled: bool = False, seed: in
     """``n`` nodes {next, index}; shuffled lists are linked in a random order."""
     n = _count(n, "n")
     seed = _count(seed, "seed", 0, (1 << 64) - 1)
-    head = ffi.new("uint64_t *")
-
-    def call(h, s, st):
-        rc = lib.ha_linked_list(h, s, n, int(bool(shuffled)), seed, head, st)
-        return rc, np.array([head[0]], dtype=np.uint64)
-
-    return _run(objects, space, "linked_list", call)
+    return _run(objects, space, "linked_list", lambda h, s: _one_root(
+        native.linked_list(h, s, n, bool(shuffled), seed)))
 
 
 def _size_table(distribution: SizeDistribution) -> tuple[np.ndarray, np.ndarray]:
@@ -118,10 +110,10 @@ def random_graph(objects: ObjectHeap, n: int, mean_degree: int = 2,
     nodes, and payloads drawn from ``size_distribution`` (see :data:`SizeDistribution`)."""
     n = _count(n, "n")
     mean_degree = _count(mean_degree, "mean_degree", 0, 0x7FFF)
-    table = cumulative = None
+    table = None
     low = high = 0
     if isinstance(size_distribution, Mapping):
-        table, cumulative = _size_table(size_distribution)
+        table = _size_table(size_distribution)
     elif isinstance(size_distribution, tuple) and len(size_distribution) == 2:
         low, high = (_count(p, "payload_words", 0, MAX_PAYLOAD_WORDS) for p in size_distribution)
         if low > high:
@@ -131,14 +123,10 @@ def random_graph(objects: ObjectHeap, n: int, mean_degree: int = 2,
                               f"{{payload_words: weight}} mapping, got {size_distribution!r}")
     seed = _count(seed, "seed", 0, (1 << 64) - 1)
     nroots = _count(nroots, "nroots", 0, 1 << 20) if n else 0
-    roots = np.zeros(max(nroots, 1), dtype=np.uint64)
+    roots = np.zeros(nroots, dtype=np.uint64)
 
-    def call(h, s, st):
-        sizes = (ffi.NULL, ffi.NULL, 0) if table is None else (
-            _buffer(table, "uint32_t[]"), _buffer(cumulative), len(table))
-        rc = lib.ha_random_graph(h, s, n, mean_degree, low, high, *sizes, seed,
-                                 _buffer(roots), nroots, st)
-        return rc, roots[:nroots]
+    def call(h, s):
+        return native.random_graph(h, s, n, mean_degree, (low, high), table, seed, roots), roots
 
     return _run(objects, space, "random_graph", call)
 
@@ -147,10 +135,5 @@ def large_objects(objects: ObjectHeap, n: int, size: int, *, space: str | None =
     """``n`` objects of ``size`` bytes (header and one reference included), chained."""
     n = _count(n, "n")
     size = _count(size, "size", 24, MAX_WORDS * 8)  # a header counts at most MAX_WORDS
-    head = ffi.new("uint64_t *")
-
-    def call(h, s, st):
-        rc = lib.ha_large_objects(h, s, n, size // 8 - 2, head, st)
-        return rc, np.array([head[0]], dtype=np.uint64)
-
-    return _run(objects, space, "large_objects", call)
+    return _run(objects, space, "large_objects", lambda h, s: _one_root(
+        native.large_objects(h, s, n, size // 8 - 2)))

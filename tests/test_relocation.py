@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -103,3 +105,75 @@ def test_sizes_and_numpy_offsets_stay_in_range() -> None:
         assert copy(heap.view, 524288, 4096, heap.view, np.int16(0)).bytes == 4096
         assert copy(heap.view, np.uint8(0), np.int16(4096), heap.view, 8192).bytes == 4096
         assert heap.view.array(np.uint8, 8192, 4096).min() == 5
+
+
+#: Preloaded into a child, this makes the mapping layer fail where the kernel rarely does:
+#: MADV_POPULATE_WRITE as before Linux 5.14, and a PROT_NONE mmap as at the map-count limit.
+FAILING_LIBC = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int madvise(void *address, size_t length, int advice)
+{
+    if (advice == MADV_POPULATE_WRITE && getenv("FAIL_POPULATE")) {
+        errno = EINVAL;
+        return -1;
+    }
+    return (int)syscall(SYS_madvise, address, length, advice);
+}
+
+void *mmap(void *address, size_t length, int prot, int flags, int fd, off_t offset)
+{
+    const char *at = getenv("FAIL_PROT_NONE_AT");
+    if (at && prot == PROT_NONE && (uintptr_t)address == strtoull(at, NULL, 0)) {
+        errno = ENOMEM;
+        return MAP_FAILED;
+    }
+    return (void *)syscall(SYS_mmap, address, length, prot, flags, fd, offset);
+}
+"""
+
+
+def test_a_failed_remap_leaves_the_source_range_mapped(tmp_path, monkeypatch) -> None:
+    """When populating failed (EINVAL before Linux 5.14), the range had already moved and its
+    old addresses turned PROT_NONE, yet the view got no hole: reading it was SIGSEGV. So it
+    was when protecting the old range failed after mremap had moved anonymous pages away."""
+    compiler = shutil.which("cc")
+    if compiler is None:
+        pytest.skip(reason="no C compiler to build the failing libc shim")
+    shim = tmp_path / "failing_libc.so"
+    (tmp_path / "failing_libc.c").write_text(FAILING_LIBC)
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(shim),
+                    str(tmp_path / "failing_libc.c")], check=True)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    proc = run_isolated("""
+        import errno, os
+        import numpy as np, heapalias as ha
+        from heapalias.relocation import RelocationArea
+        MB = 1 << 20
+        for backing in ("memfd", "anon"):
+            for fail in ("FAIL_POPULATE", "FAIL_PROT_NONE_AT"):
+                with ha.Heap("4M", backing=backing) as heap, RelocationArea(heap, MB) as area:
+                    heap.view.array(np.uint8)[:] = 7
+                    source = heap.alias()
+                    os.environ[fail] = hex(source.address + MB)
+                    try:
+                        area.remap(source, MB, MB, populate=True)
+                    except ha.SyscallFailed as exc:
+                        print(backing, fail, errno.errorcode[exc.errno], end=" ")
+                    finally:
+                        del os.environ[fail]
+                    print(int(source.array(np.uint8, MB, MB).min()), len(source.holes), end=" ")
+                    moved, _ = area.remap(source, MB, MB)  # the area's range went back
+                    print(int(moved.array(np.uint8).min()), flush=True)
+                    moved.close()
+    """)
+    assert proc.stdout.splitlines() == [
+        f"{backing} {fail} {code} 7 0 7" for backing in ("memfd", "anon")
+        for fail, code in (("FAIL_POPULATE", "EINVAL"), ("FAIL_PROT_NONE_AT", "ENOMEM"))
+    ], proc.stderr

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import collectors, drivers, workloads
+from .. import collectors, drivers, native, workloads
 from ..backing import format_size
 from ..errors import HeapAliasWarning
 from ..heap import Heap
-from ..native import ffi, lib
 from ..objects import ObjectHeap
 from ..probe import Combination, ProbeResult
 from ..relocation import RelocationArea
@@ -269,10 +268,8 @@ class AliasedReadWrite(Case):
     def setup(self, ctx, variant):
         heap = _heap(ctx.size, variant)
         reader = heap.view if variant.strategy == "single" else heap.alias(variant.strategy)
-        total = ffi.new("uint64_t *")
-
         def run() -> Sample:  # the write+read limit's own loop, through two views
-            ns = lib.ha_write_read_ns(heap.view.address, reader.address, heap.size, 0, 0, total)
+            ns = native.write_read_ns(heap.view.address, reader.address, heap.size)
             return Sample(ns / 1e9, 2 * heap.size)
 
         return Trial(run, [heap])
