@@ -217,6 +217,57 @@ int ha_gcbench(ha_collector *gc, ha_ref *shadow, size_t shadow_capacity, uint64_
 int ha_binary_trees(ha_collector *gc, uint32_t max_depth, ha_ref *shadow,
                     size_t shadow_capacity, uint64_t *pauses, size_t pause_capacity,
                     ha_gc_run *run, ha_stats *st);
+
+/* ---- concurrent collection: a mutator thread runs while the collector works ---- */
+
+enum ha_design {
+    HA_DESIGN_NONE = 0, /* no collection: the reference run */
+    HA_DESIGN_STW = 1   /* stop the mutator, evacuate (Cheney), flip, resume */
+};
+
+/* What a stall of the mutator was. */
+enum ha_stall_kind {
+    HA_STALL_SAFEPOINT = 0, /* parked at a safepoint the collector asked for */
+    HA_STALL_ALLOCATION = 1 /* out of room: waited for a collection */
+};
+
+/* The mutator's program: `operations` operations drawn from `seed`; per mille,
+ * `store_permille` store (a payload value or a reference), `alloc_permille`
+ * allocate an object and link it in, the rest only load. Each walks at most
+ * `path_length` references from a random root. */
+typedef struct ha_mutator_mix {
+    uint64_t operations;
+    uint64_t seed;
+    uint32_t store_permille;
+    uint32_t alloc_permille;
+    uint32_t path_length;
+    uint32_t collections; /* cycles, spread evenly over the operations */
+} ha_mutator_mix;
+
+typedef struct ha_stall {
+    uint64_t start_ns;    /* CLOCK_MONOTONIC */
+    uint64_t ns;
+    uint32_t kind;        /* enum ha_stall_kind */
+    uint32_t reserved;
+} ha_stall;
+
+typedef struct ha_concurrent_run {
+    uint64_t checksum;    /* of everything the mutator read: equal with and without GC */
+    uint64_t operations, loads, stores, allocations;
+    uint64_t collections;
+    uint64_t started_ns, mutator_ns;  /* the mutator's start (CLOCK_MONOTONIC), wall time */
+    uint64_t collector_ns;            /* the collector's time inside cycles */
+    uint64_t bytes_relocated, objects_relocated;
+    uint64_t slow_paths;              /* barrier slow paths the mutator took */
+    uint64_t stalls;                  /* every stall, recorded or not */
+} ha_concurrent_run;
+
+/* Run the mutator on a thread of its own over the live graph the roots reach
+ * (in gc's allocation space), collecting with `design` beside it. The GC-loop
+ * convention; the thread is joined on every path. */
+int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, ha_ref *roots,
+                  size_t nroots, ha_stall *stalls, size_t stall_capacity,
+                  ha_concurrent_run *run, ha_stats *st);
 /* cffi-end */
 
 /* Shared between the C files only. */

@@ -504,3 +504,17 @@ def fault_ns(length: int, flags: int = 0) -> int:
     mapped with ``flags`` added (e.g. ``MAP_HUGETLB | MAP_HUGE_2MB``)."""
     return _check(lib.ha_fault_ns(length, flags), "mmap",
                   f"mapping {length} bytes with flags {flags:#x} to time their page faults")
+
+
+# ---- concurrent collection (cext/concurrent.c): the GC-loop convention ----
+
+def concurrent(gc, design: int, mix: dict, roots: np.ndarray, stalls: np.ndarray):
+    """Run the mutator thread over ``gc``'s allocation space beside ``design``'s cycles;
+    ``(rc, stats, run)`` as :func:`collect`. ``stalls`` is a structured array with the
+    fields of ``ha_stall``, which the mutator fills (``run.stalls`` counts every stall)."""
+    st, run = new_stats(), ffi.new("ha_concurrent_run *")
+    c_mix = ffi.new("ha_mutator_mix *", mix)
+    rc = lib.ha_concurrent(gc, design, c_mix, words_or_null(roots), len(roots),
+                           ffi.from_buffer("ha_stall[]", stalls, require_writable=True),
+                           len(stalls), run, st)
+    return rc, st, run

@@ -1,0 +1,125 @@
+/* The concurrent harness: start the mutator thread (mutator.c), run the
+ * design's collection cycles beside it on the calling thread, join it.
+ *
+ * Cycles run on a schedule counted in the mutator's operations (cycle k starts
+ * once k/(n+1) of them are done), so a run is the same program whatever the
+ * timing, and at once whenever the mutator runs out of room. */
+#include "concurrent.h"
+
+#include <pthread.h>
+
+int ha_conc_stop_mutator(struct ha_conc *c)
+{
+    uint64_t epoch = c->requested + 1; /* only the collector writes `requested` */
+    HA_ATOMIC_STORE(&c->requested, epoch);
+    for (unsigned spins = 0; HA_ATOMIC_LOAD(&c->parked) != epoch; spins++) {
+        if (HA_ATOMIC_LOAD(&c->done))
+            return 0;
+        if (spins < 1000)
+            __builtin_ia32_pause();
+        else
+            sched_yield();
+    }
+    return 1;
+}
+
+void ha_conc_release_mutator(struct ha_conc *c)
+{
+    HA_ATOMIC_STORE(&c->released, c->requested);
+}
+
+/* Give every object of the space an identity, in address order: payload word 0.
+ * The graph must leave each object an identity and a value after its references. */
+static int stamp_identities(struct ha_conc *c)
+{
+    const ha_heap *h = &c->gc->heap;
+    ha_cursor cursor = ha_cursor_of(&c->gc->spaces[0]);
+    int rc = HA_OK;
+    uint64_t identity = 0;
+    while (ha_next_object(h, &cursor, &rc, c->st)) {
+        uint64_t nrefs = ha_nrefs(cursor.header);
+        if (ha_words(cursor.header) < nrefs + 3)
+            return ha_fail(c->st, HA_ERR_ARGUMENT, cursor.off, -1);
+        ha_at(h, cursor.off)[1 + nrefs] = identity++;
+    }
+    c->first_identity = identity;
+    return rc;
+}
+
+static int mix_ok(const ha_mutator_mix *mix, size_t nroots)
+{
+    return nroots > 0 && mix->path_length > 0 && mix->path_length <= 1u << 20 &&
+           mix->store_permille + (uint64_t)mix->alloc_permille <= 1000 &&
+           mix->collections <= 1u << 20;
+}
+
+/* The collector's side: the scheduled cycles (those the mutator did not live to
+ * see run after it), and a cycle whenever the mutator is out of room. */
+static int collect_beside(struct ha_conc *c)
+{
+    const ha_mutator_mix *mix = c->mix;
+    uint64_t scheduled = 0;
+    for (;;) {
+        int done = HA_ATOMIC_LOAD(&c->done);
+        uint64_t due = mix->operations / (mix->collections + 1) * (scheduled + 1);
+        int on_schedule = scheduled < mix->collections &&
+                          (done || HA_ATOMIC_LOAD(&c->operations) >= due);
+        int wanted = on_schedule || HA_ATOMIC_LOAD(&c->need_gc);
+        if (!wanted && done)
+            return HA_OK;
+        if (!wanted) {
+            sched_yield();
+            continue;
+        }
+        scheduled += on_schedule;
+        HA_ATOMIC_STORE(&c->need_gc, 0);
+        uint64_t start = ha_now_ns();
+        int rc = c->design->cycle(c);
+        c->run->collector_ns += ha_now_ns() - start;
+        if (rc)
+            return ha_conc_fail(c, rc);
+        c->run->collections++;
+    }
+}
+
+int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, ha_ref *roots,
+                  size_t nroots, ha_stall *stalls, size_t stall_capacity,
+                  ha_concurrent_run *run, ha_stats *st)
+{
+    memset(run, 0, sizeof *run);
+    int rc = ha_begin_collector(gc, st);
+    if (rc)
+        return ha_end(st, rc);
+    const ha_design_ops *ops = NULL;
+    switch (design) {
+    case HA_DESIGN_NONE:
+        break;
+    case HA_DESIGN_STW:
+        ops = &ha_design_stw;
+        break;
+    default:
+        return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
+    }
+    if (gc->plan != HA_PLAN_SEMISPACE || !mix_ok(mix, nroots))
+        return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
+    struct ha_conc c = {.gc = gc, .design = ops, .mix = mix, .roots = roots, .nroots = nroots,
+                        .run = run, .stalls = stalls, .stall_capacity = stall_capacity,
+                        .st = st};
+    c.mutator_st.error_root = -1;
+    if ((rc = stamp_identities(&c)))
+        return ha_end(st, rc);
+    pthread_t mutator;
+    if (pthread_create(&mutator, NULL, ha_mutator_main, &c))
+        return ha_end(st, ha_fail(st, HA_ERR_NOMEM, 0, -1));
+    rc = ops ? collect_beside(&c) : HA_OK;
+    if (rc) /* a parked mutator sees the failure and stops */
+        ha_conc_release_mutator(&c);
+    pthread_join(mutator, NULL);
+    rc = HA_ATOMIC_LOAD(&c.failed);
+    if (rc && !st->error) /* the mutator's failure: its details */
+        *st = (ha_stats){.error = c.mutator_st.error, .error_offset = c.mutator_st.error_offset,
+                         .error_root = c.mutator_st.error_root, .nanoseconds = st->nanoseconds};
+    st->objects = run->objects_relocated;
+    st->bytes = run->bytes_relocated;
+    return ha_end(st, rc);
+}

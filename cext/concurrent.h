@@ -1,0 +1,90 @@
+/* What the concurrent harness (concurrent.c), its mutator thread (mutator.c)
+ * and its designs (design_*.c) share: the run's state, the handshake, and the
+ * design interface.
+ *
+ * Two threads: the mutator, started by ha_concurrent, runs a seeded program
+ * over the live graph; the collector is the calling thread (the GIL released),
+ * which runs the design's collection cycles beside it. They meet at
+ * safepoints: the collector asks, the mutator parks at its next poll (between
+ * operations, holding no reference but the roots), the collector does its
+ * pause work and releases it. Every field either thread writes while the other
+ * runs is atomic. */
+#ifndef HEAPALIAS_CONCURRENT_H
+#define HEAPALIAS_CONCURRENT_H
+
+#include "plan.h"
+
+#include <sched.h>
+
+#define HA_ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define HA_ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+struct ha_conc;
+
+/* A design: how a collection cycle runs beside the mutator. */
+typedef struct ha_design_ops {
+    const char *name;
+    /* One collection cycle, on the collector thread. HA_OK or an HA_ERR_* code. */
+    int (*cycle)(struct ha_conc *c);
+} ha_design_ops;
+
+struct ha_conc {
+    ha_collector *gc;             /* spaces[0] is where the mutator allocates */
+    const ha_design_ops *design;  /* NULL: no collection at all (the reference run) */
+    const ha_mutator_mix *mix;
+    ha_ref *roots;
+    size_t nroots;
+    ha_concurrent_run *run;
+    uint64_t first_identity; /* the identity the mutator's first new object gets */
+
+    /* The handshake: the collector raises `requested` to epoch e; the mutator
+     * parks by setting `parked` to e and waits for `released` to reach e. */
+    uint64_t requested, parked, released;
+    uint32_t need_gc;     /* the mutator could not allocate: collect now */
+    uint32_t done;        /* the mutator has finished (or failed) */
+    int32_t failed;       /* the first HA_ERR_* either thread hit, 0 while none */
+    uint64_t operations;  /* operations the mutator has completed (for the schedule) */
+
+    /* Stall records: the mutator writes them, the caller reads them after the join. */
+    ha_stall *stalls;
+    size_t stall_capacity;
+
+    ha_stats *st;         /* the collector's error details */
+    ha_stats mutator_st;  /* the mutator's */
+};
+
+/* Wait until *word == value (the other thread is on another core, or will be
+ * scheduled: spin briefly, then yield). */
+static inline void ha_wait_for(const uint64_t *word, uint64_t value)
+{
+    for (unsigned spins = 0; HA_ATOMIC_LOAD(word) != value; spins++) {
+        if (spins < 1000)
+            __builtin_ia32_pause();
+        else
+            sched_yield();
+    }
+}
+
+/* Record `rc` as the run's failure, if it is the first; returns rc. */
+static inline int ha_conc_fail(struct ha_conc *c, int rc)
+{
+    int32_t none = 0;
+    if (rc)
+        __atomic_compare_exchange_n(&c->failed, &none, rc, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
+    return rc;
+}
+
+/* Stop the mutator at its next safepoint; 1 once it is parked, 0 if it has
+ * finished (or failed) instead, so the pause runs without it. */
+int ha_conc_stop_mutator(struct ha_conc *c);
+/* Let a parked mutator run again. */
+void ha_conc_release_mutator(struct ha_conc *c);
+
+/* The mutator thread's body (mutator.c). */
+void *ha_mutator_main(void *conc);
+
+/* ---- designs ---- */
+extern const ha_design_ops ha_design_stw;
+
+#endif

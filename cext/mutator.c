@@ -1,0 +1,204 @@
+/* The concurrent mutator: a seeded program over the live graph, run on its own
+ * thread while a design collects beside it (concurrent.c).
+ *
+ * Each operation picks a root and walks at most `path_length` references from
+ * it, choosing a slot at random at each node and mixing the node's identity
+ * (payload word 0) and value (word 1) into a checksum. A store operation then
+ * writes a new value or a reference into the last node; an allocation makes a
+ * new object, pointing where the walk went, and links it there. Every choice
+ * comes from the seed and the graph's contents, never from an address, so the
+ * same seed gives the same checksum whatever moved: equal checksums with and
+ * without collections mean no load saw a stale object and no store was lost.
+ *
+ * The mutator polls for a safepoint between operations, when it holds no
+ * reference but the roots. Its allocation cursor lives in locals, as in the
+ * GCBench driver, and goes back to the collector's space when it parks. */
+#include "concurrent.h"
+
+enum { LOAD, STORE, ALLOCATE };
+enum { NEW_OBJECT_MAX_BYTES = 8 * (1 + 2 + 2) }; /* header, 2 refs, identity and value */
+
+struct mutator {
+    struct ha_conc *c;
+    ha_heap h;
+    ha_off top, end;      /* bump allocation in gc->spaces[0] */
+    uint64_t rng;
+    uint64_t epoch;       /* the last safepoint epoch it parked for */
+    uint64_t identity;    /* the next new object's */
+    ha_concurrent_run counts;
+};
+
+static inline uint64_t next_random(struct mutator *m)
+{
+    m->rng ^= m->rng << 13; /* xorshift64 */
+    m->rng ^= m->rng >> 7;
+    m->rng ^= m->rng << 17;
+    return m->rng;
+}
+
+static inline uint64_t mix_in(uint64_t checksum, uint64_t value)
+{
+    return (checksum ^ value) * 0x100000001b3ULL; /* FNV-1a's prime, over words */
+}
+
+static void record_stall(struct mutator *m, uint64_t start, uint32_t kind)
+{
+    struct ha_conc *c = m->c;
+    uint64_t n = m->counts.stalls++;
+    if (n < c->stall_capacity)
+        c->stalls[n] = (ha_stall){.start_ns = start, .ns = ha_now_ns() - start, .kind = kind};
+}
+
+/* Park at the safepoint the collector asked for; `since` is when the stall
+ * began (earlier than now for an allocation that waited for the request). */
+static void park(struct mutator *m, uint64_t since, uint32_t kind)
+{
+    struct ha_conc *c = m->c;
+    uint64_t epoch = HA_ATOMIC_LOAD(&c->requested);
+    c->gc->spaces[0].top = m->top; /* published by the store to `parked` */
+    HA_ATOMIC_STORE(&c->parked, epoch);
+    ha_wait_for(&c->released, epoch);
+    m->epoch = epoch;
+    m->top = c->gc->spaces[0].top;
+    m->end = c->gc->spaces[0].end;
+    m->h = c->gc->heap;
+    record_stall(m, since, kind);
+}
+
+static inline void poll_safepoint(struct mutator *m)
+{
+    if (__builtin_expect(HA_ATOMIC_LOAD(&m->c->requested) != m->epoch, 0))
+        park(m, ha_now_ns(), HA_STALL_SAFEPOINT);
+}
+
+/* Room for one new object: ask for a collection and wait for it if need be. */
+static int make_room(struct mutator *m)
+{
+    struct ha_conc *c = m->c;
+    if (m->end - m->top >= NEW_OBJECT_MAX_BYTES)
+        return HA_OK;
+    if (!c->design)
+        return ha_fail(&c->mutator_st, HA_ERR_FULL, m->top, -1);
+    uint64_t since = ha_now_ns();
+    HA_ATOMIC_STORE(&c->need_gc, 1);
+    while (HA_ATOMIC_LOAD(&c->requested) == m->epoch && !HA_ATOMIC_LOAD(&c->failed))
+        sched_yield();
+    if (HA_ATOMIC_LOAD(&c->failed))
+        return HA_ATOMIC_LOAD(&c->failed);
+    park(m, since, HA_STALL_ALLOCATION);
+    if (m->end - m->top < NEW_OBJECT_MAX_BYTES)
+        return ha_fail(&c->mutator_st, HA_ERR_FULL, m->top, -1);
+    return HA_OK;
+}
+
+/* The object `ref` names, with its header in *header; NULL unless it is a valid
+ * object with an identity and a value after its references. */
+static inline uint64_t *node_of(const struct mutator *m, ha_ref ref, uint64_t *header)
+{
+    ha_off off;
+    if (!ha_decode(&m->h, ref, &off))
+        return NULL;
+    uint64_t *obj = ha_deref(&m->h, ref, off);
+    *header = ha_load(obj);
+    return ha_header_ok(*header, off, m->h.size) && ha_words(*header) >= ha_nrefs(*header) + 3
+               ? obj : NULL;
+}
+
+static int operation(struct mutator *m)
+{
+    const ha_mutator_mix *mix = m->c->mix;
+    uint64_t roll = next_random(m) % 1000;
+    int kind = roll < mix->store_permille ? STORE
+             : roll < mix->store_permille + mix->alloc_permille ? ALLOCATE : LOAD;
+    if (kind == ALLOCATE) {
+        int rc = make_room(m);
+        if (rc)
+            return rc;
+    }
+    size_t root = next_random(m) % m->c->nroots;
+    ha_ref first = m->c->roots[root], ref = first;
+    uint64_t *node = NULL, header = 0, length = 1 + next_random(m) % mix->path_length;
+    uint64_t checksum = m->counts.checksum;
+    for (uint64_t step = 0; step < length && ref; step++) {
+        if (!(node = node_of(m, ref, &header)))
+            return ha_fail(&m->c->mutator_st, HA_ERR_REF, 0, (int64_t)root);
+        uint64_t *payload = node + 1 + ha_nrefs(header);
+        checksum = mix_in(mix_in(checksum, ha_load(&payload[0])), ha_load(&payload[1]));
+        m->counts.loads++;
+        if (!ha_nrefs(header))
+            break;
+        ha_ref next = ha_load(&node[1 + next_random(m) % ha_nrefs(header)]);
+        if (!next)
+            break;
+        ref = next;
+    }
+    m->counts.checksum = checksum;
+    if (!node || kind == LOAD)
+        return HA_OK;
+    uint64_t nrefs = ha_nrefs(header);
+    uint64_t choice = next_random(m);
+    if (kind == STORE) {
+        m->counts.stores++;
+        if (!nrefs || (choice & 1)) { /* a new value */
+            __atomic_store_n(&node[1 + nrefs + 1], next_random(m), __ATOMIC_RELAXED);
+        } else if ((choice & 7) == 1) { /* cut an edge: what only it reached is garbage */
+            __atomic_store_n(&node[1 + (choice >> 3) % nrefs], 0, __ATOMIC_RELAXED);
+        } else { /* swap two edges: two reference stores, nothing cut */
+            uint64_t *a = &node[1 + (choice >> 3) % nrefs], *b = &node[1 + (choice >> 20) % nrefs];
+            ha_ref ra = ha_load(a), rb = ha_load(b);
+            __atomic_store_n(a, rb, __ATOMIC_RELAXED);
+            __atomic_store_n(b, ra, __ATOMIC_RELAXED);
+        }
+        return HA_OK;
+    }
+    /* Allocate, and put the new object on one of the node's edges: spliced in
+     * (node -> new -> the old target) or in place of the old target, which may
+     * then be garbage. new -> the walk's first node, too. */
+    uint64_t new_refs = 2, words = 1 + new_refs + 2;
+    ha_off off = m->top;
+    uint64_t *obj = ha_at(&m->h, off), *slot = nrefs ? &node[1 + (choice >> 1) % nrefs] : NULL;
+    m->top += words * 8;
+    obj[0] = ha_make_header(words, new_refs);
+    obj[1] = slot && (choice & 1) ? ha_load(slot) : ref;
+    obj[2] = first;
+    obj[3] = m->identity++;
+    obj[4] = next_random(m);
+    if (slot) /* unlinked (a node without edges), the object is garbage at once */
+        __atomic_store_n(slot, ha_encode(&m->h, off), __ATOMIC_RELAXED);
+    m->counts.allocations++;
+    return HA_OK;
+}
+
+void *ha_mutator_main(void *conc)
+{
+    struct ha_conc *c = conc;
+    const ha_mutator_mix *mix = c->mix;
+    struct mutator m = {.c = c, .h = c->gc->heap, .top = c->gc->spaces[0].top,
+                        .end = c->gc->spaces[0].end, .rng = mix->seed | 1,
+                        .identity = c->first_identity};
+    m.counts.started_ns = ha_now_ns();
+    int rc = HA_OK;
+    for (uint64_t op = 0; op < mix->operations && !rc; op++) {
+        poll_safepoint(&m);
+        if ((rc = HA_ATOMIC_LOAD(&c->failed)))
+            break;
+        rc = operation(&m);
+        HA_ATOMIC_STORE(&c->operations, op + 1);
+    }
+    ha_conc_fail(c, rc);
+    m.counts.mutator_ns = ha_now_ns() - m.counts.started_ns;
+    m.counts.operations = HA_ATOMIC_LOAD(&c->operations);
+    c->gc->spaces[0].top = m.top;
+    ha_concurrent_run *run = c->run;
+    run->checksum = m.counts.checksum;
+    run->operations = m.counts.operations;
+    run->loads = m.counts.loads;
+    run->stores = m.counts.stores;
+    run->allocations = m.counts.allocations;
+    run->started_ns = m.counts.started_ns;
+    run->mutator_ns = m.counts.mutator_ns;
+    run->slow_paths = m.counts.slow_paths;
+    run->stalls = m.counts.stalls;
+    HA_ATOMIC_STORE(&c->done, 1);
+    return NULL;
+}

@@ -1,0 +1,152 @@
+"""Collection beside a running program: a C mutator thread runs a seeded program over a
+live graph while a design collects, and every stall it suffers is timed.
+
+- :func:`live_graph` builds the graph the mutator works on (a random graph whose
+  objects carry an identity and a value word after their references).
+- :func:`run` runs the mutator (:class:`MutatorMix`) on its own thread with a
+  design beside it, and returns a :class:`ConcurrentRun`: the checksum of
+  everything the mutator read, its throughput, and its stalls, from which
+  :mod:`.metrics` computes pause percentiles and minimum mutator utilization.
+
+Designs, by name (:data:`DESIGNS`):
+
+- ``"none"``: no collection; the reference run. Its checksum is the one every
+  design must reproduce for the same seed and graph.
+- ``"stw"``: stop the mutator at a safepoint, evacuate (Cheney), flip, resume.
+
+The mutator holds references only within an operation, and polls for a
+safepoint between operations, so a pause fixes its roots and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import native, workloads
+from ..backing import require_int
+from ..collectors import SemiSpace
+from ..errors import InvalidArgument
+from ..native import lib
+from ..objects import roots_array
+from .metrics import STALL_DTYPE, mmu, pause_percentiles
+
+#: Every design, by name: the value is its C enum.
+DESIGNS = {"none": lib.HA_DESIGN_NONE, "stw": lib.HA_DESIGN_STW}
+
+
+@dataclass(frozen=True)
+class MutatorMix:
+    """The mutator's program: how many operations, and what share of them (per mille)
+    store a value or a reference, or allocate; the rest only load. Each operation walks
+    at most ``path_length`` references from a random root."""
+
+    operations: int = 1_000_000
+    store_permille: int = 100
+    alloc_permille: int = 50
+    path_length: int = 8
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        for name, high in (("operations", 1 << 40), ("store_permille", 1000),
+                           ("alloc_permille", 1000), ("path_length", 1 << 20),
+                           ("seed", (1 << 64) - 1)):
+            value = require_int(getattr(self, name), name)
+            if not (1 if name in ("operations", "path_length") else 0) <= value <= high:
+                raise InvalidArgument(f"{name} must be in range, up to {high}; got {value}")
+        if self.store_permille + self.alloc_permille > 1000:
+            raise InvalidArgument("store_permille + alloc_permille must not exceed 1000")
+
+
+@dataclass(frozen=True)
+class ConcurrentRun:
+    """One run: what the mutator did and read, and what the collector cost it."""
+
+    design: str
+    mix: MutatorMix
+    checksum: int
+    operations: int
+    loads: int
+    stores: int
+    allocations: int
+    collections: int
+    started_ns: int
+    mutator_ns: int
+    collector_ns: int
+    bytes_relocated: int
+    objects_relocated: int
+    slow_paths: int
+    stall_count: int
+    stalls: np.ndarray = field(repr=False)  # STALL_DTYPE, the first ``len(stalls)`` stalls
+
+    @property
+    def complete(self) -> bool:
+        """Whether every stall was recorded (the metrics below use the recorded ones)."""
+        return len(self.stalls) == self.stall_count
+
+    @property
+    def operations_per_s(self) -> float:
+        return self.operations / (self.mutator_ns / 1e9) if self.mutator_ns else float("inf")
+
+    def pauses(self) -> dict[str, float]:
+        """Stall count and p50/p99/p99.9/max in microseconds (zeros with no stall)."""
+        return pause_percentiles(self.stalls)
+
+    def mmu(self, window_ns: int) -> float:
+        """Minimum mutator utilization over every window of ``window_ns`` in the run."""
+        return mmu(self.stalls, self.started_ns, self.mutator_ns, window_ns)
+
+
+def live_graph(plan: SemiSpace, objects: int, *, mean_degree: int = 2, roots: int = 64,
+               seed: int = 1) -> np.ndarray:
+    """Empty the plan and build a random graph of ``objects`` nodes in its allocation space,
+    each with an identity and a value word (and up to two more) after its references;
+    the root references, as :func:`run` takes them."""
+    plan.reset()
+    graph = workloads.random_graph(plan.objects, objects, mean_degree, (2, 4), seed=seed,
+                                   nroots=roots, space=plan.allocation_space.name)
+    return graph.roots.copy()
+
+
+def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
+        mix: MutatorMix | None = None, collections: int = 8,
+        stall_capacity: int = 1 << 16) -> ConcurrentRun:
+    """Run the mutator over the graph ``roots`` reach, in ``plan``'s allocation space,
+    with ``design`` collecting beside it ``collections`` times (spread evenly over the
+    operations, and whenever the mutator runs out of room). The roots are updated in
+    place. A collector or mutator failure is raised as a typed error once the mutator
+    thread has been joined; nothing outlives the call."""
+    if not isinstance(plan, SemiSpace):
+        raise InvalidArgument(f"the concurrent designs run on a SemiSpace plan, not {plan!r}")
+    if not isinstance(design, str) or design not in DESIGNS:
+        raise InvalidArgument(f"design must be one of {sorted(DESIGNS)}, got {design!r}")
+    if (not isinstance(roots, np.ndarray) or roots_array(roots) is not roots
+            or not roots.flags.writeable or not len(roots)):
+        raise InvalidArgument("roots must be a non-empty writeable 1-D contiguous uint64 array")
+    mix = MutatorMix() if mix is None else mix
+    if not isinstance(mix, MutatorMix):
+        raise InvalidArgument(f"mix must be a MutatorMix, got {mix!r}")
+    collections = require_int(collections, "collections")
+    if not 0 <= collections <= 1 << 20:
+        raise InvalidArgument(f"collections must be in 0..{1 << 20}, got {collections}")
+    stalls = native.scratch(require_int(stall_capacity, "stall_capacity"), STALL_DTYPE,
+                            "the stall log")
+    fields = {"operations": mix.operations, "seed": mix.seed,
+              "store_permille": mix.store_permille, "alloc_permille": mix.alloc_permille,
+              "path_length": mix.path_length, "collections": collections}
+    gc = plan.to_native()
+    rc, st, result = native.concurrent(gc, DESIGNS[design], fields, roots, stalls)
+    plan.from_native(gc)
+    native.loop_result(rc, st, f"concurrent {design}")
+    recorded = min(int(result.stalls), len(stalls))
+    return ConcurrentRun(
+        design, mix, int(result.checksum), int(result.operations), int(result.loads),
+        int(result.stores), int(result.allocations), int(result.collections),
+        int(result.started_ns), int(result.mutator_ns), int(result.collector_ns),
+        int(result.bytes_relocated), int(result.objects_relocated), int(result.slow_paths),
+        int(result.stalls), stalls[:recorded].copy())
+
+
+__all__ = ["DESIGNS", "ConcurrentRun", "MutatorMix", "live_graph", "mmu", "pause_percentiles",
+           "run"]

@@ -1,0 +1,163 @@
+"""A mutator thread running beside a collector: the checksum proves no load saw a stale
+object and no store was lost; the graph, verify and the stall metrics agree."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import heapalias as ha
+from heapalias import collectors
+from heapalias import concurrent as cc
+from heapalias.concurrent.metrics import STALL_DTYPE, mmu, pause_percentiles
+
+from conftest import mapping_count, open_fds
+
+DESIGNS = [name for name in cc.DESIGNS if name != "none"]
+HEAP = 8 << 20
+OBJECTS = 5_000
+
+
+@pytest.fixture(scope="module")
+def plan():
+    with ha.Heap(HEAP, name="concurrent") as heap:
+        yield collectors.SemiSpace.over(heap)
+
+
+def reference_and(plan, design: str, mix: cc.MutatorMix, collections: int, seed: int = 1):
+    """The no-collection run and ``design``'s, on the same graph: (runs, final shapes)."""
+    runs, shapes = [], []
+    for name in ("none", design):
+        roots = cc.live_graph(plan, OBJECTS, seed=seed)
+        runs.append(cc.run(plan, roots, name, mix=mix, collections=collections))
+        collectors.verify(plan.objects, roots, spaces=[plan.allocation_space.name])
+        shapes.append(plan.objects.shape(roots))
+    return runs, shapes
+
+
+mixes = st.builds(cc.MutatorMix, operations=st.integers(1, 40_000),
+                  store_permille=st.integers(0, 500), alloc_permille=st.integers(0, 300),
+                  path_length=st.integers(1, 16), seed=st.integers(0, (1 << 64) - 1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(mix=mixes, collections=st.integers(0, 12), design=st.sampled_from(DESIGNS),
+       seed=st.integers(0, 1 << 20))
+def test_a_design_reads_and_leaves_what_the_reference_run_does(plan, mix, collections, design,
+                                                                seed) -> None:
+    (reference, run), (expected, shape) = reference_and(plan, design, mix, collections, seed)
+    assert run.checksum == reference.checksum
+    assert shape == expected
+    assert (run.operations, run.loads, run.stores, run.allocations) == (
+        reference.operations, reference.loads, reference.stores, reference.allocations)
+    assert run.collections == collections and reference.collections == 0
+    assert run.stall_count <= collections and run.complete  # late cycles stall nobody
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_many_collections_back_to_back(plan, design) -> None:
+    mix = cc.MutatorMix(operations=150_000, alloc_permille=100, seed=7)
+    (reference, run), (expected, shape) = reference_and(plan, design, mix, 150)
+    assert run.collections == 150 and run.checksum == reference.checksum and shape == expected
+    assert run.objects_relocated > 0 and run.bytes_relocated > 0
+
+
+def test_the_mutator_collects_when_it_runs_out_of_room(plan) -> None:
+    """No scheduled collection, but far more allocated than a semispace holds."""
+    mix = cc.MutatorMix(operations=400_000, store_permille=300, alloc_permille=600, seed=3)
+    roots = cc.live_graph(plan, OBJECTS)
+    with pytest.raises(ha.SpaceFull):  # the reference run cannot collect
+        cc.run(plan, roots, "none", mix=mix)
+    roots = cc.live_graph(plan, OBJECTS)
+    run = cc.run(plan, roots, "stw", mix=mix, collections=0)
+    assert run.collections > 0 and set(run.stalls["kind"]) == {1}  # allocation stalls
+    collectors.verify(plan.objects, roots, spaces=[plan.allocation_space.name])
+
+
+def task_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def fail_every_way() -> None:
+    with ha.Heap("4M") as heap:
+        # A to-space too small for the graph: the collector's first cycle fails.
+        objects = ha.ObjectHeap(heap, spaces={"from": (8, 15 << 18), "to": (15 << 18, 4 << 20)})
+        plan = collectors.SemiSpace(objects)
+        roots = cc.live_graph(plan, 40_000)
+        with pytest.raises(ha.SpaceFull):
+            cc.run(plan, roots, "stw", mix=cc.MutatorMix(operations=1_000), collections=1)
+        # A corrupt header the mutator (or the collector) meets.
+        roots = cc.live_graph(plan, 2_000)
+        for obj in list(objects.objects("from"))[::50]:
+            objects.words[obj.offset // 8] = 0xBAD
+        with pytest.raises(ha.HeapCorruption):
+            cc.run(plan, roots, "stw", mix=cc.MutatorMix(operations=1_000_000), collections=8)
+        # A graph without identity words is refused before the thread starts.
+        plan.reset()
+        bare = ha.workloads.linked_list(objects, 100, space="from").roots.copy()
+        with pytest.raises(ha.InvalidArgument):
+            cc.run(plan, bare, "stw")
+
+
+def test_failures_are_typed_errors_and_leave_nothing_behind() -> None:
+    fail_every_way()  # glibc keeps the first thread's stack and arena for the next ones
+    before = (task_count(), open_fds(), mapping_count())
+    for _ in range(3):
+        fail_every_way()
+    assert (task_count(), open_fds(), mapping_count()) == before
+
+
+@pytest.mark.parametrize("call", [
+    lambda plan, roots: cc.run(plan, roots, "g1"),
+    lambda plan, roots: cc.run(plan.objects, roots),
+    lambda plan, roots: cc.run(plan, roots.astype(np.int64)),
+    lambda plan, roots: cc.run(plan, roots[:0]),
+    lambda plan, roots: cc.run(plan, roots, mix="fast"),
+    lambda plan, roots: cc.run(plan, roots, collections=-1),
+    lambda plan, roots: cc.MutatorMix(store_permille=700, alloc_permille=400),
+    lambda plan, roots: cc.MutatorMix(path_length=0),
+])
+def test_bad_arguments_are_invalid(plan, call) -> None:
+    roots = cc.live_graph(plan, 100)
+    with pytest.raises(ha.InvalidArgument):
+        call(plan, roots)
+
+
+def stall_log(*intervals: tuple[int, int]) -> np.ndarray:
+    log = np.zeros(len(intervals), dtype=STALL_DTYPE)
+    log["start_ns"], log["ns"] = zip(*intervals, strict=True) if intervals else ((), ())
+    return log
+
+
+def brute_mmu(intervals, start: int, duration: int, window: int) -> float:
+    busy = np.zeros(duration, dtype=bool)
+    for s, n in intervals:
+        busy[s - start:s - start + n] = True
+    sums = np.convolve(busy, np.ones(window, dtype=int), mode="valid")
+    return 1 - sums.max() / window
+
+
+@settings(max_examples=60, deadline=None)
+@given(gaps=st.lists(st.tuples(st.integers(0, 50), st.integers(1, 30)), max_size=8),
+       window=st.integers(1, 120))
+def test_mmu_matches_a_brute_force_count(gaps, window) -> None:
+    intervals, t = [], 100
+    for gap, length in gaps:
+        intervals.append((t + gap, length))
+        t += gap + length
+    duration = t - 100 + 10
+    expected = brute_mmu(intervals, 100, duration, min(window, duration))
+    assert mmu(stall_log(*intervals), 100, duration, window) == pytest.approx(expected)
+
+
+def test_pause_percentiles() -> None:
+    log = stall_log(*[(i * 10_000, 1_000 * (i + 1)) for i in range(100)])
+    summary = pause_percentiles(log)
+    assert summary["count"] == 100 and summary["max_us"] == 100.0
+    assert 50 <= summary["p50_us"] <= 51 and summary["p99_us"] > 99
+    assert pause_percentiles(stall_log())["count"] == 0
+    assert mmu(stall_log(), 0, 1000, 100) == 1.0
