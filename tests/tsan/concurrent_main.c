@@ -1,0 +1,81 @@
+/* A C program over the concurrent harness, for ThreadSanitizer: CPython itself
+ * cannot run under a preloaded libtsan here, so tests/test_tsan.py compiles
+ * this file with cext/*.c and -fsanitize=thread and runs it.
+ *
+ *   concurrent_main DESIGN OPERATIONS COLLECTIONS SEED   run DESIGN and the
+ *       reference run on the same graph; exit 0 if their checksums agree
+ *   concurrent_main race                                 a deliberate data race,
+ *       which TSan must report (proof the build is instrumented) */
+#include "concurrent.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { HEAP = 8 << 20, OBJECTS = 20000, ROOTS = 64 };
+
+static int racy;
+static void *bump_racy(void *unused)
+{
+    (void)unused;
+    racy++;
+    return NULL;
+}
+
+static int race(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, bump_racy, NULL);
+    racy++;
+    pthread_join(t, NULL);
+    return racy == 2 ? 0 : 1;
+}
+
+/* Build the seeded graph in a fresh semispace heap and run `design` on it. */
+static int run(uint64_t base, uint32_t design, const ha_mutator_mix *mix, uint64_t seed,
+               ha_concurrent_run *out)
+{
+    memset((void *)(uintptr_t)base, 0, HEAP);
+    ha_heap h = {.base = base, .load_base = base, .size = HEAP, .encoding = HA_REF_OFFSET,
+                 .ncolors = 1};
+    ha_collector gc = {.plan = HA_PLAN_SEMISPACE, .nspaces = 2, .heap = h,
+                       .spaces = {{8, HEAP / 2, 8}, {HEAP / 2, HEAP, HEAP / 2}}};
+    ha_ref roots[ROOTS];
+    ha_stats st;
+    int rc = ha_random_graph(&h, &gc.spaces[0], OBJECTS, 2, 2, 4, NULL, NULL, 0, seed, roots,
+                             ROOTS, &st);
+    static ha_stall stalls[1 << 12];
+    if (!rc)
+        rc = ha_concurrent(&gc, design, mix, roots, ROOTS, stalls, 1 << 12, out, &st);
+    if (rc)
+        fprintf(stderr, "design %u failed: error %d at %#llx\n", design, rc,
+                (unsigned long long)st.error_offset);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && !strcmp(argv[1], "race"))
+        return race();
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s DESIGN OPERATIONS COLLECTIONS SEED | race\n", argv[0]);
+        return 2;
+    }
+    uint32_t design = (uint32_t)strtoul(argv[1], NULL, 0);
+    ha_mutator_mix mix = {.operations = strtoull(argv[2], NULL, 0), .seed = 7,
+                          .store_permille = 200, .alloc_permille = 100, .path_length = 8,
+                          .collections = (uint32_t)strtoul(argv[3], NULL, 0)};
+    uint64_t seed = strtoull(argv[4], NULL, 0);
+    uintptr_t base;
+    if (ha_mmap(0, HEAP, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0, &base))
+        return 3;
+    ha_concurrent_run reference, run_with;
+    if (run(base, HA_DESIGN_NONE, &mix, seed, &reference) ||
+        run(base, design, &mix, seed, &run_with))
+        return 4;
+    printf("collections %llu checksum %llx reference %llx\n",
+           (unsigned long long)run_with.collections, (unsigned long long)run_with.checksum,
+           (unsigned long long)reference.checksum);
+    return run_with.checksum == reference.checksum ? 0 : 5;
+}
