@@ -28,22 +28,18 @@ void ha_conc_release_mutator(struct ha_conc *c)
     HA_ATOMIC_STORE(&c->released, c->requested);
 }
 
-/* Give every object of the space an identity, in address order: payload word 0.
- * The graph must leave each object an identity and a value after its references. */
-static int stamp_identities(struct ha_conc *c)
+int ha_stamp_identities(const ha_heap *h, const ha_space *space, ha_stats *st)
 {
-    const ha_heap *h = &c->gc->heap;
-    ha_cursor cursor = ha_cursor_of(&c->gc->spaces[0]);
-    int rc = HA_OK;
-    uint64_t identity = 0;
-    while (ha_next_object(h, &cursor, &rc, c->st)) {
+    int rc = ha_begin_space(h, space, st);
+    ha_cursor cursor = ha_cursor_of(space);
+    while (!rc && ha_next_object(h, &cursor, &rc, st)) {
         uint64_t nrefs = ha_nrefs(cursor.header);
         if (ha_words(cursor.header) < nrefs + 3)
-            return ha_fail(c->st, HA_ERR_ARGUMENT, cursor.off, -1);
-        ha_at(h, cursor.off)[1 + nrefs] = identity++;
+            rc = ha_fail(st, HA_ERR_ARGUMENT, cursor.off, -1);
+        else
+            ha_at(h, cursor.off)[1 + nrefs] = st->objects++;
     }
-    c->first_identity = identity;
-    return rc;
+    return ha_end(st, rc);
 }
 
 static int mix_ok(const ha_mutator_mix *mix, size_t nroots)
@@ -97,16 +93,21 @@ int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, 
     case HA_DESIGN_STW:
         ops = &ha_design_stw;
         break;
+    case HA_DESIGN_COLORED:
+        ops = &ha_design_colored;
+        break;
     default:
         return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
     }
-    if (gc->plan != HA_PLAN_SEMISPACE || !mix_ok(mix, nroots))
+    if (gc->plan != HA_PLAN_SEMISPACE || !mix_ok(mix, nroots) ||
+        (ops == &ha_design_colored &&
+         (gc->heap.encoding < HA_REF_COLORED || gc->heap.ncolors < 2)))
         return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
     struct ha_conc c = {.gc = gc, .design = ops, .mix = mix, .roots = roots, .nroots = nroots,
                         .run = run, .stalls = stalls, .stall_capacity = stall_capacity,
                         .st = st};
     c.mutator_st.error_root = -1;
-    if ((rc = stamp_identities(&c)))
+    if (ops && ops->prepare && (rc = ops->prepare(&c)))
         return ha_end(st, rc);
     pthread_t mutator;
     if (pthread_create(&mutator, NULL, ha_mutator_main, &c))
@@ -115,6 +116,8 @@ int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, 
     if (rc) /* a parked mutator sees the failure and stops */
         ha_conc_release_mutator(&c);
     pthread_join(mutator, NULL);
+    run->bytes_relocated += c.mutator_bytes_relocated;
+    run->objects_relocated += c.mutator_objects_relocated;
     rc = HA_ATOMIC_LOAD(&c.failed);
     if (rc && !st->error) /* the mutator's failure: its details */
         *st = (ha_stats){.error = c.mutator_st.error, .error_offset = c.mutator_st.error_offset,

@@ -24,6 +24,8 @@ struct ha_conc;
 /* A design: how a collection cycle runs beside the mutator. */
 typedef struct ha_design_ops {
     const char *name;
+    /* Before the mutator starts (NULL: nothing to do). HA_OK or an HA_ERR_* code. */
+    int (*prepare)(struct ha_conc *c);
     /* One collection cycle, on the collector thread. HA_OK or an HA_ERR_* code. */
     int (*cycle)(struct ha_conc *c);
 } ha_design_ops;
@@ -35,7 +37,6 @@ struct ha_conc {
     ha_ref *roots;
     size_t nroots;
     ha_concurrent_run *run;
-    uint64_t first_identity; /* the identity the mutator's first new object gets */
 
     /* The handshake: the collector raises `requested` to epoch e; the mutator
      * parks by setting `parked` to e and waits for `released` to reach e. */
@@ -51,6 +52,16 @@ struct ha_conc {
 
     ha_stats *st;         /* the collector's error details */
     ha_stats mutator_st;  /* the mutator's */
+
+    /* Relocation beside the mutator (design_colored.c). Set in the flip pause,
+     * cleared in the pause that ends the cycle: `relocating` changes only while
+     * the mutator is parked. Meanwhile both threads allocate in to-space by
+     * atomically bumping `to_top`, and each publishes an object by storing its
+     * header last (to-space is zeroed before a cycle, so 0 means unpublished). */
+    uint32_t relocating;
+    ha_off from_start, from_top, to_start, to_end;
+    uint64_t to_top;
+    uint64_t mutator_bytes_relocated, mutator_objects_relocated; /* written after its run */
 };
 
 /* Wait until *word == value (the other thread is on another core, or will be
@@ -75,6 +86,30 @@ static inline int ha_conc_fail(struct ha_conc *c, int rc)
     return rc;
 }
 
+/* The colored design's relocation of the object `ref` names, shared by the
+ * collector and the mutator's load barrier: the good-colored reference to its
+ * copy (made now, or already), or the same object recolored if it is not being
+ * relocated; 0 after a failure, recorded in c->failed and `st`. */
+ha_ref ha_colored_relocate(struct ha_conc *c, const ha_heap *h, ha_ref ref, uint64_t *bytes,
+                           uint64_t *objects, ha_stats *st);
+
+/* Room for `bytes` in to-space while relocating: its offset, or 0 when full. */
+static inline ha_off ha_conc_reserve(struct ha_conc *c, uint64_t bytes, ha_stats *st)
+{
+    ha_off at = __atomic_fetch_add(&c->to_top, bytes, __ATOMIC_RELAXED);
+    if (at + bytes > c->to_end) {
+        ha_conc_fail(c, ha_fail(st, HA_ERR_FULL, at, -1));
+        return 0;
+    }
+    return at;
+}
+
+/* Whether `ref` (non-null, colored or masked) carries the good color `good`. */
+static inline int ha_has_color(const ha_heap *h, ha_ref ref, uint32_t good)
+{
+    return ((ref - h->ref_base) >> h->shift) == good;
+}
+
 /* Stop the mutator at its next safepoint; 1 once it is parked, 0 if it has
  * finished (or failed) instead, so the pause runs without it. */
 int ha_conc_stop_mutator(struct ha_conc *c);
@@ -86,5 +121,6 @@ void *ha_mutator_main(void *conc);
 
 /* ---- designs ---- */
 extern const ha_design_ops ha_design_stw;
+extern const ha_design_ops ha_design_colored;
 
 #endif

@@ -222,13 +222,16 @@ int ha_binary_trees(ha_collector *gc, uint32_t max_depth, ha_ref *shadow,
 
 enum ha_design {
     HA_DESIGN_NONE = 0, /* no collection: the reference run */
-    HA_DESIGN_STW = 1   /* stop the mutator, evacuate (Cheney), flip, resume */
+    HA_DESIGN_STW = 1,  /* stop the mutator, evacuate (Cheney), flip, resume */
+    HA_DESIGN_COLORED = 2 /* relocate beside the mutator behind a colored load barrier
+                             (multi-mapped colors, or masked: the heap's encoding says) */
 };
 
 /* What a stall of the mutator was. */
 enum ha_stall_kind {
     HA_STALL_SAFEPOINT = 0, /* parked at a safepoint the collector asked for */
-    HA_STALL_ALLOCATION = 1 /* out of room: waited for a collection */
+    HA_STALL_ALLOCATION = 1, /* out of room: waited for a collection */
+    HA_STALL_BARRIER = 2     /* a load barrier's slow path: forwarded or copied */
 };
 
 /* The mutator's program: `operations` operations drawn from `seed`; per mille,
@@ -242,6 +245,7 @@ typedef struct ha_mutator_mix {
     uint32_t alloc_permille;
     uint32_t path_length;
     uint32_t collections; /* cycles, spread evenly over the operations */
+    uint64_t first_identity; /* the identity of the first object the mutator allocates */
 } ha_mutator_mix;
 
 typedef struct ha_stall {
@@ -261,6 +265,12 @@ typedef struct ha_concurrent_run {
     uint64_t slow_paths;              /* barrier slow paths the mutator took */
     uint64_t stalls;                  /* every stall, recorded or not */
 } ha_concurrent_run;
+
+/* Give every object of `space` an identity, its payload word after its
+ * references, counting from 0 in address order: the mutator's graph. Each
+ * object must have that word and one more (its value). The GC-loop convention;
+ * st->objects counts them. */
+int ha_stamp_identities(const ha_heap *h, const ha_space *space, ha_stats *st);
 
 /* Run the mutator on a thread of its own over the live graph the roots reach
  * (in gc's allocation space), collecting with `design` beside it. The GC-loop

@@ -12,8 +12,15 @@
  *
  * The mutator polls for a safepoint between operations, when it holds no
  * reference but the roots. Its allocation cursor lives in locals, as in the
- * GCBench driver, and goes back to the collector's space when it parks. */
+ * GCBench driver, and goes back to the collector's space when it parks; while
+ * a colored cycle relocates, it allocates by bumping to-space's shared top.
+ *
+ * The program is compiled twice, with and without the colored load barrier
+ * (a constant argument, as the drivers do with a plan's hooks): every
+ * reference it loads from the heap goes through load_ref. */
 #include "concurrent.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 enum { LOAD, STORE, ALLOCATE };
 enum { NEW_OBJECT_MAX_BYTES = 8 * (1 + 2 + 2) }; /* header, 2 refs, identity and value */
@@ -25,6 +32,8 @@ struct mutator {
     uint64_t rng;
     uint64_t epoch;       /* the last safepoint epoch it parked for */
     uint64_t identity;    /* the next new object's */
+    uint32_t relocating;  /* c->relocating as of its last park */
+    uint64_t relocated_bytes, relocated_objects; /* copies its barrier made */
     ha_concurrent_run counts;
 };
 
@@ -55,10 +64,12 @@ static void park(struct mutator *m, uint64_t since, uint32_t kind)
 {
     struct ha_conc *c = m->c;
     uint64_t epoch = HA_ATOMIC_LOAD(&c->requested);
-    c->gc->spaces[0].top = m->top; /* published by the store to `parked` */
+    if (!m->relocating) /* published by the store to `parked` */
+        c->gc->spaces[0].top = m->top;
     HA_ATOMIC_STORE(&c->parked, epoch);
     ha_wait_for(&c->released, epoch);
     m->epoch = epoch;
+    m->relocating = c->relocating;
     m->top = c->gc->spaces[0].top;
     m->end = c->gc->spaces[0].end;
     m->h = c->gc->heap;
@@ -71,10 +82,14 @@ static inline void poll_safepoint(struct mutator *m)
         park(m, ha_now_ns(), HA_STALL_SAFEPOINT);
 }
 
-/* Room for one new object: ask for a collection and wait for it if need be. */
+/* Room for one new object: ask for a collection and wait for it if need be.
+ * While a cycle relocates, to-space must hold what the mutator allocates. */
 static int make_room(struct mutator *m)
 {
     struct ha_conc *c = m->c;
+    if (m->relocating)
+        return c->to_end - HA_ATOMIC_LOAD(&c->to_top) >= NEW_OBJECT_MAX_BYTES
+                   ? HA_OK : ha_fail(&c->mutator_st, HA_ERR_FULL, c->to_top, -1);
     if (m->end - m->top >= NEW_OBJECT_MAX_BYTES)
         return HA_OK;
     if (!c->design)
@@ -104,7 +119,44 @@ static inline uint64_t *node_of(const struct mutator *m, ha_ref ref, uint64_t *h
                ? obj : NULL;
 }
 
-static int operation(struct mutator *m)
+/* The load barrier's slow path: relocate (or find) the object, heal the slot. */
+static __attribute__((noinline)) ha_ref heal(struct mutator *m, uint64_t *slot, ha_ref ref)
+{
+    uint64_t since = ha_now_ns();
+    ha_ref good = ha_colored_relocate(m->c, &m->h, ref, &m->relocated_bytes,
+                                      &m->relocated_objects, &m->c->mutator_st);
+    /* A failed exchange found the collector's healing, which is the same copy. */
+    if (good && !__atomic_compare_exchange_n(slot, &ref, good, 0, __ATOMIC_RELEASE,
+                                             __ATOMIC_ACQUIRE))
+        good = ref;
+    m->counts.slow_paths++;
+    record_stall(m, since, HA_STALL_BARRIER);
+    return good;
+}
+
+/* Every reference the program loads from the heap. 0 is null, or a failure
+ * that heal recorded in c->failed. The load acquires: the slot may have been
+ * healed by the collector, whose copy's contents must be seen with it (a plain
+ * load on x86-64). */
+ALWAYS_INLINE ha_ref load_ref(struct mutator *m, uint64_t *slot, int colored)
+{
+    ha_ref ref = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (colored && ref && __builtin_expect(!ha_has_color(&m->h, ref, m->h.store_color), 0))
+        ref = heal(m, slot, ref);
+    return ref;
+}
+
+/* Where a new object of `bytes` goes: the local cursor, or to-space's shared top. */
+ALWAYS_INLINE ha_off allocate(struct mutator *m, uint64_t bytes)
+{
+    if (m->relocating)
+        return ha_conc_reserve(m->c, bytes, &m->c->mutator_st);
+    ha_off off = m->top;
+    m->top += bytes;
+    return off;
+}
+
+ALWAYS_INLINE int operation(struct mutator *m, int colored)
 {
     const ha_mutator_mix *mix = m->c->mix;
     uint64_t roll = next_random(m) % 1000;
@@ -127,12 +179,14 @@ static int operation(struct mutator *m)
         m->counts.loads++;
         if (!ha_nrefs(header))
             break;
-        ha_ref next = ha_load(&node[1 + next_random(m) % ha_nrefs(header)]);
+        ha_ref next = load_ref(m, &node[1 + next_random(m) % ha_nrefs(header)], colored);
         if (!next)
             break;
         ref = next;
     }
     m->counts.checksum = checksum;
+    if (HA_ATOMIC_LOAD(&m->c->failed))
+        return HA_ATOMIC_LOAD(&m->c->failed);
     if (!node || kind == LOAD)
         return HA_OK;
     uint64_t nrefs = ha_nrefs(header);
@@ -145,28 +199,49 @@ static int operation(struct mutator *m)
             __atomic_store_n(&node[1 + (choice >> 3) % nrefs], 0, __ATOMIC_RELAXED);
         } else { /* swap two edges: two reference stores, nothing cut */
             uint64_t *a = &node[1 + (choice >> 3) % nrefs], *b = &node[1 + (choice >> 20) % nrefs];
-            ha_ref ra = ha_load(a), rb = ha_load(b);
-            __atomic_store_n(a, rb, __ATOMIC_RELAXED);
-            __atomic_store_n(b, ra, __ATOMIC_RELAXED);
+            ha_ref ra = load_ref(m, a, colored), rb = load_ref(m, b, colored);
+            if (HA_ATOMIC_LOAD(&m->c->failed))
+                return HA_ATOMIC_LOAD(&m->c->failed);
+            __atomic_store_n(a, rb, __ATOMIC_RELEASE);
+            __atomic_store_n(b, ra, __ATOMIC_RELEASE);
         }
         return HA_OK;
     }
     /* Allocate, and put the new object on one of the node's edges: spliced in
      * (node -> new -> the old target) or in place of the old target, which may
-     * then be garbage. new -> the walk's first node, too. */
+     * then be garbage. new -> the walk's first node, too. Its header goes in
+     * last: while a cycle relocates, that publishes it to the collector. */
     uint64_t new_refs = 2, words = 1 + new_refs + 2;
-    ha_off off = m->top;
-    uint64_t *obj = ha_at(&m->h, off), *slot = nrefs ? &node[1 + (choice >> 1) % nrefs] : NULL;
-    m->top += words * 8;
-    obj[0] = ha_make_header(words, new_refs);
-    obj[1] = slot && (choice & 1) ? ha_load(slot) : ref;
+    uint64_t *slot = nrefs ? &node[1 + (choice >> 1) % nrefs] : NULL;
+    ha_ref target = slot && (choice & 1) ? load_ref(m, slot, colored) : ref;
+    ha_off off = allocate(m, words * 8);
+    if (HA_ATOMIC_LOAD(&m->c->failed))
+        return HA_ATOMIC_LOAD(&m->c->failed);
+    uint64_t *obj = ha_at(&m->h, off);
+    obj[1] = target;
     obj[2] = first;
     obj[3] = m->identity++;
     obj[4] = next_random(m);
+    __atomic_store_n(&obj[0], ha_make_header(words, new_refs), __ATOMIC_RELEASE);
     if (slot) /* unlinked (a node without edges), the object is garbage at once */
-        __atomic_store_n(slot, ha_encode(&m->h, off), __ATOMIC_RELAXED);
+        __atomic_store_n(slot, ha_encode(&m->h, off), __ATOMIC_RELEASE);
     m->counts.allocations++;
     return HA_OK;
+}
+
+/* The program: `operations` operations, with a safepoint poll before each. */
+ALWAYS_INLINE int program(struct mutator *m, int colored)
+{
+    struct ha_conc *c = m->c;
+    int rc = HA_OK;
+    for (uint64_t op = 0; op < c->mix->operations && !rc; op++) {
+        poll_safepoint(m);
+        if ((rc = HA_ATOMIC_LOAD(&c->failed)))
+            break;
+        rc = operation(m, colored);
+        HA_ATOMIC_STORE(&c->operations, op + 1);
+    }
+    return rc;
 }
 
 void *ha_mutator_main(void *conc)
@@ -175,20 +250,16 @@ void *ha_mutator_main(void *conc)
     const ha_mutator_mix *mix = c->mix;
     struct mutator m = {.c = c, .h = c->gc->heap, .top = c->gc->spaces[0].top,
                         .end = c->gc->spaces[0].end, .rng = mix->seed | 1,
-                        .identity = c->first_identity};
+                        .identity = mix->first_identity};
     m.counts.started_ns = ha_now_ns();
-    int rc = HA_OK;
-    for (uint64_t op = 0; op < mix->operations && !rc; op++) {
-        poll_safepoint(&m);
-        if ((rc = HA_ATOMIC_LOAD(&c->failed)))
-            break;
-        rc = operation(&m);
-        HA_ATOMIC_STORE(&c->operations, op + 1);
-    }
+    int rc = c->design == &ha_design_colored ? program(&m, 1) : program(&m, 0);
     ha_conc_fail(c, rc);
     m.counts.mutator_ns = ha_now_ns() - m.counts.started_ns;
     m.counts.operations = HA_ATOMIC_LOAD(&c->operations);
-    c->gc->spaces[0].top = m.top;
+    if (!m.relocating)
+        c->gc->spaces[0].top = m.top;
+    c->mutator_bytes_relocated = m.relocated_bytes;
+    c->mutator_objects_relocated = m.relocated_objects;
     ha_concurrent_run *run = c->run;
     run->checksum = m.counts.checksum;
     run->operations = m.counts.operations;

@@ -7,6 +7,15 @@
  *   header: | 63..58 zero | 57 forwarded | 56 marked | 55..48 magic 0xA5 |
  *           | 47..32 reference slots     | 31..0 size in words            |
  *
+ * Forwarded, an object's header takes one of two forms. A stop-the-world copy
+ * (copy.c) keeps the header, sets the forwarded bit and puts the reference to
+ * the copy in slot 1, so the old space still parses. A concurrent copy (the
+ * colored and masked designs), raced by two threads, must publish with one
+ * compare-and-swap, so the whole header becomes
+ *
+ *   moved:  | 63..58 zero | 57 forwarded | 56 zero | 55..48 magic 0x5A |
+ *           | 47..0 the copy's heap offset                              |
+ *
  * Offset 0 of a heap is never an object, so the reference 0 is null in every
  * encoding. heapalias/objects.py reads the layout constants below through the
  * cdef (heapalias.cdef.h) and mirrors the checks in numpy, so a new header
@@ -35,12 +44,25 @@
 #define HA_FORWARDED (1ULL << 57)
 #define HA_RESERVED_SHIFT 58        /* bits 63..58 are zero in a valid header */
 #define HA_MIN_WORDS 2ULL           /* room for the header and a forwarding reference */
+#define HA_MOVED_MAGIC 0x5AULL      /* a header moved by a concurrent copy */
+#define HA_MOVED_MASK 0xffffffffffffULL
 #define HA_MAX_REFS HA_NREFS_MASK
 #define HA_MAX_WORDS HA_WORDS_MASK
 
 static inline uint64_t ha_make_header(uint64_t words, uint64_t nrefs)
 {
     return words | nrefs << HA_NREFS_SHIFT | HA_MAGIC << HA_MAGIC_SHIFT;
+}
+
+/* The header of an object a concurrent copy moved to `off`, and back. */
+static inline uint64_t ha_moved_header(uint64_t off)
+{
+    return HA_FORWARDED | HA_MOVED_MAGIC << HA_MAGIC_SHIFT | off;
+}
+
+static inline int ha_is_moved(uint64_t header)
+{
+    return (header & ~HA_MOVED_MASK) == (HA_FORWARDED | HA_MOVED_MAGIC << HA_MAGIC_SHIFT);
 }
 
 /* Words of an object with these reference slots and payload words. */

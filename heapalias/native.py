@@ -508,6 +508,13 @@ def fault_ns(length: int, flags: int = 0) -> int:
 
 # ---- concurrent collection (cext/concurrent.c): the GC-loop convention ----
 
+def stamp_identities(heap, space) -> LoopStats:
+    """Number the objects of ``space`` in address order, in the word after their references."""
+    st = new_stats()
+    return loop_result(lib.ha_stamp_identities(heap, space_struct(space), st), st,
+                       "stamp_identities")
+
+
 def concurrent(gc, design: int, mix: dict, roots: np.ndarray, stalls: np.ndarray):
     """Run the mutator thread over ``gc``'s allocation space beside ``design``'s cycles;
     ``(rc, stats, run)`` as :func:`collect`. ``stalls`` is a structured array with the

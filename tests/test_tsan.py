@@ -50,7 +50,7 @@ def test_the_program_is_instrumented(program) -> None:
 @pytest.mark.parametrize("design", [name for name in cc.DESIGNS if name != "none"])
 @pytest.mark.parametrize("seed", ["1", "2"])
 def test_every_design_runs_race_free(program, design, seed) -> None:
-    proc = run(program, str(cc.DESIGNS[design]), "200000", "40", seed)
+    proc = run(program, design, "200000", "40", seed)
     assert "ThreadSanitizer" not in proc.stderr, proc.stderr[-4000:]
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("collections 40 ")

@@ -13,6 +13,15 @@ Designs, by name (:data:`DESIGNS`):
 - ``"none"``: no collection; the reference run. Its checksum is the one every
   design must reproduce for the same seed and graph.
 - ``"stw"``: stop the mutator at a safepoint, evacuate (Cheney), flip, resume.
+- ``"colored"``: ZGC before JDK 21. The heap is multi-mapped, one view per color;
+  a short pause flips the good color and relocates the roots, then the collector
+  relocates beside the mutator, whose every reference load goes through a load
+  barrier (a bad color takes the slow path: find or make the copy, heal the slot).
+  A reference of any color is dereferenced through its own view.
+- ``"masked"``: the same collector and barrier over one mapping, the color bits
+  stripped at every dereference (generational ZGC's way).
+
+:func:`plan_for` lays a heap out as a design needs it.
 
 The mutator holds references only within an operation, and polls for a
 safepoint between operations, so a pause fixes its roots and nothing else.
@@ -33,7 +42,12 @@ from ..objects import roots_array
 from .metrics import STALL_DTYPE, mmu, pause_percentiles
 
 #: Every design, by name: the value is its C enum.
-DESIGNS = {"none": lib.HA_DESIGN_NONE, "stw": lib.HA_DESIGN_STW}
+DESIGNS = {"none": lib.HA_DESIGN_NONE, "stw": lib.HA_DESIGN_STW,
+           "colored": lib.HA_DESIGN_COLORED, "masked": lib.HA_DESIGN_COLORED}
+#: The reference encoding each design needs (None: any).
+ENCODING = {"none": None, "stw": None, "colored": "colored", "masked": "masked"}
+#: Colors of the multi-mapped layout: a cycle moves the good color on by one.
+COLORS = 3
 
 
 @dataclass(frozen=True)
@@ -98,14 +112,31 @@ class ConcurrentRun:
         return mmu(self.stalls, self.started_ns, self.mutator_ns, window_ns)
 
 
+def plan_for(heap, design: str) -> SemiSpace:
+    """A semispace plan over ``heap`` laid out for ``design``: a multi-mapped layout of
+    :data:`COLORS` views and that design's encoding for colored and masked, offsets
+    otherwise. The views stay mapped as long as the heap."""
+    if not isinstance(design, str) or design not in DESIGNS:
+        raise InvalidArgument(f"design must be one of {sorted(DESIGNS)}, got {design!r}")
+    encoding = ENCODING[design]
+    if encoding is None:
+        return SemiSpace.over(heap)
+    size = heap.view.size if hasattr(heap, "view") else heap.size
+    colors = heap.multimap(COLORS, shift=max(size - 1, 1).bit_length())
+    return SemiSpace.over(heap, encoding=encoding, colors=colors)
+
+
 def live_graph(plan: SemiSpace, objects: int, *, mean_degree: int = 2, roots: int = 64,
                seed: int = 1) -> np.ndarray:
     """Empty the plan and build a random graph of ``objects`` nodes in its allocation space,
-    each with an identity and a value word (and up to two more) after its references;
-    the root references, as :func:`run` takes them."""
+    each with an identity (its number, in address order) and a value word (and up to two
+    more) after its references; the root references, as :func:`run` takes them. The
+    objects the mutator allocates number from ``1 << 40``."""
     plan.reset()
+    space = plan.allocation_space
     graph = workloads.random_graph(plan.objects, objects, mean_degree, (2, 4), seed=seed,
-                                   nroots=roots, space=plan.allocation_space.name)
+                                   nroots=roots, space=space.name)
+    native.stamp_identities(plan.objects.native(), space)
     return graph.roots.copy()
 
 
@@ -121,6 +152,10 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
         raise InvalidArgument(f"the concurrent designs run on a SemiSpace plan, not {plan!r}")
     if not isinstance(design, str) or design not in DESIGNS:
         raise InvalidArgument(f"design must be one of {sorted(DESIGNS)}, got {design!r}")
+    needs = ENCODING[design]
+    if needs is not None and plan.objects.encoding != needs:
+        raise InvalidArgument(f"design {design!r} needs a heap of {needs} references, not "
+                              f"{plan.objects.encoding}", remedy="lay it out with plan_for()")
     if (not isinstance(roots, np.ndarray) or roots_array(roots) is not roots
             or not roots.flags.writeable or not len(roots)):
         raise InvalidArgument("roots must be a non-empty writeable 1-D contiguous uint64 array")
@@ -134,7 +169,8 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
                             "the stall log")
     fields = {"operations": mix.operations, "seed": mix.seed,
               "store_permille": mix.store_permille, "alloc_permille": mix.alloc_permille,
-              "path_length": mix.path_length, "collections": collections}
+              "path_length": mix.path_length, "collections": collections,
+              "first_identity": 1 << 40}
     gc = plan.to_native()
     rc, st, result = native.concurrent(gc, DESIGNS[design], fields, roots, stalls)
     plan.from_native(gc)
@@ -148,5 +184,5 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
         int(result.stalls), stalls[:recorded].copy())
 
 
-__all__ = ["DESIGNS", "ConcurrentRun", "MutatorMix", "live_graph", "mmu", "pause_percentiles",
-           "run"]
+__all__ = ["COLORS", "DESIGNS", "ENCODING", "ConcurrentRun", "MutatorMix", "live_graph", "mmu",
+           "pause_percentiles", "plan_for", "run"]

@@ -2,8 +2,9 @@
  * cannot run under a preloaded libtsan here, so tests/test_tsan.py compiles
  * this file with cext/*.c and -fsanitize=thread and runs it.
  *
- *   concurrent_main DESIGN OPERATIONS COLLECTIONS SEED   run DESIGN and the
- *       reference run on the same graph; exit 0 if their checksums agree
+ *   concurrent_main DESIGN OPERATIONS COLLECTIONS SEED   run DESIGN (stw, colored
+ *       or masked) and the reference run on the same graph; exit 0 if their
+ *       checksums agree
  *   concurrent_main race                                 a deliberate data race,
  *       which TSan must report (proof the build is instrumented) */
 #include "concurrent.h"
@@ -13,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { HEAP = 8 << 20, OBJECTS = 20000, ROOTS = 64 };
+enum { HEAP = 8 << 20, OBJECTS = 20000, ROOTS = 64, COLORS = 3, SHIFT = 23 };
 
 static int racy;
 static void *bump_racy(void *unused)
@@ -32,13 +33,33 @@ static int race(void)
     return racy == 2 ? 0 : 1;
 }
 
+/* A memfd heap mapped COLORS times, view k at base + (k << SHIFT); 0 on failure. */
+static uint64_t multimapped(void)
+{
+    uintptr_t base, view;
+    int fd = ha_memfd_create("tsan", 0);
+    if (fd < 0 || ha_ftruncate(fd, HEAP) ||
+        ha_mmap(0, (size_t)COLORS << SHIFT, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0,
+                &base))
+        return 0;
+    for (int k = 0; k < COLORS; k++)
+        if (ha_mmap(base + ((uint64_t)k << SHIFT), HEAP, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_FIXED, fd, 0, &view))
+            return 0;
+    ha_close(fd);
+    return base;
+}
+
 /* Build the seeded graph in a fresh semispace heap and run `design` on it. */
-static int run(uint64_t base, uint32_t design, const ha_mutator_mix *mix, uint64_t seed,
-               ha_concurrent_run *out)
+static int run(uint64_t base, uint32_t encoding, uint32_t design, const ha_mutator_mix *mix,
+               uint64_t seed, ha_concurrent_run *out)
 {
     memset((void *)(uintptr_t)base, 0, HEAP);
-    ha_heap h = {.base = base, .load_base = base, .size = HEAP, .encoding = HA_REF_OFFSET,
+    ha_heap h = {.base = base, .load_base = base, .size = HEAP, .encoding = encoding,
                  .ncolors = 1};
+    if (encoding != HA_REF_OFFSET)
+        h = (ha_heap){.base = base, .load_base = base, .size = HEAP, .ref_base = base,
+                      .encoding = encoding, .shift = SHIFT, .ncolors = COLORS};
     ha_collector gc = {.plan = HA_PLAN_SEMISPACE, .nspaces = 2, .heap = h,
                        .spaces = {{8, HEAP / 2, 8}, {HEAP / 2, HEAP, HEAP / 2}}};
     ha_ref roots[ROOTS];
@@ -46,6 +67,8 @@ static int run(uint64_t base, uint32_t design, const ha_mutator_mix *mix, uint64
     int rc = ha_random_graph(&h, &gc.spaces[0], OBJECTS, 2, 2, 4, NULL, NULL, 0, seed, roots,
                              ROOTS, &st);
     static ha_stall stalls[1 << 12];
+    if (!rc)
+        rc = ha_stamp_identities(&h, &gc.spaces[0], &st);
     if (!rc)
         rc = ha_concurrent(&gc, design, mix, roots, ROOTS, stalls, 1 << 12, out, &st);
     if (rc)
@@ -62,17 +85,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s DESIGN OPERATIONS COLLECTIONS SEED | race\n", argv[0]);
         return 2;
     }
-    uint32_t design = (uint32_t)strtoul(argv[1], NULL, 0);
+    uint32_t design = HA_DESIGN_COLORED, encoding = HA_REF_OFFSET;
+    if (!strcmp(argv[1], "stw"))
+        design = HA_DESIGN_STW;
+    else if (!strcmp(argv[1], "colored"))
+        encoding = HA_REF_COLORED;
+    else if (!strcmp(argv[1], "masked"))
+        encoding = HA_REF_MASKED;
+    else
+        return 2;
     ha_mutator_mix mix = {.operations = strtoull(argv[2], NULL, 0), .seed = 7,
                           .store_permille = 200, .alloc_permille = 100, .path_length = 8,
                           .collections = (uint32_t)strtoul(argv[3], NULL, 0)};
     uint64_t seed = strtoull(argv[4], NULL, 0);
-    uintptr_t base;
-    if (ha_mmap(0, HEAP, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0, &base))
+    uint64_t base = multimapped();
+    if (!base)
         return 3;
     ha_concurrent_run reference, run_with;
-    if (run(base, HA_DESIGN_NONE, &mix, seed, &reference) ||
-        run(base, design, &mix, seed, &run_with))
+    if (run(base, encoding, HA_DESIGN_NONE, &mix, seed, &reference) ||
+        run(base, encoding, design, &mix, seed, &run_with))
         return 4;
     printf("collections %llu checksum %llx reference %llx\n",
            (unsigned long long)run_with.collections, (unsigned long long)run_with.checksum,

@@ -1,0 +1,210 @@
+/* The colored design (ZGC before JDK 21, and with masked references
+ * generational ZGC's way of reading them): objects move while the mutator
+ * runs, and a load barrier keeps the mutator from ever seeing an old copy.
+ *
+ * A cycle:
+ * 1. Flip (a pause): the allocation space becomes from-space, the other
+ *    to-space; the good color advances, so every reference in the heap is now
+ *    bad; the roots are relocated. The pause is O(roots).
+ * 2. Relocate and remap (beside the mutator): the collector scans to-space in
+ *    address order. Each slot holding a bad reference gets the good reference
+ *    to the object's copy, which it makes if nobody has yet; a copy goes to the
+ *    top of to-space, so the scan reaches it in turn. The mutator's load
+ *    barrier does the same to each slot it loads a bad reference from. The
+ *    mutator stores only good references (everything it holds came through
+ *    the barrier or the roots), so a scanned object stays good.
+ * 3. End (a pause): once the scan has met the top of to-space with the mutator
+ *    parked, no bad reference is left anywhere the mutator can reach, and
+ *    from-space is garbage. It is zeroed (after the pause): to-space must be
+ *    zero above its top, so that a header not yet published reads as 0.
+ *
+ * Two threads may copy one object: each copies it to space of its own, then
+ * tries to swing the old header to a "moved" header naming its copy with one
+ * compare-and-swap. The loser turns its copy into a dead filler object and
+ * takes the winner's. A dereference goes through the view of the reference's
+ * own color (colored encoding), or strips the color (masked encoding): the
+ * heap's encoding decides, the code is the same. */
+#include "concurrent.h"
+
+ha_ref ha_colored_relocate(struct ha_conc *c, const ha_heap *h, ha_ref ref, uint64_t *bytes,
+                           uint64_t *objects, ha_stats *st)
+{
+    ha_off off;
+    if (!ha_decode(h, ref, &off)) {
+        ha_conc_fail(c, ha_fail(st, HA_ERR_REF, 0, -1));
+        return 0;
+    }
+    if (off < c->from_start || off >= c->from_top)
+        return ha_encode(h, off); /* not being relocated: only its color was stale */
+    uint64_t *obj = ha_deref(h, ref, off);
+    uint64_t header = __atomic_load_n(obj, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if (ha_is_moved(header)) {
+            ha_off to = header & HA_MOVED_MASK;
+            if (to < c->to_start || to >= c->to_end || (to & 7)) {
+                ha_conc_fail(c, ha_fail(st, HA_ERR_HEADER, off, -1));
+                return 0;
+            }
+            return ha_encode(h, to);
+        }
+        if (!ha_header_ok(header, off, c->from_top)) {
+            ha_conc_fail(c, ha_fail(st, HA_ERR_HEADER, off, -1));
+            return 0;
+        }
+        uint64_t size = ha_words(header) * 8;
+        ha_off at = ha_conc_reserve(c, size, st);
+        if (!at)
+            return 0;
+        uint64_t *copy = ha_at(h, at);
+        memcpy(copy + 1, obj + 1, size - 8);
+        __atomic_store_n(copy, header, __ATOMIC_RELEASE);
+        if (__atomic_compare_exchange_n(obj, &header, ha_moved_header(at), 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            *bytes += size;
+            *objects += 1;
+            return ha_encode(h, at);
+        }
+        /* Lost the race: `header` now names the winner's copy; ours is dead. */
+        __atomic_store_n(copy, ha_make_header(size / 8, 0), __ATOMIC_RELEASE);
+    }
+}
+
+/* The header at `off` in to-space once its writer has published it; 0 if the
+ * run failed meanwhile (a reservation past the end is never published). */
+static uint64_t published_header(struct ha_conc *c, const uint64_t *word)
+{
+    uint64_t header;
+    for (unsigned spins = 0; !(header = __atomic_load_n(word, __ATOMIC_ACQUIRE)); spins++) {
+        if (HA_ATOMIC_LOAD(&c->failed))
+            return 0;
+        if (spins > 1000)
+            sched_yield();
+    }
+    return header;
+}
+
+/* Scan to-space from `*scan` to its current top, healing every bad slot. */
+static int scan_to_space(struct ha_conc *c, ha_off *scan)
+{
+    const ha_heap *h = &c->gc->heap;
+    uint32_t good = h->store_color;
+    while (*scan < HA_ATOMIC_LOAD(&c->to_top)) {
+        uint64_t *obj = ha_at(h, *scan), header = published_header(c, obj);
+        if (!header)
+            return HA_ATOMIC_LOAD(&c->failed);
+        if (!ha_header_ok(header, *scan, c->to_end))
+            return ha_conc_fail(c, ha_fail(c->st, HA_ERR_HEADER, *scan, -1));
+        for (uint64_t i = 1; i <= ha_nrefs(header); i++) {
+            ha_ref ref = ha_load(&obj[i]);
+            if (!ref || ha_has_color(h, ref, good))
+                continue;
+            ha_ref healed = ha_colored_relocate(c, h, ref, &c->run->bytes_relocated,
+                                                &c->run->objects_relocated, c->st);
+            if (!healed)
+                return HA_ATOMIC_LOAD(&c->failed);
+            /* A failed exchange means the mutator stored a good reference there.
+             * Release: the mutator reads the copy through this slot. */
+            __atomic_compare_exchange_n(&obj[i], &ref, healed, 0, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED);
+        }
+        *scan += ha_words(header) * 8;
+    }
+    return HA_OK;
+}
+
+/* Before the mutator starts, make the heap what a cycle expects:
+ * - every reference in the allocation space and the roots of the good color: a
+ *   heap left by another run, or built by hand, may hold any mix of colors, and
+ *   a stale reference that happened to carry the next good color would escape
+ *   the barrier;
+ * - every byte past each space's top zero: a cycle tells an object not yet
+ *   published by its zero header, and old bytes there would read as headers.
+ *   Each cycle then zeroes what it leaves behind in from-space. */
+static int prepare(struct ha_conc *c)
+{
+    for (uint32_t i = 0; i < 2; i++) {
+        const ha_space *s = &c->gc->spaces[i];
+        memset(ha_at(&c->gc->heap, s->top), 0, s->end - s->top);
+    }
+    const ha_heap *h = &c->gc->heap;
+    ha_cursor cursor = ha_cursor_of(&c->gc->spaces[0]);
+    int rc = HA_OK;
+    ha_off off;
+    while (ha_next_object(h, &cursor, &rc, c->st)) {
+        uint64_t *obj = ha_at(h, cursor.off);
+        for (uint64_t i = 1; i <= ha_nrefs(cursor.header); i++) {
+            ha_ref ref = ha_load(&obj[i]);
+            if (ref && !ha_decode(h, ref, &off))
+                return ha_fail(c->st, HA_ERR_REF, cursor.off + 8 * i, -1);
+            if (ref)
+                obj[i] = ha_encode(h, off);
+        }
+    }
+    for (size_t i = 0; !rc && i < c->nroots; i++) {
+        if (c->roots[i] && !ha_decode(h, c->roots[i], &off))
+            return ha_fail(c->st, HA_ERR_REF, 0, (int64_t)i);
+        if (c->roots[i])
+            c->roots[i] = ha_encode(h, off);
+    }
+    return rc;
+}
+
+static int flip(struct ha_conc *c)
+{
+    ha_collector *gc = c->gc;
+    ha_space from = gc->spaces[0], to = gc->spaces[1];
+    c->from_start = from.start;
+    c->from_top = from.top;
+    c->to_start = to.start;
+    c->to_end = to.end;
+    HA_ATOMIC_STORE(&c->to_top, to.start);
+    gc->heap.store_color = (gc->heap.store_color + 1) % gc->heap.ncolors;
+    for (size_t i = 0; i < c->nroots; i++) {
+        if (!c->roots[i])
+            continue;
+        ha_ref moved = ha_colored_relocate(c, &gc->heap, c->roots[i], &c->run->bytes_relocated,
+                                           &c->run->objects_relocated, c->st);
+        if (!moved)
+            return HA_ATOMIC_LOAD(&c->failed);
+        c->roots[i] = moved;
+    }
+    gc->spaces[0] = to;
+    gc->spaces[1] = from;
+    c->relocating = 1;
+    return HA_OK;
+}
+
+static int colored_cycle(struct ha_conc *c)
+{
+    ha_collector *gc = c->gc;
+    if (gc->heap.encoding < HA_REF_COLORED || gc->heap.ncolors < 2)
+        return ha_conc_fail(c, ha_fail(c->st, HA_ERR_ARGUMENT, 0, -1));
+    int parked = ha_conc_stop_mutator(c);
+    int rc = flip(c);
+    if (parked)
+        ha_conc_release_mutator(c);
+    ha_off scan = c->to_start;
+    while (!rc) {
+        if ((rc = scan_to_space(c, &scan)))
+            break;
+        parked = ha_conc_stop_mutator(c);
+        int finished = scan == HA_ATOMIC_LOAD(&c->to_top);
+        if (finished) { /* nothing left to scan, and the mutator is parked */
+            gc->spaces[0].top = HA_ATOMIC_LOAD(&c->to_top);
+            c->relocating = 0;
+        }
+        if (parked)
+            ha_conc_release_mutator(c);
+        if (finished)
+            break;
+    }
+    if (rc)
+        return rc;
+    ha_space *from = &gc->spaces[1];
+    memset(ha_at(&gc->heap, from->start), 0, from->top - from->start);
+    from->top = from->start;
+    return HA_OK;
+}
+
+const ha_design_ops ha_design_colored = {.name = "colored", .prepare = prepare,
+                                         .cycle = colored_cycle};
