@@ -1,0 +1,168 @@
+"""The public face of the reader: :func:`read` a dump, then load it into any heap."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import native
+from ..backing import require_type
+from ..objects import ObjectHeap
+from .format import PRIMITIVE_ARRAY_DUMP, PRIMITIVES, ROOT_KINDS
+from .importer import Filled, Layout, build, layout_of, unreachable, words_of
+from .model import Classes, Objects, classes_of, objects_of
+from .reader import DumpFile, Index, read_index
+from .stats import (
+    CLASS_CLASS,
+    UNKNOWN_CLASS,
+    ImportStats,
+    class_histogram,
+    histogram,
+    kinds_count,
+    primitive_array_names,
+)
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A heap dump loaded into an ObjectHeap: the roots to collect from, and what the
+    import found.
+
+    ``roots`` are the reference words of the dump's GC roots, of every class's object
+    (``class_roots``) and, unless ``unreachable_roots`` was off, of every object none of
+    those reach; ``dump_roots`` leaves the last out.
+    """
+
+    roots: np.ndarray
+    dump_roots: np.ndarray
+    stats: ImportStats
+    space: str
+
+
+@dataclass(frozen=True)
+class HeapDump:
+    """A heap dump read and indexed: its classes and objects, ready to load.
+
+    :attr:`heap_bytes` says how big a space :meth:`load` needs.
+    """
+
+    file: DumpFile
+    index: Index
+    classes: Classes
+    objects: Objects
+    layout: Layout
+    seconds: dict
+
+    @property
+    def heap_bytes(self) -> int:
+        """Bytes the import occupies in a space of an ObjectHeap."""
+        return self.layout.heap_bytes
+
+    @property
+    def heap_objects(self) -> int:
+        """Objects the import allocates: the dump's, the classes', arraylet chunks."""
+        return self.layout.heap_objects
+
+    def load(self, objects: ObjectHeap, *, space: str | None = None, class_roots: bool = True,
+             unreachable_roots: bool = True) -> Imported:
+        """Build the dump's objects in ``space`` of ``objects`` (default its first).
+
+        Args:
+            class_roots: take every class's object as a root, as heap analysers do.
+            unreachable_roots: make every object the roots do not reach a root too, so
+                that the heap holds exactly the dump's objects (a live dump still has
+                some: the JVM keeps them through references the format does not record).
+        Raises:
+            SpaceFull: the space has fewer than :attr:`heap_bytes` bytes free.
+            HeapDumpError: the file changed since :func:`read`, or is corrupt where
+                only the second pass looks (an instance's fields).
+        """
+        require_type(objects, ObjectHeap, "HeapDump.load")
+        target = objects.space(space).name
+        filled, table = build(objects, self.file, self.index, self.classes, self.objects,
+                              self.layout, target)
+        built = time.perf_counter()
+        rows = self.index.roots
+        root_refs, missing_roots = native.hprof_lookup(table, rows["id"])
+        del table
+        nclasses = len(self.classes)
+        named = np.unique(root_refs[root_refs != 0])
+        taken = filled.refs[:nclasses] if class_roots else np.zeros(0, np.uint64)
+        dump_roots = np.unique(np.concatenate((named, taken)))
+        lost, reached = unreachable(objects, target, dump_roots, filled, self.layout, nclasses)
+        extra = filled.refs[lost] if unreachable_roots else np.zeros(0, np.uint64)
+        roots = np.concatenate((dump_roots, extra))
+        done = time.perf_counter()
+        seconds = {**self.seconds, **filled.seconds, "roots": done - built}
+        seconds["total"] = sum(seconds.values())
+        stats = self._stats(filled, named, len(taken), missing_roots, len(lost), len(extra),
+                            reached, seconds)
+        return Imported(roots, dump_roots, stats, target)
+
+    def _stats(self, filled: Filled, named: np.ndarray, class_roots: int, missing_roots: int,
+               lost: int, extra: int, reached: int, seconds: dict) -> ImportStats:
+        classes, objects, layout = self.classes, self.objects, self.layout
+        nclasses = len(classes)
+        kind = self.index.roots["kind"]
+        root_records = {name: int(np.count_nonzero(kind == tag))
+                        for tag, name in ROOT_KINDS.items() if np.any(kind == tag)}
+        own = np.concatenate((np.arange(nclasses), layout.object_at))
+        words = words_of(layout.nrefs, layout.payload_words)
+        heap_words = words[own]
+        for j in np.flatnonzero(layout.chunks):  # an arraylet's chunks count to its array
+            at = int(layout.object_at[j])
+            heap_words[nclasses + j] += words[at + 1:at + 1 + layout.chunks[j]].sum()
+        degrees = np.concatenate((filled.mirror_edges, filled.edges))
+        names = [*classes.names, *primitive_array_names(), UNKNOWN_CLASS, CLASS_CLASS]
+        position = np.where(objects.klass >= 0, objects.klass, len(names) - 2).astype(np.int64)
+        primitive = objects.rows["kind"] == PRIMITIVE_ARRAY_DUMP
+        position[primitive] = nclasses + np.searchsorted(
+            list(PRIMITIVES), objects.rows["klass"][primitive].astype(np.int64))
+        position = np.concatenate((np.full(nclasses, len(names) - 1), position))
+        jvm = np.concatenate((classes.mirror_jvm, objects.jvm))
+        instances, object_arrays, primitive_arrays = kinds_count(objects.rows["kind"])
+        return ImportStats(
+            path=str(self.file.path), dump_bytes=self.file.size, id_size=self.file.id_size,
+            jvm_layout=f"HotSpot JDK {classes.hotspot.feature}, compressed oops",
+            objects=len(own), instances=instances, object_arrays=object_arrays,
+            primitive_arrays=primitive_arrays, classes=nclasses,
+            arraylet_chunks=int(layout.chunks.sum()), heap_objects=layout.heap_objects,
+            references=int(degrees.sum(dtype=np.int64)), null_references=filled.nulls,
+            missing_references=filled.missing, root_records=root_records, roots=len(named),
+            missing_roots=missing_roots, class_roots=class_roots, unreachable=lost,
+            extra_roots=extra, reachable_heap_objects=reached, heap_bytes=layout.heap_bytes,
+            jvm_bytes=int(jvm.sum()), sizes=histogram(layout.payload_words[own]),
+            degrees=histogram(degrees),
+            class_histogram=class_histogram(names, position, np.ones(len(own)), jvm,
+                                            heap_words * 8),
+            seconds=seconds)
+
+
+def read(path: str | os.PathLike, *, jdk: int | None = None) -> HeapDump:
+    """Read and index the HPROF heap dump at ``path``, streaming it.
+
+    ``jdk``: the feature version of the JDK that wrote it, for JVM shallow sizes (by
+    default the one its classes suggest; see :mod:`heapalias.hprof.hotspot`).
+    Raises HeapDumpError (offset and tag of the record at fault) for a truncated or
+    corrupt file.
+    """
+    begin = time.perf_counter()
+    dump, index, _ = read_index(path)
+    indexed = time.perf_counter()
+    classes = classes_of(dump, index, jdk)
+    objects = objects_of(index, classes)
+    layout = layout_of(classes, objects)
+    return HeapDump(dump, index, classes, objects, layout,
+                    {"index": indexed - begin, "model": time.perf_counter() - indexed})
+
+
+def load(path: str | os.PathLike, objects: ObjectHeap, *, space: str | None = None,
+         jdk: int | None = None, class_roots: bool = True,
+         unreachable_roots: bool = True) -> Imported:
+    """Read the heap dump at ``path`` and build its objects in ``space`` of ``objects``:
+    :func:`read`, then :meth:`HeapDump.load`."""
+    return read(path, jdk=jdk).load(objects, space=space, class_roots=class_roots,
+                                    unreachable_roots=unreachable_roots)
