@@ -395,7 +395,9 @@ typedef struct ha_hprof_cursor {
     uint32_t ended;             /* a HEAP DUMP END was read */
     uint64_t need;              /* HA_HPROF_MORE: bytes needed from offset */
     uint32_t full;              /* HA_HPROF_FULL: the table */
-    uint32_t heap_records;
+    uint32_t heap_records;      /* HEAP DUMP and HEAP DUMP SEGMENT records read */
+    uint32_t segments;          /* of them, HEAP DUMP SEGMENTs (which HEAP DUMP END must end) */
+    uint32_t reserved2;
     uint64_t array_left;        /* fill pass: elements of the array being filled */
     uint32_t element, array_refs;
     uint64_t slot, slot_end;    /* heap words: the next reference slot, and its object's end */

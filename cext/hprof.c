@@ -205,6 +205,7 @@ static int top_level(scan *s)
         c->in_heap = 1;
         c->record_end = it.limit;
         c->heap_records++;
+        c->segments += it.tag == TAG_HEAP_DUMP_SEGMENT;
         c->offset = it.pos;
         return HA_HPROF_OK;
     case TAG_HEAP_DUMP_END:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +40,12 @@ class Imported:
     dump_roots: np.ndarray
     stats: ImportStats
     space: str
+    table: native.HprofTable = field(repr=False)
+
+    def refs_of(self, ids) -> np.ndarray:
+        """The reference word of the object (or class) with each HPROF id; 0 for null and
+        for an id the dump has no object for."""
+        return native.hprof_lookup(self.table, np.asarray(ids, dtype=np.uint64))[0]
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,6 @@ class HeapDump:
         built = time.perf_counter()
         rows = self.index.roots
         root_refs, missing_roots = native.hprof_lookup(table, rows["id"])
-        del table
         nclasses = len(self.classes)
         named = np.unique(root_refs[root_refs != 0])
         taken = filled.refs[:nclasses] if class_roots else np.zeros(0, np.uint64)
@@ -100,7 +105,7 @@ class HeapDump:
         seconds["total"] = sum(seconds.values())
         stats = self._stats(filled, named, len(taken), missing_roots, len(lost), len(extra),
                             reached, seconds)
-        return Imported(roots, dump_roots, stats, target)
+        return Imported(roots, dump_roots, stats, target, table)
 
     def _stats(self, filled: Filled, named: np.ndarray, class_roots: int, missing_roots: int,
                lost: int, extra: int, reached: int, seconds: dict) -> ImportStats:

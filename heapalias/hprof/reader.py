@@ -163,6 +163,9 @@ def read_index(path: str | os.PathLike) -> tuple[DumpFile, Index, object]:
         raise HeapDumpError(int(cursor.offset), None, "the file holds no HEAP DUMP record",
                             remedy="give a heap dump (jcmd PID GC.heap_dump FILE), not a "
                                    "CPU or allocation profile")
+    if cursor.segments and not cursor.ended:
+        raise HeapDumpError(dump.size, None, "the file is truncated: its HEAP DUMP SEGMENT "
+                                             "records are not followed by a HEAP DUMP END")
     counts = [int(index.counts[t]) for t in range(len(tables))]
     # Copies, trimmed: the tables' spare capacity is freed.
     return dump, Index(*(table[:count].copy() for table, count in zip(tables, counts,
