@@ -282,7 +282,7 @@ int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, 
  * ha_hprof_scan returns HA_HPROF_OK once the buffer is used up, HA_HPROF_MORE when the item
  * at cursor->offset needs cursor->need bytes more than the buffer holds, HA_HPROF_FULL when
  * index table cursor->full has no room, or an error from HA_HPROF_BAD_TAG on, described by
- * cursor->error_*. ha_hprof_table_build returns HA_HPROF_OK or the error at *at_fault. */
+ * cursor->error_*. ha_hprof_table_add returns HA_HPROF_OK or the error at ids[*at_fault]. */
 enum ha_hprof_pass {
     HA_HPROF_PASS_INDEX = 0, /* strings, classes, roots and one row per object */
     HA_HPROF_PASS_FILL = 1   /* each object's references and primitive bytes, into a heap */
@@ -354,12 +354,12 @@ typedef struct ha_hprof_index {
     uint64_t capacities[8];
 } ha_hprof_index;
 
-/* Object id -> reference word: 2**bits slots, open addressing, key 0 empty. */
+/* Object id -> reference word: `capacity` (key, value) pairs, zeroed before the first
+ * ha_hprof_table_add; open addressing, key 0 empty; `count` keys in use. */
 typedef struct ha_hprof_table {
-    uint64_t *keys;
-    uint64_t *values;
-    uint32_t bits;
-    uint32_t reserved;
+    uint64_t *slots;
+    uint64_t capacity;
+    uint64_t count;
 } ha_hprof_table;
 
 /* What the fill pass writes, where: the heap's words, and per object (in the index
@@ -413,8 +413,8 @@ typedef struct ha_hprof_cursor {
 
 int ha_hprof_scan(ha_hprof_cursor *c, const uint8_t *buf, uint64_t base, uint64_t len,
                   ha_hprof_index *ix, ha_hprof_fill *fill);
-int ha_hprof_table_build(ha_hprof_table *t, const uint64_t *ids, const uint64_t *values,
-                         uint64_t n, uint64_t *at_fault);
+int ha_hprof_table_add(ha_hprof_table *t, const uint64_t *ids, const uint64_t *values,
+                       uint64_t n, uint64_t *at_fault);
 /* The reference of each id (0 for null and for an id the table lacks); returns how many
  * non-null ids it lacks. */
 uint64_t ha_hprof_lookup(const ha_hprof_table *t, const uint64_t *ids, uint64_t n,

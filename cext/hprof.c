@@ -50,45 +50,52 @@ static inline unsigned type_size(uint32_t type, uint32_t id_size)
     return type < 12 ? sizes[type] : 0;
 }
 
-/* The table id -> reference: open addressing, linear probing, key 0 is empty. */
-static inline uint64_t slot_of(uint64_t id, uint32_t bits)
+/* The table id -> reference: open addressing with linear probing over `capacity`
+ * (key, value) pairs, key 0 empty. An id's home slot is its hash scaled to the
+ * capacity, which need not be a power of two. */
+static inline uint64_t home_of(const ha_hprof_table *t, uint64_t id)
 {
-    return (id * 0x9E3779B97F4A7C15ULL) >> (64 - bits);
+    return (uint64_t)(((unsigned __int128)(id * 0x9E3779B97F4A7C15ULL) * t->capacity) >> 64);
+}
+
+static inline void table_prefetch(const ha_hprof_table *t, uint64_t id)
+{
+    __builtin_prefetch(&t->slots[2 * home_of(t, id)]);
 }
 
 static inline uint64_t table_get(const ha_hprof_table *t, uint64_t id)
 {
-    uint64_t mask = (1ULL << t->bits) - 1;
-    for (uint64_t i = slot_of(id, t->bits);; i = (i + 1) & mask) {
-        uint64_t key = t->keys[i];
+    for (uint64_t i = home_of(t, id);;) {
+        uint64_t key = t->slots[2 * i];
         if (key == id)
-            return t->values[i];
+            return t->slots[2 * i + 1];
         if (key == 0)
             return 0;
+        if (++i == t->capacity)
+            i = 0;
     }
 }
 
-int ha_hprof_table_build(ha_hprof_table *t, const uint64_t *ids, const uint64_t *values,
-                         uint64_t n, uint64_t *at_fault)
+int ha_hprof_table_add(ha_hprof_table *t, const uint64_t *ids, const uint64_t *values,
+                       uint64_t n, uint64_t *at_fault)
 {
-    uint64_t size = 1ULL << t->bits;
-    if (t->bits < 1 || t->bits > 40 || n >= size) /* at least one empty slot ends each probe */
+    if (n >= t->capacity - t->count) /* an empty slot must end every probe */
         return HA_HPROF_ARGUMENT;
-    uint64_t mask = size - 1;
-    memset(t->keys, 0, size * sizeof *t->keys);
     for (uint64_t k = 0; k < n; k++) {
         uint64_t id = ids[k];
         *at_fault = k;
         if (id == 0)
             return HA_HPROF_NULL_ID;
-        uint64_t i = slot_of(id, t->bits);
-        while (t->keys[i] != 0) {
-            if (t->keys[i] == id)
+        uint64_t i = home_of(t, id);
+        while (t->slots[2 * i] != 0) {
+            if (t->slots[2 * i] == id)
                 return HA_HPROF_DUPLICATE;
-            i = (i + 1) & mask;
+            if (++i == t->capacity)
+                i = 0;
         }
-        t->keys[i] = id;
-        t->values[i] = values[k];
+        t->slots[2 * i] = id;
+        t->slots[2 * i + 1] = values[k];
+        t->count++;
     }
     return HA_HPROF_OK;
 }
@@ -98,6 +105,8 @@ uint64_t ha_hprof_lookup(const ha_hprof_table *t, const uint64_t *ids, uint64_t 
 {
     uint64_t missing = 0;
     for (uint64_t k = 0; k < n; k++) {
+        if (k + 8 < n)
+            table_prefetch(t, ids[k + 8]);
         uint64_t ref = ids[k] ? table_get(t, ids[k]) : 0;
         missing += ids[k] != 0 && ref == 0;
         out[k] = ref;
@@ -451,6 +460,12 @@ static int instance(scan *s, item *it)
     if (begin_object(s, 0))
         return fail(s, HA_HPROF_ARGUMENT, it->at, it->tag, object_id);
     uint64_t used = 0;
+    for (uint64_t i = 0; i < ntypes && used + id <= length; i++) { /* overlap the misses */
+        if (types[i] == TYPE_OBJECT)
+            table_prefetch(f->table, be(here(s, it) + used, id));
+        used += type_size(types[i], id);
+    }
+    used = 0;
     for (uint64_t i = 0; i < ntypes; i++) {
         unsigned size = type_size(types[i], id);
         if (used + size > length)
@@ -516,8 +531,11 @@ static int array_elements(scan *s)
     const uint8_t *p = s->buf + (c->offset - s->base);
     int rc = HA_HPROF_OK;
     if (c->array_refs) {
-        for (uint64_t i = 0; i < n && !rc; i++)
+        for (uint64_t i = 0; i < n && !rc; i++) {
+            if (i + 8 < n) /* the table is far bigger than the caches: overlap the misses */
+                table_prefetch(s->fill->table, be(p + (i + 8) * c->element, c->element));
             rc = store_ref(s, be(p + i * c->element, c->element));
+        }
     } else {
         rc = store_bytes(s, p, n * c->element);
     }

@@ -34,6 +34,7 @@ checked there.
 from __future__ import annotations
 
 import runpy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -613,31 +614,32 @@ def hprof_scan(cursor, buffer: np.ndarray, base: int, length: int, index=None,
 
 @dataclass(frozen=True)
 class HprofTable:
-    """Object id -> reference word (``ha_hprof_table``), with the arrays it lives in."""
+    """Object id -> reference word (``ha_hprof_table``), with the array it lives in."""
 
     struct: object
-    keys: np.ndarray
-    values: np.ndarray
+    slots: np.ndarray
 
 
-def hprof_table(ids: np.ndarray, refs: np.ndarray, offsets: np.ndarray) -> HprofTable:
-    """The table taking object ``ids[k]`` to reference ``refs[k]`` (nonzero);
-    HeapDumpError at file offset ``offsets[k]`` for an id that is 0 or comes twice."""
-    bits = max(int(len(ids) * 3 // 2).bit_length(), 1)  # at most 2/3 full
-    keys = scratch(1 << bits, np.uint64, "the object id table")
-    values = scratch(1 << bits, np.uint64, "the object id table")
-    struct = ffi.new("ha_hprof_table *", {"keys": words(keys), "values": words(values),
-                                          "bits": bits})
-    fault = ffi.new("uint64_t *")
+def hprof_table(count: int) -> HprofTable:
+    """An empty table for ``count`` ids, at most 3/4 full once they are in."""
+    capacity = count * 4 // 3 + 2
+    slots = scratch(2 * capacity, np.uint64, "the object id table", zeroed=True)
+    return HprofTable(ffi.new("ha_hprof_table *", {"slots": words(slots),
+                                                   "capacity": capacity}), slots)
+
+
+def hprof_table_add(table: HprofTable, ids: np.ndarray, refs: np.ndarray,
+                    offset_of: Callable[[int], int]) -> None:
+    """Add object ``ids[k]`` -> reference ``refs[k]`` (nonzero) to ``table``; HeapDumpError
+    at file offset ``offset_of(k)`` for an id that is 0 or already in the table."""
     ids = np.ascontiguousarray(ids, dtype=np.uint64)
     refs = np.ascontiguousarray(refs, dtype=np.uint64)
-    status = lib.ha_hprof_table_build(struct, _uint64s(ids), _uint64s(refs), len(ids), fault)
+    fault = ffi.new("uint64_t *")
+    status = lib.ha_hprof_table_add(table.struct, _uint64s(ids), _uint64s(refs), len(ids), fault)
     if status != lib.HA_HPROF_OK:
         k = int(fault[0])
         reason = _HPROF_REASONS.get(status, f"the table rejected its arguments (code {status})")
-        raise HeapDumpError(int(offsets[k]) if k < len(offsets) else 0, None,
-                            f"{reason}: id {int(ids[k]):#x}")
-    return HprofTable(struct, keys, values)
+        raise HeapDumpError(offset_of(k), None, f"{reason}: id {int(ids[k]):#x}")
 
 
 def _uint64s(array: np.ndarray):

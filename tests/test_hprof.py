@@ -308,7 +308,7 @@ for path, mutations in cases:
         where %= max(len(data), 1)
         if kind == "cut":
             del data[where:]
-        else:
+        elif data:
             data[where] ^= bits or 1
     target = path + ".mutated"
     open(target, "wb").write(data)

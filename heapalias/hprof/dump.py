@@ -11,13 +11,15 @@ import numpy as np
 from .. import native
 from ..backing import require_type
 from ..objects import ObjectHeap
-from .format import PRIMITIVE_ARRAY_DUMP, PRIMITIVES, ROOT_KINDS
+from .format import INSTANCE_DUMP, PRIMITIVE_ARRAY_DUMP, PRIMITIVES, ROOT_KINDS
 from .importer import Filled, Layout, build, layout_of, unreachable, words_of
-from .model import Classes, Objects, classes_of, objects_of
+from .model import Classes, array_jvm, classes_of, object_classes
 from .reader import DumpFile, Index, read_index
 from .stats import (
     CLASS_CLASS,
+    SLICE,
     UNKNOWN_CLASS,
+    ClassRow,
     ImportStats,
     class_histogram,
     histogram,
@@ -58,7 +60,7 @@ class HeapDump:
     file: DumpFile
     index: Index
     classes: Classes
-    objects: Objects
+    klass: np.ndarray   # int32: each dump object's class (see model.object_classes)
     layout: Layout
     seconds: dict
 
@@ -88,7 +90,7 @@ class HeapDump:
         """
         require_type(objects, ObjectHeap, "HeapDump.load")
         target = objects.space(space).name
-        filled, table = build(objects, self.file, self.index, self.classes, self.objects,
+        filled, table = build(objects, self.file, self.index, self.classes, self.klass,
                               self.layout, target)
         built = time.perf_counter()
         rows = self.index.roots
@@ -97,7 +99,7 @@ class HeapDump:
         named = np.unique(root_refs[root_refs != 0])
         taken = filled.refs[:nclasses] if class_roots else np.zeros(0, np.uint64)
         dump_roots = np.unique(np.concatenate((named, taken)))
-        lost, reached = unreachable(objects, target, dump_roots, filled, self.layout, nclasses)
+        lost, reached = unreachable(objects, target, dump_roots, filled, self.layout)
         extra = filled.refs[lost] if unreachable_roots else np.zeros(0, np.uint64)
         roots = np.concatenate((dump_roots, extra))
         done = time.perf_counter()
@@ -109,41 +111,63 @@ class HeapDump:
 
     def _stats(self, filled: Filled, named: np.ndarray, class_roots: int, missing_roots: int,
                lost: int, extra: int, reached: int, seconds: dict) -> ImportStats:
-        classes, objects, layout = self.classes, self.objects, self.layout
-        nclasses = len(classes)
+        classes, layout, rows = self.classes, self.layout, self.index.objects
         kind = self.index.roots["kind"]
         root_records = {name: int(np.count_nonzero(kind == tag))
                         for tag, name in ROOT_KINDS.items() if np.any(kind == tag)}
-        own = np.concatenate((np.arange(nclasses), layout.object_at))
-        words = words_of(layout.nrefs, layout.payload_words)
-        heap_words = words[own]
-        for j in np.flatnonzero(layout.chunks):  # an arraylet's chunks count to its array
-            at = int(layout.object_at[j])
-            heap_words[nclasses + j] += words[at + 1:at + 1 + layout.chunks[j]].sum()
         degrees = np.concatenate((filled.mirror_edges, filled.edges))
-        names = [*classes.names, *primitive_array_names(), UNKNOWN_CLASS, CLASS_CLASS]
-        position = np.where(objects.klass >= 0, objects.klass, len(names) - 2).astype(np.int64)
-        primitive = objects.rows["kind"] == PRIMITIVE_ARRAY_DUMP
-        position[primitive] = nclasses + np.searchsorted(
-            list(PRIMITIVES), objects.rows["klass"][primitive].astype(np.int64))
-        position = np.concatenate((np.full(nclasses, len(names) - 1), position))
-        jvm = np.concatenate((classes.mirror_jvm, objects.jvm))
-        instances, object_arrays, primitive_arrays = kinds_count(objects.rows["kind"])
+        by_class = self._class_histogram()
         return ImportStats(
             path=str(self.file.path), dump_bytes=self.file.size, id_size=self.file.id_size,
             jvm_layout=f"HotSpot JDK {classes.hotspot.feature}, compressed oops",
-            objects=len(own), instances=instances, object_arrays=object_arrays,
-            primitive_arrays=primitive_arrays, classes=nclasses,
+            objects=len(degrees), classes=len(classes),
+            **dict(zip(("instances", "object_arrays", "primitive_arrays"),
+                       kinds_count(rows["kind"]), strict=True)),
             arraylet_chunks=int(layout.chunks.sum()), heap_objects=layout.heap_objects,
             references=int(degrees.sum(dtype=np.int64)), null_references=filled.nulls,
             missing_references=filled.missing, root_records=root_records, roots=len(named),
             missing_roots=missing_roots, class_roots=class_roots, unreachable=lost,
             extra_roots=extra, reachable_heap_objects=reached, heap_bytes=layout.heap_bytes,
-            jvm_bytes=int(jvm.sum()), sizes=histogram(layout.payload_words[own]),
-            degrees=histogram(degrees),
-            class_histogram=class_histogram(names, position, np.ones(len(own)), jvm,
-                                            heap_words * 8),
-            seconds=seconds)
+            jvm_bytes=sum(row.jvm_bytes for row in by_class),
+            sizes=histogram(layout.payload_words[layout.own()]), degrees=histogram(degrees),
+            class_histogram=by_class, seconds=seconds)
+
+    def _class_histogram(self) -> list[ClassRow]:
+        """Objects, JVM bytes and heap bytes by class: instances by their class's sizes,
+        arrays one by one (an arraylet with its chunks), classes' own objects together
+        as java.lang.Class."""
+        classes, layout, rows = self.classes, self.layout, self.index.objects
+        n = len(classes)
+        names = [*classes.names, *primitive_array_names(), UNKNOWN_CLASS, CLASS_CLASS]
+        instance = rows["kind"] == INSTANCE_DUMP
+        counts = np.zeros(len(names))
+        jvm = np.zeros(len(names))
+        heap = np.zeros(len(names))
+        per_class = np.bincount(self.klass[instance], minlength=n)[:n]
+        counts[:n] += per_class
+        jvm[:n] += per_class * classes.instance_jvm
+        heap[:n] += per_class * 8 * words_of(classes.instance_refs,
+                                             -(-classes.instance_bytes // 8))
+        chunked = dict(zip(layout.arraylets.tolist(), layout.spines(), strict=True))
+        for start in range(0, len(rows), SLICE):  # arrays, a slice of rows at a time
+            arrays = start + np.flatnonzero(~instance[start:start + SLICE])
+            heap_at = layout.positions(arrays)
+            words = words_of(layout.nrefs[heap_at], layout.payload_words[heap_at])
+            for k in np.flatnonzero(np.isin(arrays, layout.arraylets)).tolist():
+                spine, count = chunked[int(arrays[k])]  # its chunks count to its array
+                chunks = slice(spine + 1, spine + 1 + count)
+                words[k] += words_of(layout.nrefs[chunks], layout.payload_words[chunks]).sum()
+            array_rows = rows[arrays]
+            position = np.where(self.klass[arrays] >= 0, self.klass[arrays], len(names) - 2)
+            primitive = array_rows["kind"] == PRIMITIVE_ARRAY_DUMP
+            position[primitive] = n + np.searchsorted(
+                list(PRIMITIVES), array_rows["klass"][primitive].astype(np.int64))
+            counts += np.bincount(position, minlength=len(names))
+            jvm += np.bincount(position, weights=array_jvm(array_rows), minlength=len(names))
+            heap += np.bincount(position, weights=8 * words, minlength=len(names))
+        counts[-1], jvm[-1] = n, classes.mirror_jvm.sum()
+        heap[-1] = 8 * words_of(layout.nrefs[:n], layout.payload_words[:n]).sum()
+        return class_histogram(names, counts, jvm, heap)
 
 
 def read(path: str | os.PathLike, *, jdk: int | None = None) -> HeapDump:
@@ -158,9 +182,9 @@ def read(path: str | os.PathLike, *, jdk: int | None = None) -> HeapDump:
     dump, index, _ = read_index(path)
     indexed = time.perf_counter()
     classes = classes_of(dump, index, jdk)
-    objects = objects_of(index, classes)
-    layout = layout_of(classes, objects)
-    return HeapDump(dump, index, classes, objects, layout,
+    klass = object_classes(index, classes)
+    layout = layout_of(classes, index.objects, klass)
+    return HeapDump(dump, index, classes, klass, layout,
                     {"index": indexed - begin, "model": time.perf_counter() - indexed})
 
 

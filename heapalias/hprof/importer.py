@@ -27,8 +27,14 @@ from .. import collectors, native
 from ..backing import require_type
 from ..errors import SpaceFull
 from ..objects import MARKED, MAX_REFS, MIN_WORDS, ObjectHeap, require_object_heap
-from .format import OBJECT, OBJECT_ARRAY_DUMP, PRIMITIVE_BYTES
-from .model import MIRROR_HEAD, Classes, Objects, value_owners
+from .format import (
+    INSTANCE_DUMP,
+    OBJECT,
+    OBJECT_ARRAY_DUMP,
+    PRIMITIVE_ARRAY_DUMP,
+    PRIMITIVE_BYTES,
+)
+from .model import MIRROR_HEAD, Classes, array_bytes, value_owners
 from .reader import DumpFile, Index, read_fill
 
 #: An object array longer than this is stored as an arraylet.
@@ -45,13 +51,41 @@ class Layout:
 
     nrefs: np.ndarray            # uint32, per heap object
     payload_words: np.ndarray    # uint32, per heap object
-    object_at: np.ndarray        # int64: each dump object's position in heap order
-    chunks: np.ndarray           # int64: arraylet chunks after each dump object
+    nclasses: int
+    arraylets: np.ndarray        # int64: the dump objects stored as arraylets
+    chunks: np.ndarray           # int64: how many chunks each of them has
     heap_bytes: int
 
     @property
     def heap_objects(self) -> int:
         return len(self.nrefs)
+
+    def positions(self, objects: np.ndarray) -> np.ndarray:
+        """The heap positions of dump objects ``objects`` (indices in file order)."""
+        before = np.concatenate(([0], np.cumsum(self.chunks)))
+        return self.nclasses + objects + before[np.searchsorted(self.arraylets, objects)]
+
+    def object_at(self) -> np.ndarray | slice:
+        """Each dump object's position in heap order: a slice when there is no arraylet."""
+        count = self.heap_objects - self.nclasses - int(self.chunks.sum())
+        if not len(self.arraylets):
+            return slice(self.nclasses, self.nclasses + count)
+        return self.positions(np.arange(count))
+
+    def spines(self) -> list[tuple[int, int]]:
+        """(heap position, chunks) of each arraylet's spine; its chunks follow it."""
+        return list(zip(self.positions(self.arraylets).tolist(), self.chunks.tolist(),
+                        strict=True))
+
+    def own(self) -> np.ndarray | slice:
+        """Which heap objects are the classes' and the dump's (not arraylet chunks): a
+        slice, or a mask."""
+        if not len(self.arraylets):
+            return slice(0, self.heap_objects)
+        mask = np.ones(self.heap_objects, dtype=bool)
+        for spine, count in self.spines():
+            mask[spine + 1:spine + 1 + count] = False
+        return mask
 
 
 def words_of(nrefs: np.ndarray, payload_words: np.ndarray) -> np.ndarray:
@@ -59,26 +93,42 @@ def words_of(nrefs: np.ndarray, payload_words: np.ndarray) -> np.ndarray:
     return np.maximum(1 + nrefs.astype(np.int64) + payload_words, MIN_WORDS)
 
 
-def layout_of(classes: Classes, objects: Objects) -> Layout:
-    """Each heap object's reference slots and payload words, arraylets included."""
-    length = objects.refs
-    arraylet = (objects.rows["kind"] == OBJECT_ARRAY_DUMP) & (length > CHUNK_REFS)
-    chunks = np.where(arraylet, -(-length // CHUNK_REFS), 0)
+def layout_of(classes: Classes, rows: np.ndarray, klass: np.ndarray) -> Layout:
+    """Each heap object's reference slots and payload words, arraylets included, from
+    the object rows and their classes (few temporaries: a dump has millions of rows)."""
+    kind = rows["kind"]
+    object_array = kind == OBJECT_ARRAY_DUMP
+    arraylets = np.flatnonzero(object_array & (rows["length"] > CHUNK_REFS))
+    chunks = -(-rows["length"][arraylets].astype(np.int64) // CHUNK_REFS)
     nclasses = len(classes)
-    object_at = nclasses + np.arange(len(length)) + np.concatenate(([0], np.cumsum(chunks)))[:-1]
-    total = nclasses + len(length) + int(chunks.sum())
-    nrefs = np.zeros(total, dtype=np.uint32)
-    payload = np.zeros(total, dtype=np.uint32)
-    nrefs[:nclasses] = classes.mirror_refs
-    payload[:nclasses] = -(-classes.mirror_bytes // 8)
-    nrefs[object_at] = np.where(arraylet, chunks, length)
-    payload[object_at] = -(-objects.prim_bytes // 8)
-    for j in np.flatnonzero(arraylet):  # one per long array: a handful in a heap
-        sizes = np.full(chunks[j], CHUNK_REFS, dtype=np.uint32)
-        sizes[-1] = length[j] - CHUNK_REFS * (chunks[j] - 1)
-        nrefs[object_at[j] + 1:object_at[j] + 1 + chunks[j]] = sizes
-    heap_bytes = int(words_of(nrefs, payload).sum()) * 8
-    return Layout(nrefs, payload, object_at, chunks, heap_bytes)
+    total = nclasses + len(rows) + int(chunks.sum())
+    layout = Layout(np.zeros(total, dtype=np.uint32), np.zeros(total, dtype=np.uint32),
+                    nclasses, arraylets, chunks, 0)
+    layout.nrefs[:nclasses] = classes.mirror_refs
+    layout.payload_words[:nclasses] = -(-classes.mirror_bytes // 8)
+    at = layout.object_at()
+    instance = kind == INSTANCE_DUMP
+    known = klass[instance]
+    known[known < 0] = 0  # no CLASS DUMP: the fill pass stops there with the reason
+    nrefs = np.where(object_array, rows["length"], 0).astype(np.uint32)
+    nrefs[instance] = classes.instance_refs[known]
+    layout.nrefs[at] = nrefs
+    del nrefs
+    primitive = kind == PRIMITIVE_ARRAY_DUMP
+    payload = np.zeros(len(rows), dtype=np.uint32)
+    payload[primitive] = -(-array_bytes(rows[primitive]) // 8)
+    payload[instance] = -(-classes.instance_bytes[known] // 8)
+    layout.payload_words[at] = payload
+    del payload
+    for j, (spine, count) in zip(arraylets.tolist(), layout.spines(), strict=True):
+        length = int(rows["length"][j])
+        layout.nrefs[spine] = count
+        layout.nrefs[spine + 1:spine + 1 + count] = CHUNK_REFS
+        layout.nrefs[spine + count] = length - CHUNK_REFS * (count - 1)
+    layout.heap_bytes = 8 * sum(int(words_of(layout.nrefs[k:k + BUILD_SLICE],
+                                             layout.payload_words[k:k + BUILD_SLICE]).sum())
+                                for k in range(0, total, BUILD_SLICE))
+    return layout
 
 
 def allocate(objects: ObjectHeap, layout: Layout, space: str | None) -> np.ndarray:
@@ -160,12 +210,10 @@ def _ranks(counts: np.ndarray) -> np.ndarray:
 
 def link_arraylets(objects: ObjectHeap, layout: Layout, offsets: np.ndarray) -> None:
     """Point each arraylet spine's slots at its chunks, which follow it."""
-    codec = objects.codec
-    for j in np.flatnonzero(layout.chunks):
-        spine = int(layout.object_at[j])
-        chunks = offsets[spine + 1:spine + 1 + layout.chunks[j]]
+    for spine, count in layout.spines():
         first = (int(offsets[spine]) >> 3) + 1
-        objects.words[first:first + len(chunks)] = codec.encode(chunks)
+        objects.words[first:first + count] = objects.codec.encode(
+            offsets[spine + 1:spine + 1 + count])
 
 
 @dataclass(frozen=True)
@@ -182,25 +230,28 @@ class Filled:
 
 
 def build(objects: ObjectHeap, dump: DumpFile, index: Index, classes: Classes,
-          found: Objects, layout: Layout, space: str | None) -> tuple[Filled, native.HprofTable]:
+          klass: np.ndarray, layout: Layout, space: str) -> tuple[Filled, native.HprofTable]:
     """Allocate, then fill, every object of the dump in ``space``."""
     require_object_heap(objects, "a heap dump's import").require_writable("a heap dump's import")
     clock = time.perf_counter()
     offsets = allocate(objects, layout, space)
-    refs = objects.codec.encode(offsets)
-    refs = refs if isinstance(refs, np.ndarray) else np.asarray(refs, dtype=np.uint64)
+    refs = np.asarray(objects.codec.encode(offsets), dtype=np.uint64)
     allocated = time.perf_counter()
-    ids = np.concatenate((classes.rows["id"], index.objects["id"]))
-    where = np.concatenate((classes.rows["offset"], index.objects["offset"]))
-    heap_order = np.concatenate((np.arange(len(classes)), layout.object_at))
-    table = native.hprof_table(ids, refs[heap_order], where)
-    del ids, where
+    nclasses, rows = len(classes), index.objects
+    table = native.hprof_table(nclasses + len(rows))
+    native.hprof_table_add(table, classes.rows["id"], refs[:nclasses],
+                           lambda k: int(classes.rows["offset"][k]))
+    for start in range(0, len(rows), BUILD_SLICE):  # the ids are a strided column: copied
+        part = np.arange(start, min(start + BUILD_SLICE, len(rows)))  # a slice at a time
+        native.hprof_table_add(table, rows["id"][part], refs[layout.positions(part)],
+                               lambda k, start=start: int(rows["offset"][start + k]))
     mirror_edges, mirror_missing = write_mirrors(objects, index, classes, offsets, table)
     link_arraylets(objects, layout, offsets)
-    edges = np.zeros(len(index.objects), dtype=np.uint32)
-    fill = native.hprof_fill(objects.words, index.objects, found.klass, classes.layout_start,
-                             classes.layout, offsets[layout.object_at], edges, table, CHUNK_REFS)
+    edges = np.zeros(len(rows), dtype=np.uint32)
+    fill = native.hprof_fill(objects.words, rows, klass, classes.layout_start, classes.layout,
+                             offsets[layout.object_at()], edges, table, CHUNK_REFS)
     cursor = read_fill(dump, fill)
+    del fill
     filled = time.perf_counter()
     return Filled(offsets, refs, edges, mirror_edges, int(cursor.nulls),
                   int(cursor.missing) + mirror_missing,
@@ -208,17 +259,21 @@ def build(objects: ObjectHeap, dump: DumpFile, index: Index, classes: Classes,
 
 
 def unreachable(objects: ObjectHeap, space: str, roots: np.ndarray, filled: Filled,
-                layout: Layout, nclasses: int) -> tuple[np.ndarray, int]:
-    """The dump objects and class objects (heap order positions) that ``roots`` do not
-    reach, found by marking; and how many heap objects the roots reach. Marks are
-    cleared again."""
+                layout: Layout) -> tuple[np.ndarray, int]:
+    """The heap positions of the class and dump objects ``roots`` do not reach, found by
+    marking; and how many heap objects the roots reach. Marks are cleared again."""
     stats = collectors.mark(objects, roots, spaces=[space],
                             stack_capacity=max(layout.heap_objects, 1))
-    header_words = filled.offsets >> np.uint64(3)
-    marked = (objects.words[header_words] & np.uint64(MARKED)) != 0
+    own = layout.own()
+    lost = []
+    for start in range(0, layout.heap_objects, BUILD_SLICE):  # a slice at a time: small
+        headers = objects.words[filled.offsets[start:start + BUILD_SLICE] >> np.uint64(3)]
+        unmarked = (headers & np.uint64(MARKED)) == 0
+        if not isinstance(own, slice):  # arraylet chunks are no objects of the dump
+            unmarked &= own[start:start + BUILD_SLICE]
+        lost.append(start + np.flatnonzero(unmarked))
     collectors.clear_marks(objects, space)
-    own = np.concatenate((np.arange(nclasses), layout.object_at))
-    return own[~marked[own]], stats.objects
+    return np.concatenate(lost), stats.objects
 
 
 def check_space_name(objects: ObjectHeap, space: str | None) -> str:

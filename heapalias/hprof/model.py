@@ -17,7 +17,6 @@ import numpy as np
 from ..errors import HeapDumpError
 from .format import (
     CLASS_DUMP,
-    INSTANCE_DUMP,
     JVM_ARRAY_HEADER,
     JVM_HEADER,
     JVM_REFERENCE,
@@ -25,7 +24,6 @@ from .format import (
     OBJECT_ARRAY_DUMP,
     PRIMITIVE_ARRAY_DUMP,
     PRIMITIVE_BYTES,
-    PRIMITIVES,
     jvm_align,
 )
 from .hotspot import HotSpotLayout, layout_for
@@ -246,47 +244,23 @@ def mirror_base(rows: np.ndarray, names: list[str], instance_jvm: np.ndarray) ->
     return int(instance_jvm[k])
 
 
-@dataclass
-class Objects:
-    """The dump's objects, in file order (index j), as heapalias will build them."""
-
-    rows: np.ndarray            # the index's object rows
-    klass: np.ndarray           # int32: class index of an instance or object array; -1
-    refs: np.ndarray            # int64: reference slots (an object array: its length)
-    prim_bytes: np.ndarray      # int64: primitive bytes
-    jvm: np.ndarray             # int64: JVM shallow size
-
-
-def objects_of(index: Index, classes: Classes) -> Objects:
-    """Each object's class, reference slots, primitive bytes and JVM shallow size."""
+def object_classes(index: Index, classes: Classes) -> np.ndarray:
+    """The class index (int32) of each instance and object array; -1 for a primitive
+    array, and for an object whose class has no CLASS DUMP."""
     rows = index.objects
-    kind = rows["kind"]
-    length = rows["length"].astype(np.int64)
-    instance = kind == INSTANCE_DUMP
-    object_array = kind == OBJECT_ARRAY_DUMP
-    primitive_array = kind == PRIMITIVE_ARRAY_DUMP
-    klass = np.where(primitive_array, -1, classes.index_of(rows["klass"])).astype(np.int32)
-    known = instance & (klass >= 0)
-    refs = np.zeros(len(rows), dtype=np.int64)
-    refs[known] = classes.instance_refs[klass[known]]
-    refs[object_array] = length[object_array]
-    element = PRIMITIVE_BYTES[np.where(primitive_array, rows["klass"], 0).astype(np.int64)]
-    prim_bytes = np.where(primitive_array, length * element, 0)
-    prim_bytes[known] = classes.instance_bytes[klass[known]]
-    jvm = np.where(object_array, jvm_align(JVM_ARRAY_HEADER + JVM_REFERENCE * length),
-                   jvm_align(JVM_ARRAY_HEADER + prim_bytes))
-    jvm[instance] = np.where(known, classes.instance_jvm[np.maximum(klass, 0)],
-                             jvm_align(JVM_HEADER))[instance]
-    return Objects(rows, klass, refs, prim_bytes, jvm)
+    klass = classes.index_of(rows["klass"]).astype(np.int32)
+    klass[rows["kind"] == PRIMITIVE_ARRAY_DUMP] = -1
+    return klass
 
 
-def object_class_names(objects: Objects, classes: Classes) -> tuple[list[str], np.ndarray]:
-    """Names for a histogram by class, and each object's position among them: the
-    classes, then the primitive array types."""
-    names = [*classes.names, *(array for _, array, _ in PRIMITIVES.values())]
-    types = list(PRIMITIVES)
-    position = objects.klass.astype(np.int64)
-    primitive = objects.rows["kind"] == PRIMITIVE_ARRAY_DUMP
-    type_at = np.searchsorted(types, objects.rows["klass"][primitive].astype(np.int64))
-    position[primitive] = len(classes) + type_at
-    return names, position
+def array_bytes(rows: np.ndarray) -> np.ndarray:
+    """The element bytes of each array row: references count as the JVM stores them
+    (compressed, 4 bytes), primitives at their size."""
+    element = np.where(rows["kind"] == OBJECT_ARRAY_DUMP, JVM_REFERENCE,
+                       PRIMITIVE_BYTES[rows["klass"].astype(np.int64) % len(PRIMITIVE_BYTES)])
+    return rows["length"].astype(np.int64) * element
+
+
+def array_jvm(rows: np.ndarray) -> np.ndarray:
+    """The JVM shallow size of each array row."""
+    return jvm_align(JVM_ARRAY_HEADER + array_bytes(rows))

@@ -91,29 +91,37 @@ class ImportStats:
         return data
 
 
+#: Values counted in a dense table; larger ones (a few long arrays) are counted apart.
+DENSE = 1 << 12
+#: Values counted at a time: the temporaries stay small beside a dump's millions.
+SLICE = 1 << 18
+
+
 def histogram(values: np.ndarray) -> dict[int, int]:
     """``{value: how many}`` of non-negative integers, smallest first."""
-    if not len(values):
-        return {}
-    counts = np.bincount(values.astype(np.int64))
-    keys = np.flatnonzero(counts)
-    return dict(zip(keys.tolist(), counts[keys].tolist(), strict=True))
+    dense = np.zeros(DENSE, dtype=np.int64)
+    sparse: dict[int, int] = {}
+    for start in range(0, len(values), SLICE):
+        part = values[start:start + SLICE].astype(np.int64)
+        small = part < DENSE
+        dense += np.bincount(part[small], minlength=DENSE)
+        for value, count in zip(*np.unique(part[~small], return_counts=True), strict=True):
+            sparse[int(value)] = sparse.get(int(value), 0) + int(count)
+    keys = np.flatnonzero(dense)
+    return dict(sorted({**dict(zip(keys.tolist(), dense[keys].tolist(), strict=True)),
+                        **sparse}.items()))
 
 
-def class_histogram(names: list[str], position: np.ndarray, count_weights: np.ndarray,
-                    jvm: np.ndarray, heap: np.ndarray) -> list[ClassRow]:
-    """Rows by name (classes of one name from several loaders merge, as the JVM's
-    histogram shows them once per name when compared by name)."""
-    size = len(names)
-    counts = np.bincount(position, weights=count_weights, minlength=size)
-    jvm_bytes = np.bincount(position, weights=jvm, minlength=size)
-    heap_bytes = np.bincount(position, weights=heap, minlength=size)
+def class_histogram(names: list[str], counts: np.ndarray, jvm: np.ndarray,
+                    heap: np.ndarray) -> list[ClassRow]:
+    """Rows by name, from per-class totals (classes of one name from several loaders
+    merge, as the JVM's histogram is compared by name)."""
     merged: dict[str, list[int]] = {}
     for k in np.flatnonzero(counts):
         row = merged.setdefault(names[k], [0, 0, 0])
         row[0] += int(counts[k])
-        row[1] += int(jvm_bytes[k])
-        row[2] += int(heap_bytes[k])
+        row[1] += int(jvm[k])
+        row[2] += int(heap[k])
     return [ClassRow(name, *row) for name, row in merged.items()]
 
 
