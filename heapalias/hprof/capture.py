@@ -26,6 +26,9 @@ SOURCE = Path(__file__).with_name("java") / "JavacHeap.java"
 BENCH_CLASSES = 300
 #: A small heap (about 8 MB live) for the tests.
 TEST_CLASSES = 10
+#: Forced full collections per run: the first collects what javac left; the others run
+#: on the live heap, the one the dump holds.
+FULL_GCS = 6
 #: The collectors a capture can run, by name: the JVM flag that selects each.
 COLLECTORS = {"serial": "-XX:+UseSerialGC", "parallel": "-XX:+UseParallelGC"}
 #: The JVM's heap: fixed, so that the collections do not resize it.
@@ -83,6 +86,11 @@ def parse_full_gcs(lines: list[str]) -> tuple[list[float], int]:
             pauses.append(float(found.group(3)))
             live = int(found.group(2)) << 20
     return pauses, live
+
+
+def steady(pauses: list[float]) -> list[float]:
+    """The pauses of the full collections on the live heap: all but the first."""
+    return pauses[1:] or pauses
 
 
 def _compiled(folder: Path) -> Path:

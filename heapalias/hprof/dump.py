@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import native
 from ..backing import require_type
+from ..collectors import SEMISPACE_GAP
 from ..objects import ObjectHeap
 from .format import INSTANCE_DUMP, PRIMITIVE_ARRAY_DUMP, PRIMITIVES, ROOT_KINDS
 from .importer import Filled, Layout, build, layout_of, unreachable, words_of
@@ -73,6 +74,12 @@ class HeapDump:
     def heap_objects(self) -> int:
         """Objects the import allocates: the dump's, the classes', arraylet chunks."""
         return self.layout.heap_objects
+
+    def semispace_bytes(self, page_size: int = 4096) -> int:
+        """The size of a heap whose two semispaces (collectors.semispace_layout) each hold
+        the import: a whole number of pages."""
+        need = 2 * (self.heap_bytes + SEMISPACE_GAP) + 16
+        return -(-need // page_size) * page_size
 
     def load(self, objects: ObjectHeap, *, space: str | None = None, class_roots: bool = True,
              unreachable_roots: bool = True) -> Imported:
