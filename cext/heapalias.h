@@ -314,8 +314,14 @@ enum ha_hprof_tables {
     HA_HPROF_VALUES = 4,   /* ha_hprof_value: constant pool entries and statics */
     HA_HPROF_FIELDS = 5,   /* ha_hprof_field: instance fields */
     HA_HPROF_ROOTS = 6,    /* ha_hprof_root */
-    HA_HPROF_OBJECTS = 7,  /* ha_hprof_object */
-    HA_HPROF_NTABLES = 8
+    /* One column each for the objects (INSTANCE, OBJECT ARRAY and PRIMITIVE ARRAY DUMPs),
+     * so that the caller can let go of one it no longer needs: */
+    HA_HPROF_OBJECT_IDS = 7,      /* uint64_t */
+    HA_HPROF_OBJECT_CLASSES = 8,  /* uint64_t: class id; a primitive array's basic type */
+    HA_HPROF_OBJECT_OFFSETS = 9,  /* uint64_t: of the sub-record in the file */
+    HA_HPROF_OBJECT_LENGTHS = 10, /* uint32_t: an instance's field bytes; an array's length */
+    HA_HPROF_OBJECT_KINDS = 11,   /* uint8_t: the sub-record's tag, 0x21, 0x22 or 0x23 */
+    HA_HPROF_NTABLES = 12
 };
 
 typedef struct ha_hprof_string { uint64_t id; uint64_t at; uint64_t length; } ha_hprof_string;
@@ -340,18 +346,10 @@ typedef struct ha_hprof_field { uint64_t name; uint32_t type; uint32_t reserved;
 typedef struct ha_hprof_root {
     uint64_t id; uint64_t offset; uint32_t kind; uint32_t reserved; /* kind: its sub-record tag */
 } ha_hprof_root;
-typedef struct ha_hprof_object {
-    uint64_t id;
-    uint64_t klass;             /* class id; a primitive array's basic type */
-    uint64_t offset;            /* of its sub-record in the file */
-    uint32_t length;            /* an instance's field bytes; an array's elements */
-    uint32_t kind;              /* its sub-record tag: 0x21, 0x22 or 0x23 */
-} ha_hprof_object;
-
 typedef struct ha_hprof_index {
-    void *rows[8];              /* HA_HPROF_NTABLES */
-    uint64_t counts[8];
-    uint64_t capacities[8];
+    void *rows[12];             /* HA_HPROF_NTABLES */
+    uint64_t counts[12];
+    uint64_t capacities[12];
 } ha_hprof_index;
 
 /* Object id -> reference word: `capacity` (key, value) pairs, zeroed before the first
@@ -362,24 +360,28 @@ typedef struct ha_hprof_table {
     uint64_t count;
 } ha_hprof_table;
 
-/* What the fill pass writes, where: the heap's words, and per object (in the index
- * pass's order) its class and the heap offset of its header, which says where its
- * slots and payload are. An object array longer than chunk_refs is an arraylet: a
- * spine whose slots the caller links to the chunks that follow it, which hold the
- * elements. */
+/* What the fill pass writes, where: the heap's words, each object (in the index
+ * pass's order) at the offset its own id has in the table (its reference, less
+ * ref_add), whose header says where its slots and payload are. The index pass's ids,
+ * lengths and kinds, and the class ids, are checked again: the file must not have
+ * changed. An object array longer than chunk_refs is an arraylet: a spine whose slots
+ * the caller links to the chunks that follow it, which hold the elements. */
 typedef struct ha_hprof_fill {
     uint64_t *heap;
     uint64_t heap_words;
-    const ha_hprof_object *objects; /* the index pass's rows, checked again */
+    const uint64_t *ids;            /* the index pass's columns */
+    const uint32_t *lengths;
+    const uint8_t *kinds;
     uint64_t nobjects;
     uint64_t next;                  /* the object being filled */
-    const int32_t *klass;           /* instances: the class's index; -1 unknown */
+    const int32_t *klass;           /* a class's index; -1 none; a primitive array: -type */
+    const uint64_t *class_ids;      /* of each class index */
     uint64_t nclasses;
     const uint64_t *layout_start;   /* class k's field types: layout[start[k]:start[k+1]] */
     const uint8_t *layout;
-    const uint64_t *at;             /* the heap offset of each object */
     uint32_t *edges;                /* out: each object's non-null references */
     const ha_hprof_table *table;
+    uint64_t ref_add;               /* a reference less this is its heap offset */
     uint64_t chunk_refs;
 } ha_hprof_fill;
 

@@ -330,18 +330,42 @@ static int class_dump(scan *s, item *it)
     return HA_HPROF_OK;
 }
 
-/* The row the index pass recorded for this object, checked in the fill pass: the file
- * must not have changed between the passes. */
+/* The index pass's record of this object, checked in the fill pass: the file must not
+ * have changed between the passes. */
 static int same_object(scan *s, const item *it, uint64_t object_id, uint64_t klass,
                        uint64_t length)
 {
     ha_hprof_fill *f = s->fill;
-    if (f->next >= f->nobjects)
+    uint64_t k = f->next;
+    if (k >= f->nobjects || f->ids[k] != object_id || f->lengths[k] != length ||
+        f->kinds[k] != it->tag)
         return fail(s, HA_HPROF_CHANGED, it->at, it->tag, object_id);
-    const ha_hprof_object *row = &f->objects[f->next];
-    if (row->id != object_id || row->klass != klass || row->length != length ||
-        row->kind != it->tag)
+    int32_t c = f->klass[k];
+    int same = it->tag == SUB_PRIMITIVE_ARRAY ? c == -(int64_t)klass
+               : c < 0 || ((uint64_t)c < f->nclasses && f->class_ids[c] == klass);
+    if (!same)
         return fail(s, HA_HPROF_CHANGED, it->at, it->tag, object_id);
+    return HA_HPROF_OK;
+}
+
+/* Append one object's columns in the index pass. */
+static int index_object(scan *s, const item *it, uint64_t object_id, uint64_t klass,
+                        uint64_t length)
+{
+    static const uint32_t columns[] = {HA_HPROF_OBJECT_IDS, HA_HPROF_OBJECT_CLASSES,
+                                       HA_HPROF_OBJECT_OFFSETS, HA_HPROF_OBJECT_LENGTHS,
+                                       HA_HPROF_OBJECT_KINDS};
+    ha_hprof_index *ix = s->ix;
+    for (unsigned i = 0; i < sizeof columns / sizeof *columns; i++)
+        ROOM(s, columns[i], 1);
+    uint64_t k = ix->counts[HA_HPROF_OBJECT_IDS];
+    ((uint64_t *)ix->rows[HA_HPROF_OBJECT_IDS])[k] = object_id;
+    ((uint64_t *)ix->rows[HA_HPROF_OBJECT_CLASSES])[k] = klass;
+    ((uint64_t *)ix->rows[HA_HPROF_OBJECT_OFFSETS])[k] = it->at;
+    ((uint32_t *)ix->rows[HA_HPROF_OBJECT_LENGTHS])[k] = (uint32_t)length;
+    ((uint8_t *)ix->rows[HA_HPROF_OBJECT_KINDS])[k] = (uint8_t)it->tag;
+    for (unsigned i = 0; i < sizeof columns / sizeof *columns; i++)
+        ix->counts[columns[i]]++;
     return HA_HPROF_OK;
 }
 
@@ -409,8 +433,9 @@ static int begin_object(scan *s, int chunked)
 {
     ha_hprof_fill *f = s->fill;
     ha_hprof_cursor *c = s->c;
-    uint64_t w = f->at[f->next] / 8, words, nrefs;
-    if (object_at(s, w, &words, &nrefs))
+    uint64_t ref = table_get(f->table, f->ids[f->next]), words, nrefs;
+    uint64_t w = (ref - f->ref_add) / 8;
+    if (ref == 0 || object_at(s, w, &words, &nrefs))
         return HA_HPROF_ARGUMENT;
     c->payload = (w + 1 + nrefs) * 8;
     c->payload_end = (w + words) * 8;
@@ -441,11 +466,10 @@ static int instance(scan *s, item *it)
     if (c->pass == HA_HPROF_PASS_INDEX) {
         if (it->pos + length > it->limit)
             return fail(s, HA_HPROF_OVERRUN, it->at, it->tag, it->limit);
-        ROOM(s, HA_HPROF_OBJECTS, 1);
-        ((ha_hprof_object *)s->ix->rows[HA_HPROF_OBJECTS])[s->ix->counts[HA_HPROF_OBJECTS]++] =
-            (ha_hprof_object){object_id, klass, it->at, (uint32_t)length, it->tag};
-        c->skip = length;
-        return HA_HPROF_OK;
+        int rc = index_object(s, it, object_id, klass, length);
+        if (rc == HA_HPROF_OK)
+            c->skip = length;
+        return rc;
     }
     NEED(s, it, length);
     int rc = same_object(s, it, object_id, klass, length);
@@ -453,7 +477,7 @@ static int instance(scan *s, item *it)
         return rc;
     ha_hprof_fill *f = s->fill;
     int32_t k = f->klass[f->next];
-    if (k < 0 || (uint64_t)k >= f->nclasses)
+    if (k < 0) /* same_object checked the others against class_ids */
         return fail(s, HA_HPROF_UNKNOWN_CLASS, it->at, it->tag, klass);
     const uint8_t *types = f->layout + f->layout_start[k];
     uint64_t ntypes = f->layout_start[k + 1] - f->layout_start[k];
@@ -503,11 +527,10 @@ static int array(scan *s, item *it)
     if (it->pos + length * element > it->limit)
         return fail(s, HA_HPROF_OVERRUN, it->at, it->tag, it->limit);
     if (c->pass == HA_HPROF_PASS_INDEX) {
-        ROOM(s, HA_HPROF_OBJECTS, 1);
-        ((ha_hprof_object *)s->ix->rows[HA_HPROF_OBJECTS])[s->ix->counts[HA_HPROF_OBJECTS]++] =
-            (ha_hprof_object){object_id, klass, it->at, (uint32_t)length, it->tag};
-        c->skip = length * element;
-        return HA_HPROF_OK;
+        int rc = index_object(s, it, object_id, klass, length);
+        if (rc == HA_HPROF_OK)
+            c->skip = length * element;
+        return rc;
     }
     int rc = same_object(s, it, object_id, klass, length);
     if (rc)

@@ -667,28 +667,35 @@ class HprofFill:
     arrays: tuple
 
 
-def hprof_fill(heap: np.ndarray, objects: np.ndarray, klass: np.ndarray,
-               layout_start: np.ndarray, layout: np.ndarray, at: np.ndarray,
-               edges: np.ndarray, table: HprofTable, chunk_refs: int) -> HprofFill:
-    """The fill pass's target: ``heap`` (uint64 words), each object at heap offset ``at``,
-    each instance's field types ``layout[layout_start[k]:layout_start[k + 1]]`` for its
-    class ``klass``; each object's non-null references go to ``edges``."""
-    arrays = (heap, objects, np.ascontiguousarray(klass, dtype=np.int32),
+def hprof_fill(heap: np.ndarray, ids: np.ndarray, lengths: np.ndarray, kinds: np.ndarray,
+               klass: np.ndarray, class_ids: np.ndarray, layout_start: np.ndarray,
+               layout: np.ndarray, edges: np.ndarray, table: HprofTable, ref_add: int,
+               chunk_refs: int) -> HprofFill:
+    """The fill pass's target: ``heap`` (uint64 words); each object (the index pass's
+    ``ids``, ``lengths`` and ``kinds``) at its own reference less ``ref_add``, an
+    instance's field types ``layout[layout_start[k]:layout_start[k + 1]]`` for its class
+    ``klass`` (-1 none; a primitive array: -type), whose id is ``class_ids[k]``; each
+    object's non-null references go to ``edges``."""
+    arrays = (heap, np.ascontiguousarray(ids, dtype=np.uint64),
+              np.ascontiguousarray(lengths, dtype=np.uint32),
+              np.ascontiguousarray(kinds, dtype=np.uint8),
+              np.ascontiguousarray(klass, dtype=np.int32),
+              np.ascontiguousarray(class_ids, dtype=np.uint64),
               np.ascontiguousarray(layout_start, dtype=np.uint64),
-              np.ascontiguousarray(layout, dtype=np.uint8),
-              np.ascontiguousarray(at, dtype=np.uint64), edges, table)
+              np.ascontiguousarray(layout, dtype=np.uint8), edges, table)
 
     def view(array: np.ndarray, ctype: str):
         return ffi.from_buffer(ctype, array) if len(array) else ffi.NULL
 
     struct = ffi.new("ha_hprof_fill *", {
         "heap": words(heap), "heap_words": len(heap),
-        "objects": view(arrays[1], "ha_hprof_object[]"), "nobjects": len(objects),
-        "klass": view(arrays[2], "int32_t[]"), "nclasses": len(layout_start) - 1,
-        "layout_start": view(arrays[3], "uint64_t[]"), "layout": view(arrays[4], "uint8_t[]"),
-        "at": view(arrays[5], "uint64_t[]"),
+        "ids": view(arrays[1], "uint64_t[]"), "lengths": view(arrays[2], "uint32_t[]"),
+        "kinds": view(arrays[3], "uint8_t[]"), "nobjects": len(arrays[1]),
+        "klass": view(arrays[4], "int32_t[]"), "class_ids": view(arrays[5], "uint64_t[]"),
+        "nclasses": len(arrays[5]),
+        "layout_start": view(arrays[6], "uint64_t[]"), "layout": view(arrays[7], "uint8_t[]"),
         "edges": ffi.from_buffer("uint32_t[]", edges, require_writable=True) if len(edges)
         else ffi.NULL,
-        "table": table.struct, "chunk_refs": chunk_refs,
+        "table": table.struct, "ref_add": ref_add, "chunk_refs": chunk_refs,
     })
     return HprofFill(struct, arrays)

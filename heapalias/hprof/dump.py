@@ -102,12 +102,11 @@ class HeapDump:
         built = time.perf_counter()
         rows = self.index.roots
         root_refs, missing_roots = native.hprof_lookup(table, rows["id"])
-        nclasses = len(self.classes)
         named = np.unique(root_refs[root_refs != 0])
-        taken = filled.refs[:nclasses] if class_roots else np.zeros(0, np.uint64)
+        taken = filled.class_refs if class_roots else np.zeros(0, np.uint64)
         dump_roots = np.unique(np.concatenate((named, taken)))
         lost, reached = unreachable(objects, target, dump_roots, filled, self.layout)
-        extra = filled.refs[lost] if unreachable_roots else np.zeros(0, np.uint64)
+        extra = lost if unreachable_roots else np.zeros(0, np.uint64)
         roots = np.concatenate((dump_roots, extra))
         done = time.perf_counter()
         seconds = {**self.seconds, **filled.seconds, "roots": done - built}
@@ -118,7 +117,7 @@ class HeapDump:
 
     def _stats(self, filled: Filled, named: np.ndarray, class_roots: int, missing_roots: int,
                lost: int, extra: int, reached: int, seconds: dict) -> ImportStats:
-        classes, layout, rows = self.classes, self.layout, self.index.objects
+        classes, layout, found = self.classes, self.layout, self.index.objects
         kind = self.index.roots["kind"]
         root_records = {name: int(np.count_nonzero(kind == tag))
                         for tag, name in ROOT_KINDS.items() if np.any(kind == tag)}
@@ -129,7 +128,7 @@ class HeapDump:
             jvm_layout=f"HotSpot JDK {classes.hotspot.feature}, compressed oops",
             objects=len(degrees), classes=len(classes),
             **dict(zip(("instances", "object_arrays", "primitive_arrays"),
-                       kinds_count(rows["kind"]), strict=True)),
+                       kinds_count(found.kind), strict=True)),
             arraylet_chunks=int(layout.chunks.sum()), heap_objects=layout.heap_objects,
             references=int(degrees.sum(dtype=np.int64)), null_references=filled.nulls,
             missing_references=filled.missing, root_records=root_records, roots=len(named),
@@ -143,10 +142,10 @@ class HeapDump:
         """Objects, JVM bytes and heap bytes by class: instances by their class's sizes,
         arrays one by one (an arraylet with its chunks), classes' own objects together
         as java.lang.Class."""
-        classes, layout, rows = self.classes, self.layout, self.index.objects
+        classes, layout, found = self.classes, self.layout, self.index.objects
         n = len(classes)
         names = [*classes.names, *primitive_array_names(), UNKNOWN_CLASS, CLASS_CLASS]
-        instance = rows["kind"] == INSTANCE_DUMP
+        instance = found.kind == INSTANCE_DUMP
         counts = np.zeros(len(names))
         jvm = np.zeros(len(names))
         heap = np.zeros(len(names))
@@ -156,7 +155,8 @@ class HeapDump:
         heap[:n] += per_class * 8 * words_of(classes.instance_refs,
                                              -(-classes.instance_bytes // 8))
         chunked = dict(zip(layout.arraylets.tolist(), layout.spines(), strict=True))
-        for start in range(0, len(rows), SLICE):  # arrays, a slice of rows at a time
+        types = list(PRIMITIVES)
+        for start in range(0, len(found), SLICE):  # arrays, a slice of objects at a time
             arrays = start + np.flatnonzero(~instance[start:start + SLICE])
             heap_at = layout.positions(arrays)
             words = words_of(layout.nrefs[heap_at], layout.payload_words[heap_at])
@@ -164,13 +164,13 @@ class HeapDump:
                 spine, count = chunked[int(arrays[k])]  # its chunks count to its array
                 chunks = slice(spine + 1, spine + 1 + count)
                 words[k] += words_of(layout.nrefs[chunks], layout.payload_words[chunks]).sum()
-            array_rows = rows[arrays]
-            position = np.where(self.klass[arrays] >= 0, self.klass[arrays], len(names) - 2)
-            primitive = array_rows["kind"] == PRIMITIVE_ARRAY_DUMP
-            position[primitive] = n + np.searchsorted(
-                list(PRIMITIVES), array_rows["klass"][primitive].astype(np.int64))
+            kind, klass = found.kind[arrays], self.klass[arrays]
+            primitive = kind == PRIMITIVE_ARRAY_DUMP
+            position = np.where(klass >= 0, klass, len(names) - 2)
+            position[primitive] = n + np.searchsorted(types, -klass[primitive].astype(np.int64))
             counts += np.bincount(position, minlength=len(names))
-            jvm += np.bincount(position, weights=array_jvm(array_rows), minlength=len(names))
+            jvm += np.bincount(position, weights=array_jvm(kind, klass, found.length[arrays]),
+                               minlength=len(names))
             heap += np.bincount(position, weights=8 * words, minlength=len(names))
         counts[-1], jvm[-1] = n, classes.mirror_jvm.sum()
         heap[-1] = 8 * words_of(layout.nrefs[:n], layout.payload_words[:n]).sum()
@@ -190,6 +190,7 @@ def read(path: str | os.PathLike, *, jdk: int | None = None) -> HeapDump:
     indexed = time.perf_counter()
     classes = classes_of(dump, index, jdk)
     klass = object_classes(index, classes)
+    index.objects.klass = None  # the class ids: 8 bytes an object no longer needed
     layout = layout_of(classes, index.objects, klass)
     return HeapDump(dump, index, classes, klass, layout,
                     {"index": indexed - begin, "model": time.perf_counter() - indexed})

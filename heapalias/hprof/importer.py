@@ -19,6 +19,7 @@ null and counted.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +35,8 @@ from .format import (
     PRIMITIVE_ARRAY_DUMP,
     PRIMITIVE_BYTES,
 )
-from .model import MIRROR_HEAD, Classes, array_bytes, value_owners
-from .reader import DumpFile, Index, read_fill
+from .model import MIRROR_HEAD, Classes, element_bytes, value_owners
+from .reader import DumpFile, Index, ObjectColumns, read_fill
 
 #: An object array longer than this is stored as an arraylet.
 CHUNK_REFS = MAX_REFS
@@ -77,6 +78,32 @@ class Layout:
         return list(zip(self.positions(self.arraylets).tolist(), self.chunks.tolist(),
                         strict=True))
 
+    def pieces(self) -> Iterator[tuple[slice, slice]]:
+        """The heap in pieces of about BUILD_SLICE objects, in order, each (its dump
+        objects, its heap positions); the classes' objects are the first piece. A dump
+        object's arraylet chunks are in its piece."""
+        yield slice(0, 0), slice(0, self.nclasses)
+        count = self.heap_objects - self.nclasses - int(self.chunks.sum())
+        for first in range(0, count, BUILD_SLICE):
+            last = min(first + BUILD_SLICE, count)
+            bounds = self.positions(np.array([first, last]))
+            yield slice(first, last), slice(int(bounds[0]),
+                                            int(bounds[1]) if last < count else self.heap_objects)
+
+    def offsets(self, base: int) -> Iterator[tuple[slice, slice, np.ndarray]]:
+        """Each piece, with the heap offsets of its objects: allocated back to back from
+        heap offset ``base``, as ObjectHeap.build lays them out."""
+        at = base
+        for dump_part, heap_part in self.pieces():
+            words = words_of(self.nrefs[heap_part], self.payload_words[heap_part])
+            ends = np.cumsum(words)
+            yield dump_part, heap_part, (at + 8 * (ends - words)).astype(np.uint64)
+            at += 8 * int(ends[-1]) if len(ends) else 0
+
+    def local(self, dump_part: slice, heap_part: slice) -> np.ndarray:
+        """Where a piece's dump objects are among its heap positions."""
+        return self.positions(np.arange(dump_part.start, dump_part.stop)) - heap_part.start
+
     def own(self) -> np.ndarray | slice:
         """Which heap objects are the classes' and the dump's (not arraylet chunks): a
         slice, or a mask."""
@@ -93,15 +120,15 @@ def words_of(nrefs: np.ndarray, payload_words: np.ndarray) -> np.ndarray:
     return np.maximum(1 + nrefs.astype(np.int64) + payload_words, MIN_WORDS)
 
 
-def layout_of(classes: Classes, rows: np.ndarray, klass: np.ndarray) -> Layout:
+def layout_of(classes: Classes, objects: ObjectColumns, klass: np.ndarray) -> Layout:
     """Each heap object's reference slots and payload words, arraylets included, from
-    the object rows and their classes (few temporaries: a dump has millions of rows)."""
-    kind = rows["kind"]
+    the dump's objects and their classes (few temporaries: a dump has millions)."""
+    kind = objects.kind
     object_array = kind == OBJECT_ARRAY_DUMP
-    arraylets = np.flatnonzero(object_array & (rows["length"] > CHUNK_REFS))
-    chunks = -(-rows["length"][arraylets].astype(np.int64) // CHUNK_REFS)
+    arraylets = np.flatnonzero(object_array & (objects.length > CHUNK_REFS))
+    chunks = -(-objects.length[arraylets].astype(np.int64) // CHUNK_REFS)
     nclasses = len(classes)
-    total = nclasses + len(rows) + int(chunks.sum())
+    total = nclasses + len(objects) + int(chunks.sum())
     layout = Layout(np.zeros(total, dtype=np.uint32), np.zeros(total, dtype=np.uint32),
                     nclasses, arraylets, chunks, 0)
     layout.nrefs[:nclasses] = classes.mirror_refs
@@ -110,43 +137,25 @@ def layout_of(classes: Classes, rows: np.ndarray, klass: np.ndarray) -> Layout:
     instance = kind == INSTANCE_DUMP
     known = klass[instance]
     known[known < 0] = 0  # no CLASS DUMP: the fill pass stops there with the reason
-    nrefs = np.where(object_array, rows["length"], 0).astype(np.uint32)
+    nrefs = np.where(object_array, objects.length, 0).astype(np.uint32)
     nrefs[instance] = classes.instance_refs[known]
     layout.nrefs[at] = nrefs
     del nrefs
     primitive = kind == PRIMITIVE_ARRAY_DUMP
-    payload = np.zeros(len(rows), dtype=np.uint32)
-    payload[primitive] = -(-array_bytes(rows[primitive]) // 8)
+    payload = np.zeros(len(objects), dtype=np.uint32)
+    payload[primitive] = -(-objects.length[primitive].astype(np.int64)
+                           * element_bytes(kind[primitive], klass[primitive]) // 8)
     payload[instance] = -(-classes.instance_bytes[known] // 8)
     layout.payload_words[at] = payload
     del payload
     for j, (spine, count) in zip(arraylets.tolist(), layout.spines(), strict=True):
-        length = int(rows["length"][j])
         layout.nrefs[spine] = count
         layout.nrefs[spine + 1:spine + 1 + count] = CHUNK_REFS
-        layout.nrefs[spine + count] = length - CHUNK_REFS * (count - 1)
+        layout.nrefs[spine + count] = int(objects.length[j]) - CHUNK_REFS * (count - 1)
     layout.heap_bytes = 8 * sum(int(words_of(layout.nrefs[k:k + BUILD_SLICE],
                                              layout.payload_words[k:k + BUILD_SLICE]).sum())
                                 for k in range(0, total, BUILD_SLICE))
     return layout
-
-
-def allocate(objects: ObjectHeap, layout: Layout, space: str | None) -> np.ndarray:
-    """Allocate every heap object (zeroed, headers written) in ``space``; their offsets.
-
-    One ObjectHeap.build call per slice of objects keeps its temporaries small; the
-    slices land back to back, as one call would put them."""
-    target = objects.space(space)
-    if layout.heap_bytes > target.end - target.top:
-        raise SpaceFull(f"space {target.name!r} has {target.end - target.top} bytes free, the "
-                        f"heap dump needs {layout.heap_bytes}",
-                        remedy="use a heap whose space holds HeapDump.heap_bytes")
-    offsets = np.empty(layout.heap_objects, dtype=np.uint64)
-    for start in range(0, layout.heap_objects, BUILD_SLICE):
-        end = start + BUILD_SLICE
-        offsets[start:end] = objects.build(layout.nrefs[start:end],
-                                           layout.payload_words[start:end], space=target.name)
-    return offsets
 
 
 def mirror_slots(index: Index, classes: Classes) -> tuple[np.ndarray, np.ndarray]:
@@ -172,9 +181,9 @@ def mirror_slots(index: Index, classes: Classes) -> tuple[np.ndarray, np.ndarray
 
 def write_mirrors(objects: ObjectHeap, index: Index, classes: Classes, offsets: np.ndarray,
                   table: native.HprofTable) -> tuple[np.ndarray, int]:
-    """Fill each class's object: its slots, through the table, and its static primitives
-    (big-endian, as the file holds them) for payload. Returns each one's non-null
-    references, and how many ids named no object."""
+    """Fill each class's object (at ``offsets``): its slots, through the table, and its
+    static primitives (big-endian, as the file holds them) for payload. Returns each
+    one's non-null references, and how many ids named no object."""
     n = len(classes)
     words = objects.words
     ids, owner = mirror_slots(index, classes)
@@ -208,25 +217,50 @@ def _ranks(counts: np.ndarray) -> np.ndarray:
     return np.arange(total) - np.repeat(np.concatenate(([0], np.cumsum(counts)))[:-1], counts)
 
 
-def link_arraylets(objects: ObjectHeap, layout: Layout, offsets: np.ndarray) -> None:
-    """Point each arraylet spine's slots at its chunks, which follow it."""
-    for spine, count in layout.spines():
-        first = (int(offsets[spine]) >> 3) + 1
-        objects.words[first:first + count] = objects.codec.encode(
-            offsets[spine + 1:spine + 1 + count])
-
-
 @dataclass(frozen=True)
 class Filled:
-    """What building the heap found: the offsets and the fill pass's counts."""
+    """What building the heap found: where it is, and the fill pass's counts."""
 
-    offsets: np.ndarray   # uint64 heap offset of each heap object
-    refs: np.ndarray      # uint64 reference word of each heap object
-    edges: np.ndarray     # uint32 non-null references of each dump object
+    base: int                 # heap offset of the first object
+    class_refs: np.ndarray    # uint64 reference word of each class's object
+    edges: np.ndarray         # uint32 non-null references of each dump object
     mirror_edges: np.ndarray  # uint32 non-null references of each class's object
     nulls: int
     missing: int
     seconds: dict
+
+
+def allocate(objects: ObjectHeap, layout: Layout, space: str, table: native.HprofTable,
+             index: Index, classes: Classes) -> tuple[int, np.ndarray]:
+    """Allocate every heap object (zeroed, headers written) in ``space``, one
+    ObjectHeap.build call per piece (its temporaries stay small; the pieces land back to
+    back), and enter each class's and dump object's reference in ``table``; arraylet
+    spines are linked to their chunks. Returns the first object's offset and the
+    offsets of the classes' objects."""
+    target = objects.space(space)
+    if layout.heap_bytes > target.end - target.top:
+        raise SpaceFull(f"space {target.name!r} has {target.end - target.top} bytes free, the "
+                        f"heap dump needs {layout.heap_bytes}",
+                        remedy="use a heap whose space holds HeapDump.heap_bytes")
+    base, ids, where = target.top, index.objects.id, index.objects.offset
+    spines = dict(layout.spines())
+    class_offsets = np.zeros(0, dtype=np.uint64)
+    for dump_part, heap_part in layout.pieces():
+        offsets = objects.build(layout.nrefs[heap_part], layout.payload_words[heap_part],
+                                space=target.name)
+        refs = np.asarray(objects.codec.encode(offsets), dtype=np.uint64)
+        if heap_part.start == 0:
+            class_offsets = offsets
+            native.hprof_table_add(table, classes.rows["id"], refs,
+                                   lambda k: int(classes.rows["offset"][k]))
+            continue
+        native.hprof_table_add(table, ids[dump_part], refs[layout.local(dump_part, heap_part)],
+                               lambda k, first=dump_part.start: int(where[first + k]))
+        for spine in (p for p in spines if heap_part.start <= p < heap_part.stop):
+            local, count = spine - heap_part.start, spines[spine]  # its chunks follow it
+            first = (int(offsets[local]) >> 3) + 1
+            objects.words[first:first + count] = refs[local + 1:local + 1 + count]
+    return base, class_offsets
 
 
 def build(objects: ObjectHeap, dump: DumpFile, index: Index, classes: Classes,
@@ -234,44 +268,37 @@ def build(objects: ObjectHeap, dump: DumpFile, index: Index, classes: Classes,
     """Allocate, then fill, every object of the dump in ``space``."""
     require_object_heap(objects, "a heap dump's import").require_writable("a heap dump's import")
     clock = time.perf_counter()
-    offsets = allocate(objects, layout, space)
-    refs = np.asarray(objects.codec.encode(offsets), dtype=np.uint64)
+    table = native.hprof_table(len(classes) + len(index.objects))
+    base, class_offsets = allocate(objects, layout, space, table, index, classes)
     allocated = time.perf_counter()
-    nclasses, rows = len(classes), index.objects
-    table = native.hprof_table(nclasses + len(rows))
-    native.hprof_table_add(table, classes.rows["id"], refs[:nclasses],
-                           lambda k: int(classes.rows["offset"][k]))
-    for start in range(0, len(rows), BUILD_SLICE):  # the ids are a strided column: copied
-        part = np.arange(start, min(start + BUILD_SLICE, len(rows)))  # a slice at a time
-        native.hprof_table_add(table, rows["id"][part], refs[layout.positions(part)],
-                               lambda k, start=start: int(rows["offset"][start + k]))
-    mirror_edges, mirror_missing = write_mirrors(objects, index, classes, offsets, table)
-    link_arraylets(objects, layout, offsets)
-    edges = np.zeros(len(rows), dtype=np.uint32)
-    fill = native.hprof_fill(objects.words, rows, klass, classes.layout_start, classes.layout,
-                             offsets[layout.object_at()], edges, table, CHUNK_REFS)
+    mirror_edges, mirror_missing = write_mirrors(objects, index, classes, class_offsets, table)
+    found = index.objects
+    edges = np.zeros(len(found), dtype=np.uint32)
+    ref_add = int(objects.codec.encode(8)) - 8  # a reference less this is its offset
+    fill = native.hprof_fill(objects.words, found.id, found.length, found.kind, klass,
+                             classes.rows["id"], classes.layout_start, classes.layout, edges,
+                             table, ref_add, CHUNK_REFS)
     cursor = read_fill(dump, fill)
     del fill
     filled = time.perf_counter()
-    return Filled(offsets, refs, edges, mirror_edges, int(cursor.nulls),
+    class_refs = np.asarray(objects.codec.encode(class_offsets), dtype=np.uint64)
+    return Filled(base, class_refs, edges, mirror_edges, int(cursor.nulls),
                   int(cursor.missing) + mirror_missing,
                   {"allocate": allocated - clock, "fill": filled - allocated}), table
 
 
 def unreachable(objects: ObjectHeap, space: str, roots: np.ndarray, filled: Filled,
                 layout: Layout) -> tuple[np.ndarray, int]:
-    """The heap positions of the class and dump objects ``roots`` do not reach, found by
-    marking; and how many heap objects the roots reach. Marks are cleared again."""
+    """The references of the class and dump objects ``roots`` do not reach, found by
+    marking (read a piece at a time); and how many heap objects the roots reach. Marks
+    are cleared again."""
     stats = collectors.mark(objects, roots, spaces=[space],
                             stack_capacity=max(layout.heap_objects, 1))
-    own = layout.own()
     lost = []
-    for start in range(0, layout.heap_objects, BUILD_SLICE):  # a slice at a time: small
-        headers = objects.words[filled.offsets[start:start + BUILD_SLICE] >> np.uint64(3)]
-        unmarked = (headers & np.uint64(MARKED)) == 0
-        if not isinstance(own, slice):  # arraylet chunks are no objects of the dump
-            unmarked &= own[start:start + BUILD_SLICE]
-        lost.append(start + np.flatnonzero(unmarked))
+    for dump_part, heap_part, offsets in layout.offsets(filled.base):
+        own = offsets if heap_part.start == 0 else offsets[layout.local(dump_part, heap_part)]
+        unmarked = own[(objects.words[own >> np.uint64(3)] & np.uint64(MARKED)) == 0]
+        lost.append(np.asarray(objects.codec.encode(unmarked), dtype=np.uint64))
     collectors.clear_marks(objects, space)
     return np.concatenate(lost), stats.objects
 

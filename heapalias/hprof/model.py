@@ -245,22 +245,22 @@ def mirror_base(rows: np.ndarray, names: list[str], instance_jvm: np.ndarray) ->
 
 
 def object_classes(index: Index, classes: Classes) -> np.ndarray:
-    """The class index (int32) of each instance and object array; -1 for a primitive
-    array, and for an object whose class has no CLASS DUMP."""
-    rows = index.objects
-    klass = classes.index_of(rows["klass"]).astype(np.int32)
-    klass[rows["kind"] == PRIMITIVE_ARRAY_DUMP] = -1
+    """Each object's class (int32): an instance's or object array's class index, -1 if
+    its class has no CLASS DUMP; a primitive array's basic type, negated."""
+    objects = index.objects
+    klass = classes.index_of(objects.klass).astype(np.int32)
+    primitive = objects.kind == PRIMITIVE_ARRAY_DUMP
+    klass[primitive] = -objects.klass[primitive].astype(np.int32)
     return klass
 
 
-def array_bytes(rows: np.ndarray) -> np.ndarray:
-    """The element bytes of each array row: references count as the JVM stores them
-    (compressed, 4 bytes), primitives at their size."""
-    element = np.where(rows["kind"] == OBJECT_ARRAY_DUMP, JVM_REFERENCE,
-                       PRIMITIVE_BYTES[rows["klass"].astype(np.int64) % len(PRIMITIVE_BYTES)])
-    return rows["length"].astype(np.int64) * element
+def element_bytes(kind: np.ndarray, klass: np.ndarray) -> np.ndarray:
+    """Bytes of an element of each array (kind, klass as object_classes gives them):
+    references as the JVM stores them (compressed, 4 bytes), primitives at their size."""
+    return np.where(kind == OBJECT_ARRAY_DUMP, JVM_REFERENCE,
+                    PRIMITIVE_BYTES[np.clip(-klass.astype(np.int64), 0, len(PRIMITIVE_BYTES) - 1)])
 
 
-def array_jvm(rows: np.ndarray) -> np.ndarray:
-    """The JVM shallow size of each array row."""
-    return jvm_align(JVM_ARRAY_HEADER + array_bytes(rows))
+def array_jvm(kind: np.ndarray, klass: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The JVM shallow size of each array."""
+    return jvm_align(JVM_ARRAY_HEADER + length.astype(np.int64) * element_bytes(kind, klass))

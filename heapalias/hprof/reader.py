@@ -21,7 +21,7 @@ from ..native import lib
 from .format import parse_header
 
 #: Bytes read at a time.
-CHUNK = 8 << 20
+CHUNK = 4 << 20
 
 #: The index pass's tables, in the order of ``enum ha_hprof_tables``, and their row types.
 TABLES = {
@@ -32,7 +32,11 @@ TABLES = {
     "values": native.struct_dtype("ha_hprof_value"),
     "fields": native.struct_dtype("ha_hprof_field"),
     "roots": native.struct_dtype("ha_hprof_root"),
-    "objects": native.struct_dtype("ha_hprof_object"),
+    "object_ids": np.dtype(np.uint64),
+    "object_classes": np.dtype(np.uint64),
+    "object_offsets": np.dtype(np.uint64),
+    "object_lengths": np.dtype(np.uint32),
+    "object_kinds": np.dtype(np.uint8),
 }
 assert len(TABLES) == lib.HA_HPROF_NTABLES  # the dict's order is the enum's
 
@@ -49,6 +53,21 @@ class DumpFile:
     header_bytes: int
 
 
+@dataclass
+class ObjectColumns:
+    """The dump's objects (INSTANCE, OBJECT ARRAY and PRIMITIVE ARRAY DUMPs), in file
+    order, a column each: a caller lets go of ``klass`` once it has the classes' indices."""
+
+    id: np.ndarray              # uint64
+    klass: np.ndarray | None    # uint64 class id; a primitive array's basic type
+    offset: np.ndarray          # uint64 file offset of the sub-record
+    length: np.ndarray          # uint32: an instance's field bytes; an array's length
+    kind: np.ndarray            # uint8 sub-record tag
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+
 @dataclass(frozen=True)
 class Index:
     """What the index pass found: one array per table, trimmed to its rows."""
@@ -60,7 +79,7 @@ class Index:
     values: np.ndarray
     fields: np.ndarray
     roots: np.ndarray
-    objects: np.ndarray
+    objects: ObjectColumns
 
 
 def _open(path: str | os.PathLike) -> tuple[object, os.stat_result]:
@@ -143,10 +162,12 @@ def read_index(path: str | os.PathLike) -> tuple[DumpFile, Index, object]:
         dump = DumpFile(Path(path), stat.st_size, stat.st_mtime_ns, id_size, timestamp, header)
         # A first guess from the size (javac's heap: 70 bytes of dump an object); a table
         # that fills grows by half.
+        objects = dump.size // 64
         guess = {"strings": dump.size // 2000, "text": dump.size // 50,
                  "loads": dump.size // 4000, "classes": dump.size // 4000,
                  "values": dump.size // 1000, "fields": dump.size // 1000,
-                 "roots": dump.size // 5000, "objects": dump.size // 64}
+                 "roots": dump.size // 5000, "object_ids": objects, "object_classes": objects,
+                 "object_offsets": objects, "object_lengths": objects, "object_kinds": objects}
         tables = [native.scratch(max(guess[name], 16), dtype, "the heap dump's index")
                   for name, dtype in TABLES.items()]
         index = native.hprof_index(tables)
@@ -170,8 +191,8 @@ def read_index(path: str | os.PathLike) -> tuple[DumpFile, Index, object]:
                                              "records are not followed by a HEAP DUMP END")
     counts = [int(index.counts[t]) for t in range(len(tables))]
     # The tables' spare rows go back, in place where numpy can.
-    return dump, Index(*(_trimmed(table, count) for table, count in zip(tables, counts,
-                                                                         strict=True))), cursor
+    trimmed = [_trimmed(table, count) for table, count in zip(tables, counts, strict=True)]
+    return dump, Index(*trimmed[:7], ObjectColumns(*trimmed[7:])), cursor
 
 
 def _trimmed(table: np.ndarray, count: int) -> np.ndarray:
@@ -183,7 +204,7 @@ def _trimmed(table: np.ndarray, count: int) -> np.ndarray:
     return table
 
 
-def read_fill(dump: DumpFile, fill: native.HprofFill) -> object:
+def read_fill(dump: DumpFile, fill: native.HprofFill):
     """The fill pass over the same file; its cursor holds the counts of references it
     resolved, found null, and found pointing at no object. HeapDumpError if the file
     is not the one the index pass read."""
