@@ -249,8 +249,11 @@ def _plot_path(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--no-reserve", is_flag=True,
               help="As root, do not fill the hugetlb pools for the run (by default a short pool "
               "is filled for the run and restored afterwards).")
+@click.option("--hprof", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An HPROF heap dump for the real_heap case (which then runs in any suite; "
+                   "the full suite captures javac's with the installed JDK otherwise).")
 def bench_command(suite, size, repeat, pattern, backing, pages, strategy, json_path, plot_path,
-                  pin, no_reserve) -> None:
+                  pin, no_reserve, hprof) -> None:
     """Benchmark the strategies side by side, each figure a ratio to a same-run limit."""
     from .backing import parse_size
     from .bench import report
@@ -269,7 +272,7 @@ def bench_command(suite, size, repeat, pattern, backing, pages, strategy, json_p
             result = run_suite(suite=suite, size=nbytes, repeat=repeat, pattern=pattern,
                                backing=backing, pages=pages, strategy=strategy, pin=pin,
                                reserve_pools=os.geteuid() == 0 and not no_reserve, tick=tick,
-                               on_start=on_start, say=say)
+                               on_start=on_start, say=say, hprof=hprof)
         except NothingSelected as exc:
             raise click.UsageError(exc.message) from exc
     data = result.as_dict()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hprof_files import (
     BOOLEAN,
     BYTE,
@@ -30,9 +31,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import heapalias as ha
-from heapalias import collectors, hprof, workloads
+from heapalias import cli, collectors, hprof, workloads
+from heapalias.bench.cases import Context, Variant, case_named
+from heapalias.bench.runner import run_suite
 from heapalias.hprof import capture
 from heapalias.objects import MAX_REFS
+from heapalias.probe import probe
 
 from conftest import run_isolated
 
@@ -412,3 +416,60 @@ def test_corrupted_real_dumps_never_crash(javac, mutations) -> None:
     assert proc.returncode == 0, proc.stderr
     outcomes = json.loads(proc.stdout)
     assert outcomes["ok"] + outcomes["typed"] == len(cases)
+
+
+# ---- the command line and the bench case ----
+
+def test_heapdump_command_imports_and_times_the_loops(tmp_path) -> None:
+    path = write(tmp_path, zoo(8).data(2))
+    result = CliRunner().invoke(cli.main, ["heapdump", str(path), "--json", "--repeat", "1",
+                                           "--pages", "4k"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["import"]["objects"] == 20 and data["jvm"] is None
+    timed = {r["label"] for r in data["bench"]["results"] if r["case"] == "real_heap"}
+    assert timed == {f"memfd/4k {loop}" for loop in ("mark", "walk", "verify", "cheney")}
+    skipped = {s["label"]: s["reason"] for s in data["bench"]["skipped"]}
+    assert "not captured" in skipped["jvm-serial"]
+    assert data["comparison"] == [line for line in data["comparison"] if "Cheney" in line]
+
+
+def test_heapdump_command_errors_are_one_line(tmp_path) -> None:
+    broken = write(tmp_path, zoo(4).data(1)[:-40])
+    for args, code, text in ((["heapdump"], 2, "give a heap dump FILE or --capture"),
+                             (["heapdump", str(broken)], 1, "heap dump corrupt at offset")):
+        result = CliRunner().invoke(cli.main, args)
+        assert result.exit_code == code, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and text in lines[0] and "Remedy" in lines[0], result.output
+
+
+def test_bench_runs_the_real_heap_case_given_a_dump(tmp_path) -> None:
+    path = write(tmp_path, zoo(8).data(1))
+    report = run_suite(suite="quick", size=8 << 20, repeat=1, pattern="4k cheney",
+                       pages="4k", hprof=str(path))
+    assert [r.label for r in report.results] == ["memfd/4k cheney"]
+    assert report.config["hprof"] == str(path)
+
+
+def test_the_real_heap_case_says_why_it_cannot_capture(monkeypatch) -> None:
+    monkeypatch.setattr(capture, "unavailable", lambda: "no JDK on PATH (test)")
+    ctx = Context(size=8 << 20, suite="full", probe=probe())
+    assert list(case_named("real_heap").variants(ctx)) == [
+        (Variant(detail="capture"), "no JDK on PATH (test)")]
+
+
+def test_heapdump_capture_compares_with_the_jvm(tmp_path) -> None:
+    why = capture.unavailable()
+    if why:
+        pytest.skip(why)
+    out = tmp_path / "captured.hprof"
+    result = CliRunner().invoke(cli.main, ["heapdump", "--capture", str(out), "--classes", "2",
+                                           "--json", "--repeat", "1", "--pages", "4k"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert out.is_file() and data["jvm"]["classes"] == 2
+    assert len(data["jvm"]["pauses"]["serial"]) == capture.FULL_GCS - 1
+    labels = {r["label"] for r in data["bench"]["results"]}
+    assert {"jvm-serial", "jvm-parallel", "memfd/4k cheney"} <= labels
+    assert "serial full GC" in data["comparison"][0] and "parallel" in data["comparison"][0]
