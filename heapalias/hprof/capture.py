@@ -138,7 +138,7 @@ def capture(dump: str | Path | None, *, classes: int = BENCH_CLASSES, collector:
         try:
             log = _until_ready(process)
             pid = str(process.pid)
-            version = re.search(r"JDK (\S+)", _run(["jcmd", pid, "VM.version"], "jcmd"))
+            version = re.search(r"\bJDK (\d[\w.+-]*)", _run(["jcmd", pid, "VM.version"], "jcmd"))
             if target is not None:
                 # jcmd refuses to overwrite: dump beside the target, then move it there.
                 partial = target.with_name(target.name + ".partial")

@@ -17,7 +17,8 @@ leaves (tests/test_hprof.py):
 
 The dump does not say which JDK wrote it; :func:`layout_for` tells JDK 19 and later
 (every thread has a ``java.lang.Thread$FieldHolder``) from earlier ones, and a caller
-who knows better passes the feature version.
+who knows better passes the feature version; the nearest known one at or below it is
+used.
 """
 
 from __future__ import annotations
@@ -75,9 +76,21 @@ _CONTENDED_17 = {
                           "threadLocalRandomSecondarySeed"),),
 }
 
-#: The layouts this module knows, by JDK feature version.
+#: JDK 19 moved ThreadLocalRandom's fields out of the contended group, and JDK 25 made
+#: ResolvedMethodName.vmholder a Java field; a Thread holds its JVMTI state.
+_INJECTED_25 = {
+    **_INJECTED_17,
+    "java.lang.invoke.ResolvedMethodName": 8,     # vmtarget
+    "java.lang.Thread": 8 + 4,                    # jvmti_thread_state, VTMS transition count
+}
+
+#: The layouts this module knows, by JDK feature version. JDK 17's agrees exactly with
+#: its class histogram (tests/test_hprof.py); JDK 25's with every class of a javac heap
+#: but java.lang.Class (its dumper leaves out the mirrors of archived classes it has not
+#: loaded) and Thread's subclasses (8 bytes short: Thread's fields leave a hole).
 LAYOUTS = {
     17: HotSpotLayout(17, _INJECTED_17, _CONTENDED_17),
+    25: HotSpotLayout(25, _INJECTED_25),
 }
 
 
@@ -85,6 +98,6 @@ def layout_for(class_names: list[str], feature: int | None = None) -> HotSpotLay
     """The layout of JDK ``feature``, or (None) of the JDK that the classes suggest:
     the nearest one this module knows at or below it."""
     if feature is None:
-        feature = 21 if "java.lang.Thread$FieldHolder" in class_names else 17
+        feature = 25 if "java.lang.Thread$FieldHolder" in class_names else 17
     known = [version for version in LAYOUTS if version <= feature] or [min(LAYOUTS)]
     return LAYOUTS[max(known)]
