@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import collectors, native
-from ..backing import require_type
 from ..errors import SpaceFull
 from ..objects import MARKED, MAX_REFS, MIN_WORDS, ObjectHeap, require_object_heap
 from .format import (
@@ -301,9 +300,3 @@ def unreachable(objects: ObjectHeap, space: str, roots: np.ndarray, filled: Fill
         lost.append(np.asarray(objects.codec.encode(unmarked), dtype=np.uint64))
     collectors.clear_marks(objects, space)
     return np.concatenate(lost), stats.objects
-
-
-def check_space_name(objects: ObjectHeap, space: str | None) -> str:
-    """The name of the space an import goes to (the first one by default)."""
-    require_type(objects, ObjectHeap, "a heap dump's import")
-    return objects.space(space).name

@@ -220,7 +220,7 @@ def _mirrors(index: Index, rows: np.ndarray, names: list[str],
     prim_bytes = np.bincount(owners[statics & ~is_ref], weights=primitive[statics & ~is_ref],
                              minlength=n).astype(np.int64)
     static_jvm = static_block(owners[statics], is_ref[statics], primitive[statics], n)
-    base = mirror_base(rows, names, instance_jvm)
+    base = mirror_base(names, instance_jvm)
     return refs.astype(np.int64), prim_bytes, jvm_align(base + static_jvm)
 
 
@@ -235,7 +235,7 @@ def static_block(owners: np.ndarray, is_ref: np.ndarray, primitive: np.ndarray,
     return (JVM_REFERENCE * refs + ((refs % 2 == 1) & wide) * 4 + prims).astype(np.int64)
 
 
-def mirror_base(rows: np.ndarray, names: list[str], instance_jvm: np.ndarray) -> int:
+def mirror_base(names: list[str], instance_jvm: np.ndarray) -> int:
     """Bytes of a java.lang.Class before its class's static fields: its own size."""
     try:
         k = names.index("java.lang.Class")

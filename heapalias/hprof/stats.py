@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -135,7 +134,3 @@ def kinds_count(kind: np.ndarray) -> tuple[int, int, int]:
 def primitive_array_names() -> list[str]:
     """The JVM's names of the primitive array classes, by basic type order."""
     return [array for _, array, _ in PRIMITIVES.values()]
-
-
-def display_path(path: Path) -> str:
-    return str(path)
