@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -413,12 +414,12 @@ def _classes_table(stats, top: int) -> Table:
     return table
 
 
-def jvm_comparison(results: list[dict]) -> list[str]:
+def jvm_comparison(results: list[dict], pauses: dict[str, list[float]] | None) -> list[str]:
     """One line per page size: Cheney and mark of the imported heap beside the JVM's own
-    full-GC pauses (medians of the run)."""
+    full-GC pauses on it, medians on both sides (the loops' of the run's rounds, the
+    JVM's of its forced collections on the live heap)."""
     medians = {r["label"]: r["summary"]["median"] for r in results if r["case"] == "real_heap"}
-    jvm = {name: medians[f"jvm-{name}"] for name in ("serial", "parallel")
-           if f"jvm-{name}" in medians}
+    jvm = {name: statistics.median(values) for name, values in (pauses or {}).items()}
     lines = []
     for label, cheney in medians.items():
         if not label.endswith(" cheney"):
@@ -481,7 +482,7 @@ def heapdump_command(file, capture_to, classes, pages, repeat, top, as_json, plo
                            jvm_pauses=jvm["pauses"] if jvm else None,
                            reserve_pools=os.geteuid() == 0 and not no_reserve, tick=tick,
                            on_start=on_start).as_dict()
-    comparison = jvm_comparison(report["results"])
+    comparison = jvm_comparison(report["results"], jvm["pauses"] if jvm else None)
     if plot_path:
         from .hprof.histograms import plot_histograms, synthetic_histograms
 

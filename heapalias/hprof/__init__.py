@@ -11,7 +11,7 @@ own full collections on it. docs/hprof.md describes the model and the findings.
 ::
 
     dump = hprof.read("javac.hprof")
-    with ha.Heap(size_for(dump.heap_bytes)) as heap:
+    with ha.Heap(dump.semispace_bytes()) as heap:
         semi = ha.SemiSpace.over(heap)
         imported = dump.load(semi.objects, space="from")
         semi.collect(imported.roots.copy())
