@@ -210,6 +210,19 @@ def test_the_statistics_feed_a_random_graph(tmp_path) -> None:
         assert graph.objects == 500
 
 
+def test_a_heap_dump_without_objects_loads_empty(tmp_path) -> None:
+    for roots in ([], [MISSING]):
+        w = HprofWriter(8)
+        for root in roots:
+            w.root("unknown", root)
+        heap, semi, imported = load_into(write(tmp_path, w.data(1)))
+        with heap:
+            stats = imported.stats
+            assert (stats.objects, stats.heap_bytes, len(imported.roots)) == (0, 0, 0)
+            assert stats.missing_roots == len(roots) and stats.sizes == stats.degrees == {}
+            assert semi.collect(imported.roots.copy()).objects == 0
+
+
 def test_a_space_too_small_is_space_full_and_allocates_nothing(tmp_path) -> None:
     dump = hprof.read(write(tmp_path, zoo(8).data(1)))
     with ha.Heap("1M") as heap:
