@@ -3,6 +3,7 @@ object and no store was lost; the graph, verify and the stall metrics agree."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -218,3 +219,26 @@ def test_pause_percentiles() -> None:
     assert 50 <= summary["p50_us"] <= 51 and summary["p99_us"] > 99
     assert pause_percentiles(stall_log())["count"] == 0
     assert mmu(stall_log(), 0, 1000, 100) == 1.0
+
+
+def test_the_cli_runs_every_design_side_by_side(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from heapalias import cli
+
+    plot = tmp_path / "mmu.png"
+    args = ["concurrent", "--size", "16M", "--objects", "20000", "--operations", "50000",
+            "--rounds", "2", "--pages", "4k", "--collections", "4"]
+    result = CliRunner().invoke(cli.main, [*args, "--json", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[:result.output.rindex("}") + 1])
+    rows = {(r["design"], r["phase"]): r for r in data["results"]}
+    assert set(rows) == {(d, p) for d in ("stw", "colored", "masked") for p in ("cold", "steady")}
+    assert all(r["checksums_equal"] and r["collections"] == 4 for r in rows.values())
+    assert set(rows["colored", "steady"]["mmu"]) == {"0.1ms", "1ms", "10ms"}
+    assert "barrier_fast_path" in rows["masked", "steady"] and plot.stat().st_size > 10_000
+    table = CliRunner().invoke(cli.main, [*args, "--design", "colored"])
+    assert table.exit_code == 0 and "colored" in table.output and "stw" not in table.output
+    bad = CliRunner().invoke(cli.main, ["concurrent", "--store-permille", "900",
+                                        "--alloc-permille", "200"])
+    assert bad.exit_code == 2 and "exceeds 1000" in bad.output
