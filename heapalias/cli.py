@@ -466,14 +466,16 @@ def _print_concurrent(results: list[dict], skipped: list, size: int, objects: in
                      for k in ("p50_us", "p99_us", "p999_us", "max_us")),
             "/".join(f"{v:.2f}" for v in r["mmu"].values()), f"{r['throughput_ratio']:.2f}x",
             f"{cold[r['design'], r['pages']]['throughput_ratio']:.2f}x",
-            f"{barrier['throughput_ratio']:.2f}x" if barrier else "-",
+            f"{barrier['throughput_ratio']:.2f}x, {barrier['ns_per_load']:.1f} ns/load"
+            if barrier else "-",
             str(r["slow_paths"]["count"]), f"{r['collector_ms']:.0f}",
             f"{r['relocated_mb']:.0f}", "equal" if r["checksums_equal"] else "DIFFERS")
     console = Console(highlight=False, soft_wrap=False, width=max(Console().width, 160))
     console.print(table)
     console.print("Steady state: the median over rounds after the first; cold: the first round. "
                   "throughput: operations/s against the no-collection run of the same seed on the "
-                  "same heap; barrier: the load barrier alone, no collection. Pauses are "
+                  "same heap; barrier: the load barrier alone, no collection (throughput, and ns "
+                  "per reference load). Pauses are "
                   "safepoint and allocation stalls; barrier slow paths are counted apart.")
     for pages, why in skipped:
         console.print(f"skipped {pages}: {why}")

@@ -71,6 +71,17 @@ def test_a_design_reads_and_leaves_what_the_reference_run_does(plans, mix, colle
 
 
 @pytest.mark.parametrize("design", DESIGNS)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_design_on_2m_hugetlb_pages(pool_2m, design, seed) -> None:
+    with ha.Heap(HEAP, pages="2m", name=f"concurrent-2m-{design}") as heap:
+        assert heap.pages_report()[0].obtained == "2 MiB hugetlb"
+        mix = cc.MutatorMix(operations=60_000, store_permille=200, alloc_permille=150, seed=seed)
+        (reference, run), (expected, shape) = reference_and(cc.plan_for(heap, design), design,
+                                                            mix, 20, seed)
+    assert run.checksum == reference.checksum and shape == expected and run.collections == 20
+
+
+@pytest.mark.parametrize("design", DESIGNS)
 def test_many_collections_back_to_back(plans, design) -> None:
     mix = cc.MutatorMix(operations=150_000, alloc_permille=100, seed=7)
     (reference, run), (expected, shape) = reference_and(plans[design], design, mix, 150)
