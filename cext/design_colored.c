@@ -137,6 +137,10 @@ static int scan_to_space(struct ha_conc *c, ha_off *scan)
                                                 &c->run->objects_relocated, c->st);
             if (!healed)
                 return HA_ATOMIC_LOAD(&c->failed);
+            if (c->mix->collector_delay_ns) /* a slowed collector, for the slow path's sake */
+                for (uint64_t until = ha_now_ns() + c->mix->collector_delay_ns;
+                     ha_now_ns() < until;)
+                    __builtin_ia32_pause();
             /* A failed exchange means the mutator stored a good reference there.
              * Release: the mutator reads the copy through this slot. */
             __atomic_compare_exchange_n(&obj[i], &ref, healed, 0, __ATOMIC_RELEASE,
@@ -200,6 +204,9 @@ static int flip(struct ha_conc *c)
     c->to_end = to.end;
     HA_ATOMIC_STORE(&c->to_top, to.start);
     gc->heap.store_color = (gc->heap.store_color + 1) % gc->heap.ncolors;
+    for (size_t i = 0; i < c->nroots; i++) /* the misses overlap: the pause is this loop */
+        if (c->roots[i])
+            __builtin_prefetch(ha_prefetch_address(&gc->heap, c->roots[i]));
     for (size_t i = 0; i < c->nroots; i++) {
         if (!c->roots[i])
             continue;
