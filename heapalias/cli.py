@@ -18,6 +18,7 @@ from rich.table import Table
 from ._version import __version__
 from .backing import format_size
 from .collectors import plan_named, registered
+from .concurrent import DESIGNS
 from .errors import HeapAliasError
 from .probe import ProbeResult, probe
 from .system import PAGE_SIZES, SystemInfo, hugepage_pool, hugepage_pools, reserve_hugepages
@@ -371,9 +372,13 @@ def gcbench_command(backing, pages, size, collector, depth, repeat, as_json) -> 
                              remedy="report this bug with `heapalias probe --json` attached")
 
 
+#: The designs `heapalias concurrent` compares with the no-collection run.
+CONCURRENT_DESIGNS = tuple(name for name in DESIGNS if name != "none")
+
+
 @main.command("concurrent")
-@click.option("--design", "designs", multiple=True, default=("stw", "colored", "masked"),
-              type=click.Choice(["stw", "colored", "masked"]), show_default=True,
+@click.option("--design", "designs", multiple=True, default=CONCURRENT_DESIGNS,
+              type=click.Choice(CONCURRENT_DESIGNS), show_default=True,
               help="Designs to run (repeatable); each beside the no-collection run.")
 @click.option("--pages", "page_sizes", multiple=True, default=("4k", "2m"), show_default=True,
               type=click.Choice(["4k", "thp", "2m", "1g"]), help="Page sizes (repeatable).")
