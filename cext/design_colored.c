@@ -240,10 +240,11 @@ static int colored_cycle(struct ha_conc *c)
         if (finished) { /* nothing left to scan, and the mutator is parked */
             gc->spaces[0].top = HA_ATOMIC_LOAD(&c->to_top);
             c->relocating = 0;
+            rc = ha_conc_verify(c);
         }
         if (parked)
             ha_conc_release_mutator(c);
-        if (finished)
+        if (finished || rc)
             break;
     }
     if (rc)

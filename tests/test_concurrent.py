@@ -42,7 +42,7 @@ def reference_and(plan, design: str, mix: cc.MutatorMix, collections: int, seed:
     runs, shapes = [], []
     for name in ("none", design):
         roots = cc.live_graph(plan, OBJECTS, seed=seed)
-        runs.append(cc.run(plan, roots, name, mix=mix, collections=collections))
+        runs.append(cc.run(plan, roots, name, mix=mix, collections=collections, verify=True))
         collectors.verify(plan.objects, roots, spaces=[plan.allocation_space.name])
         shapes.append(plan.objects.shape(roots))
     return runs, shapes

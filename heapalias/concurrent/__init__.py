@@ -142,7 +142,8 @@ def live_graph(plan: SemiSpace, objects: int, *, mean_degree: int = 2, roots: in
 
 def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
         mix: MutatorMix | None = None, collections: int = 8,
-        stall_capacity: int = 1 << 16, collector_delay_ns: int = 0) -> ConcurrentRun:
+        stall_capacity: int = 1 << 16, collector_delay_ns: int = 0,
+        verify: bool = False) -> ConcurrentRun:
     """Run the mutator over the graph ``roots`` reach, in ``plan``'s allocation space,
     with ``design`` collecting beside it ``collections`` times (spread evenly over the
     operations, and whenever the mutator runs out of room). The roots are updated in
@@ -151,7 +152,9 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
 
     ``collector_delay_ns`` slows the colored and masked collectors down: they wait that
     long after each stale reference they heal, so the mutator meets more of them (a
-    knob for studying the barrier's slow path; 0 runs at full speed)."""
+    knob for studying the barrier's slow path; 0 runs at full speed). ``verify`` checks
+    the heap at the end of every cycle, with the mutator parked (every reference in the
+    allocation space and the roots names an object there): HeapCorruption if not."""
     if not isinstance(plan, SemiSpace):
         raise InvalidArgument(f"the concurrent designs run on a SemiSpace plan, not {plan!r}")
     if not isinstance(design, str) or design not in DESIGNS:
@@ -177,7 +180,7 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
     fields = {"operations": mix.operations, "seed": mix.seed,
               "store_permille": mix.store_permille, "alloc_permille": mix.alloc_permille,
               "path_length": mix.path_length, "collections": collections,
-              "first_identity": 1 << 40, "collector_delay_ns": delay}
+              "first_identity": 1 << 40, "collector_delay_ns": delay, "verify": bool(verify)}
     gc = plan.to_native()
     rc, st, result = native.concurrent(gc, DESIGNS[design], fields, roots, stalls)
     plan.from_native(gc)
