@@ -142,7 +142,7 @@ def live_graph(plan: SemiSpace, objects: int, *, mean_degree: int = 2, roots: in
 
 def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
         mix: MutatorMix | None = None, collections: int = 8,
-        stall_capacity: int = 1 << 16, collector_delay_ns: int = 0,
+        stall_capacity: int = 1 << 20, collector_delay_ns: int = 0,
         verify: bool = False) -> ConcurrentRun:
     """Run the mutator over the graph ``roots`` reach, in ``plan``'s allocation space,
     with ``design`` collecting beside it ``collections`` times (spread evenly over the
