@@ -7,6 +7,7 @@
 #include "concurrent.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 
 int ha_conc_stop_mutator(struct ha_conc *c)
 {
@@ -26,6 +27,19 @@ int ha_conc_stop_mutator(struct ha_conc *c)
 void ha_conc_release_mutator(struct ha_conc *c)
 {
     HA_ATOMIC_STORE(&c->released, c->requested);
+}
+
+int ha_conc_verify(struct ha_conc *c)
+{
+    if (!c->mix->verify)
+        return HA_OK;
+    const ha_heap *h = &c->gc->heap;
+    memset(c->verify_bitmap, 0, (h->size / 512 + 1) * 8);
+    ha_stats st;
+    int rc = ha_verify(h, &c->gc->spaces[0], 1, c->roots, c->nroots, c->verify_bitmap, &st);
+    if (rc)
+        *c->st = st;
+    return ha_conc_fail(c, rc);
 }
 
 int ha_stamp_identities(const ha_heap *h, const ha_space *space, ha_stats *st)
@@ -107,15 +121,20 @@ int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, 
                         .run = run, .stalls = stalls, .stall_capacity = stall_capacity,
                         .st = st};
     c.mutator_st.error_root = -1;
-    if (ops && ops->prepare && (rc = ops->prepare(&c)))
-        return ha_end(st, rc);
-    pthread_t mutator;
-    if (pthread_create(&mutator, NULL, ha_mutator_main, &c))
+    if (mix->verify && !(c.verify_bitmap = calloc(gc->heap.size / 512 + 1, 8)))
         return ha_end(st, ha_fail(st, HA_ERR_NOMEM, 0, -1));
+    pthread_t mutator;
+    if ((ops && ops->prepare && (rc = ops->prepare(&c))) ||
+        (pthread_create(&mutator, NULL, ha_mutator_main, &c) &&
+         (rc = ha_fail(st, HA_ERR_NOMEM, 0, -1)))) {
+        free(c.verify_bitmap);
+        return ha_end(st, rc);
+    }
     rc = ops ? collect_beside(&c) : HA_OK;
     if (rc) /* a parked mutator sees the failure and stops */
         ha_conc_release_mutator(&c);
     pthread_join(mutator, NULL);
+    free(c.verify_bitmap);
     run->bytes_relocated += c.mutator_bytes_relocated;
     run->objects_relocated += c.mutator_objects_relocated;
     rc = HA_ATOMIC_LOAD(&c.failed);

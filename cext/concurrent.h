@@ -51,6 +51,7 @@ struct ha_conc {
     size_t stall_capacity;
 
     ha_stats *st;         /* the collector's error details */
+    uint64_t *verify_bitmap; /* for mix->verify: one bit per heap word */
     ha_stats mutator_st;  /* the mutator's */
 
     /* Relocation beside the mutator (design_colored.c). Set in the flip pause,
@@ -109,6 +110,11 @@ static inline int ha_has_color(const ha_heap *h, ha_ref ref, uint32_t good)
 {
     return ((ref - h->ref_base) >> h->shift) == good;
 }
+
+/* With mix->verify, check the allocation space and the roots as ha_verify does
+ * (every reference names an object start there): at the end of a cycle, with
+ * the mutator parked. A failure is the run's. */
+int ha_conc_verify(struct ha_conc *c);
 
 /* Stop the mutator at its next safepoint; 1 once it is parked, 0 if it has
  * finished (or failed) instead, so the pause runs without it. */

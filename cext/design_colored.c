@@ -56,7 +56,11 @@ ha_ref ha_colored_relocate(struct ha_conc *c, const ha_heap *h, ha_ref ref, uint
         if (!at)
             return 0;
         uint64_t *copy = ha_at(h, at);
-        memcpy(copy + 1, obj + 1, size - 8);
+        if (size <= 64) /* small objects: an inlined loop beats a memcpy call */
+            for (uint64_t i = 1; i < size / 8; i++)
+                copy[i] = obj[i];
+        else
+            memcpy(copy + 1, obj + 1, size - 8);
         __atomic_store_n(copy, header, __ATOMIC_RELEASE);
         if (__atomic_compare_exchange_n(obj, &header, ha_moved_header(at), 0, __ATOMIC_ACQ_REL,
                                         __ATOMIC_ACQUIRE)) {
@@ -83,12 +87,43 @@ static uint64_t published_header(struct ha_conc *c, const uint64_t *word)
     return header;
 }
 
-/* Scan to-space from `*scan` to its current top, healing every bad slot. */
+enum { PREFETCH_OBJECTS = 12, PREFETCH_REFS = 4 };
+
+/* Prefetch the from-space headers the published object at `*ahead` refers to
+ * with a bad color, and step past it; stop (leave *ahead) at an unpublished or
+ * bad header, which the scan itself will wait for or report. Prefetches never
+ * fault, so the references need no checks. */
+static inline void prefetch_ahead(const struct ha_conc *c, const ha_heap *h, uint32_t good,
+                                  ha_off *ahead)
+{
+    const uint64_t *obj = ha_at(h, *ahead);
+    uint64_t header = __atomic_load_n(obj, __ATOMIC_ACQUIRE);
+    if (!ha_header_ok(header, *ahead, c->to_end))
+        return;
+    for (uint64_t i = 1; i <= ha_nrefs(header) && i <= PREFETCH_REFS; i++) {
+        ha_ref ref = ha_load(&obj[i]);
+        if (ref && !ha_has_color(h, ref, good))
+            __builtin_prefetch(ha_prefetch_address(h, ref));
+    }
+    *ahead += ha_words(header) * 8;
+}
+
+/* Scan to-space from `*scan` to its current top, healing every bad slot; the
+ * objects ahead of the scan have their referents prefetched, as in Cheney's
+ * loop (copy.c), since from-space is read in no particular order. */
 static int scan_to_space(struct ha_conc *c, ha_off *scan)
 {
     const ha_heap *h = &c->gc->heap;
     uint32_t good = h->store_color;
-    while (*scan < HA_ATOMIC_LOAD(&c->to_top)) {
+    ha_off ahead = *scan, top;
+    unsigned lead = 0; /* objects from the scan to `ahead` */
+    while (*scan < (top = HA_ATOMIC_LOAD(&c->to_top))) {
+        for (; lead < PREFETCH_OBJECTS && ahead < top; lead++) {
+            ha_off was = ahead;
+            prefetch_ahead(c, h, good, &ahead);
+            if (ahead == was)
+                break;
+        }
         uint64_t *obj = ha_at(h, *scan), header = published_header(c, obj);
         if (!header)
             return HA_ATOMIC_LOAD(&c->failed);
@@ -102,12 +137,22 @@ static int scan_to_space(struct ha_conc *c, ha_off *scan)
                                                 &c->run->objects_relocated, c->st);
             if (!healed)
                 return HA_ATOMIC_LOAD(&c->failed);
+            if (c->mix->collector_delay_ns) /* a slowed collector, for the slow path's sake */
+                for (uint64_t until = ha_now_ns() + c->mix->collector_delay_ns;
+                     ha_now_ns() < until;)
+                    __builtin_ia32_pause();
             /* A failed exchange means the mutator stored a good reference there.
              * Release: the mutator reads the copy through this slot. */
             __atomic_compare_exchange_n(&obj[i], &ref, healed, 0, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED);
         }
         *scan += ha_words(header) * 8;
+        if (ahead <= *scan) {
+            ahead = *scan;
+            lead = 0;
+        } else {
+            lead--;
+        }
     }
     return HA_OK;
 }
@@ -159,6 +204,9 @@ static int flip(struct ha_conc *c)
     c->to_end = to.end;
     HA_ATOMIC_STORE(&c->to_top, to.start);
     gc->heap.store_color = (gc->heap.store_color + 1) % gc->heap.ncolors;
+    for (size_t i = 0; i < c->nroots; i++) /* the misses overlap: the pause is this loop */
+        if (c->roots[i])
+            __builtin_prefetch(ha_prefetch_address(&gc->heap, c->roots[i]));
     for (size_t i = 0; i < c->nroots; i++) {
         if (!c->roots[i])
             continue;
@@ -192,10 +240,11 @@ static int colored_cycle(struct ha_conc *c)
         if (finished) { /* nothing left to scan, and the mutator is parked */
             gc->spaces[0].top = HA_ATOMIC_LOAD(&c->to_top);
             c->relocating = 0;
+            rc = ha_conc_verify(c);
         }
         if (parked)
             ha_conc_release_mutator(c);
-        if (finished)
+        if (finished || rc)
             break;
     }
     if (rc)

@@ -11,6 +11,7 @@ static int stw_cycle(struct ha_conc *c)
     if (!rc) {
         c->run->bytes_relocated += gc.bytes;
         c->run->objects_relocated += gc.objects;
+        rc = ha_conc_verify(c);
     } else {
         *c->st = gc;
         ha_conc_fail(c, rc);

@@ -246,6 +246,11 @@ typedef struct ha_mutator_mix {
     uint32_t path_length;
     uint32_t collections; /* cycles, spread evenly over the operations */
     uint64_t first_identity; /* the identity of the first object the mutator allocates */
+    uint64_t collector_delay_ns; /* the collector waits this long after each stale
+                                    reference it heals: a slower collector, whose mutator
+                                    meets more of them (0: full speed) */
+    uint32_t verify;      /* verify the heap at the end of every cycle, the mutator parked */
+    uint32_t reserved;
 } ha_mutator_mix;
 
 typedef struct ha_stall {

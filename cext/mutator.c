@@ -134,14 +134,22 @@ static __attribute__((noinline)) ha_ref heal(struct mutator *m, uint64_t *slot, 
     return good;
 }
 
+/* What the barrier tests a reference against, in locals: the mutator's state
+ * escapes to the slow path, so the compiler would reload it from memory after
+ * every store into the heap. A reference is good iff (ref - base) >> shift is 0. */
+struct good {
+    uint64_t base; /* where the good color's view begins */
+    uint32_t shift;
+};
+
 /* Every reference the program loads from the heap. 0 is null, or a failure
  * that heal recorded in c->failed. The load acquires: the slot may have been
  * healed by the collector, whose copy's contents must be seen with it (a plain
  * load on x86-64). */
-ALWAYS_INLINE ha_ref load_ref(struct mutator *m, uint64_t *slot, int colored)
+ALWAYS_INLINE ha_ref load_ref(struct mutator *m, uint64_t *slot, const struct good *good)
 {
     ha_ref ref = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (colored && ref && __builtin_expect(!ha_has_color(&m->h, ref, m->h.store_color), 0))
+    if (good && ref && __builtin_expect((ref - good->base) >> good->shift != 0, 0))
         ref = heal(m, slot, ref);
     return ref;
 }
@@ -159,6 +167,9 @@ ALWAYS_INLINE ha_off allocate(struct mutator *m, uint64_t bytes)
 ALWAYS_INLINE int operation(struct mutator *m, int colored)
 {
     const ha_mutator_mix *mix = m->c->mix;
+    const struct good colors = {m->h.ref_base + ((uint64_t)m->h.store_color << m->h.shift),
+                                m->h.shift};
+    const struct good *good = colored ? &colors : NULL; /* NULL: no barrier */
     uint64_t roll = next_random(m) % 1000;
     int kind = roll < mix->store_permille ? STORE
              : roll < mix->store_permille + mix->alloc_permille ? ALLOCATE : LOAD;
@@ -179,7 +190,7 @@ ALWAYS_INLINE int operation(struct mutator *m, int colored)
         m->counts.loads++;
         if (!ha_nrefs(header))
             break;
-        ha_ref next = load_ref(m, &node[1 + next_random(m) % ha_nrefs(header)], colored);
+        ha_ref next = load_ref(m, &node[1 + next_random(m) % ha_nrefs(header)], good);
         if (!next)
             break;
         ref = next;
@@ -199,7 +210,7 @@ ALWAYS_INLINE int operation(struct mutator *m, int colored)
             __atomic_store_n(&node[1 + (choice >> 3) % nrefs], 0, __ATOMIC_RELAXED);
         } else { /* swap two edges: two reference stores, nothing cut */
             uint64_t *a = &node[1 + (choice >> 3) % nrefs], *b = &node[1 + (choice >> 20) % nrefs];
-            ha_ref ra = load_ref(m, a, colored), rb = load_ref(m, b, colored);
+            ha_ref ra = load_ref(m, a, good), rb = load_ref(m, b, good);
             if (HA_ATOMIC_LOAD(&m->c->failed))
                 return HA_ATOMIC_LOAD(&m->c->failed);
             __atomic_store_n(a, rb, __ATOMIC_RELEASE);
@@ -207,19 +218,29 @@ ALWAYS_INLINE int operation(struct mutator *m, int colored)
         }
         return HA_OK;
     }
-    /* Allocate, and put the new object on one of the node's edges: spliced in
-     * (node -> new -> the old target) or in place of the old target, which may
-     * then be garbage. new -> the walk's first node, too. Its header goes in
-     * last: while a cycle relocates, that publishes it to the collector. */
-    uint64_t new_refs = 2, words = 1 + new_refs + 2;
-    uint64_t *slot = nrefs ? &node[1 + (choice >> 1) % nrefs] : NULL;
-    ha_ref target = slot && (choice & 1) ? load_ref(m, slot, colored) : ref;
+    /* Allocate, and put the new object on one of the node's edges, in front of
+     * the edge's old target (new -> target, new -> the walk's first node). If
+     * that target was itself allocated by the mutator, the new object takes its
+     * place and both its edges, and it is garbage: the original graph stays
+     * whole while young objects churn, as the generational hypothesis has it. */
+    uint64_t new_refs = 2, words = 1 + new_refs + 2, young_header;
+    uint64_t *slot = nrefs ? &node[1 + (choice >> 1) % nrefs] : NULL, *young;
+    ha_ref target = slot ? load_ref(m, slot, good) : 0, second = first;
+    if (target) {
+        if (!(young = node_of(m, target, &young_header)))
+            return HA_ATOMIC_LOAD(&m->c->failed) ? HA_ATOMIC_LOAD(&m->c->failed)
+                   : ha_fail(&m->c->mutator_st, HA_ERR_REF, 0, (int64_t)root);
+        if (ha_nrefs(young_header) == 2 && ha_load(&young[3]) >= mix->first_identity) {
+            target = load_ref(m, &young[1], good);
+            second = load_ref(m, &young[2], good);
+        }
+    }
     ha_off off = allocate(m, words * 8);
     if (HA_ATOMIC_LOAD(&m->c->failed))
         return HA_ATOMIC_LOAD(&m->c->failed);
     uint64_t *obj = ha_at(&m->h, off);
     obj[1] = target;
-    obj[2] = first;
+    obj[2] = second;
     obj[3] = m->identity++;
     obj[4] = next_random(m);
     __atomic_store_n(&obj[0], ha_make_header(words, new_refs), __ATOMIC_RELEASE);

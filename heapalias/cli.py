@@ -19,6 +19,7 @@ from rich.table import Table
 from ._version import __version__
 from .backing import format_size
 from .collectors import plan_named, registered
+from .concurrent import DESIGNS
 from .errors import HeapAliasError
 from .probe import ProbeResult, probe
 from .system import PAGE_SIZES, SystemInfo, hugepage_pool, hugepage_pools, reserve_hugepages
@@ -373,6 +374,120 @@ def gcbench_command(backing, pages, size, collector, depth, repeat, as_json) -> 
     if not summary["checks_ok"]:
         raise HeapAliasError("the program's check values are wrong: the heap is corrupt",
                              remedy="report this bug with `heapalias probe --json` attached")
+
+
+#: The designs `heapalias concurrent` compares with the no-collection run.
+CONCURRENT_DESIGNS = tuple(name for name in DESIGNS if name != "none")
+
+
+@main.command("concurrent")
+@click.option("--design", "designs", multiple=True, default=CONCURRENT_DESIGNS,
+              type=click.Choice(CONCURRENT_DESIGNS), show_default=True,
+              help="Designs to run (repeatable); each beside the no-collection run.")
+@click.option("--pages", "page_sizes", multiple=True, default=("4k", "2m"), show_default=True,
+              type=click.Choice(["4k", "thp", "2m", "1g"]), help="Page sizes (repeatable).")
+@click.option("--size", default="256M", show_default=True, help="Heap size (two semispaces).")
+@click.option("--objects", type=click.IntRange(1, 1 << 30), default=1_000_000,
+              show_default=True, help="Objects in the mutator's graph (most of them live).")
+@click.option("--operations", type=click.IntRange(1, 1 << 40), default=3_000_000,
+              show_default=True, help="Mutator operations per run.")
+@click.option("--collections", type=click.IntRange(0, 1 << 20), default=10, show_default=True,
+              help="Collection cycles per run, spread over the operations.")
+@click.option("--store-permille", type=click.IntRange(0, 1000), default=100, show_default=True)
+@click.option("--alloc-permille", type=click.IntRange(0, 1000), default=50, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Interleaved rounds; the first is reported as the cold run.")
+@click.option("--seed", type=click.IntRange(0, (1 << 64) - 1), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--plot", "plot_path", callback=_plot_path, help="Draw the MMU curves to this PNG.")
+@click.option("--no-reserve", is_flag=True,
+              help="As root, do not fill the hugetlb pools for the run.")
+def concurrent_command(designs, page_sizes, size, objects, operations, collections,
+                       store_permille, alloc_permille, rounds, seed, as_json, plot_path,
+                       no_reserve) -> None:
+    """Collect beside a running C mutator: pauses, MMU and throughput per design and pages."""
+    import contextlib
+
+    from .backing import parse_size
+    from .bench import pools
+    from .concurrent import MutatorMix
+    from .concurrent.study import study
+    from .errors import HugePagesUnavailable
+    from .system import HUGETLB_PAGES, PAGE_SIZES
+
+    if store_permille + alloc_permille > 1000:
+        raise click.BadParameter("--store-permille plus --alloc-permille exceeds 1000",
+                                 param_hint="--alloc-permille")
+    nbytes = parse_size(size)
+    mix = MutatorMix(operations=operations, store_permille=store_permille,
+                     alloc_permille=alloc_permille, seed=seed)
+    studies, skipped = [], []
+    def say(line: str) -> None:
+        if line:
+            click.echo(line, err=True)
+
+    guard = pools.PoolGuard(say) if os.geteuid() == 0 and not no_reserve else None
+    with guard or contextlib.nullcontext():
+        for pages in page_sizes:
+            if nbytes % PAGE_SIZES[pages]:
+                skipped.append((pages, f"the heap size is not a multiple of the {pages} page"))
+                continue
+            if guard and pages in HUGETLB_PAGES:
+                say(guard.fill({pages: nbytes // PAGE_SIZES[pages]}))
+            for design in designs:
+                try:
+                    studies.append(study(design, size=nbytes, pages=pages, objects=objects,
+                                         mix=mix, collections=collections, rounds=rounds))
+                except HugePagesUnavailable as exc:
+                    skipped.append((pages, str(exc)))
+                    break
+    results = [s.summary(cold) for s in studies for cold in (False, True)]
+    if as_json:
+        click.echo(json.dumps({"results": results, "skipped": skipped}, indent=2))
+    else:
+        _print_concurrent(results, skipped, nbytes, objects, operations)
+    if plot_path and studies:
+        from .concurrent.plot import plot_mmu
+
+        plot_mmu(studies, plot_path)
+        click.echo(f"wrote {plot_path}", err=True)
+    if not all(r["checksums_equal"] for r in results):
+        raise HeapAliasError("a design's checksum differs from the no-collection run's: a load "
+                             "saw a stale object or a store was lost",
+                             remedy="report this bug with the command line and `heapalias probe`")
+
+
+def _print_concurrent(results: list[dict], skipped: list, size: int, objects: int,
+                      operations: int) -> None:
+    table = Table(title=f"Collection beside a mutator: {format_size(size)} heap, "
+                  f"{objects:,} objects, {operations:,} operations per run",
+                  title_justify="left")
+    for column in ("design", "pages", "pauses", "pause µs p50/p99/p99.9/max",
+                   "MMU 0.1/1/10 ms", "throughput", "cold", "barrier", "slow paths",
+                   "GC ms", "moved MB", "checksum"):
+        table.add_column(column, justify="left" if column in ("design", "pages") else "right")
+    cold = {(r["design"], r["pages"]): r for r in results if r["phase"] == "cold"}
+    for r in (r for r in results if r["phase"] == "steady"):
+        p, barrier = r["pauses"], r.get("barrier_fast_path")
+        table.add_row(
+            r["design"], r["pages"], str(p["count"]),
+            "/".join(f"{p[k]:.0f}" if p[k] >= 10 else f"{p[k]:.1f}"
+                     for k in ("p50_us", "p99_us", "p999_us", "max_us")),
+            "/".join(f"{v:.2f}" for v in r["mmu"].values()), f"{r['throughput_ratio']:.2f}x",
+            f"{cold[r['design'], r['pages']]['throughput_ratio']:.2f}x",
+            f"{barrier['throughput_ratio']:.2f}x, {barrier['ns_per_load']:.1f} ns/load"
+            if barrier else "-",
+            str(r["slow_paths"]["count"]), f"{r['collector_ms']:.0f}",
+            f"{r['relocated_mb']:.0f}", "equal" if r["checksums_equal"] else "DIFFERS")
+    console = Console(highlight=False, soft_wrap=False, width=max(Console().width, 160))
+    console.print(table)
+    console.print("Steady state: the median over rounds after the first; cold: the first round. "
+                  "throughput: operations/s against the no-collection run of the same seed on the "
+                  "same heap; barrier: the load barrier alone, no collection (throughput, and ns "
+                  "per reference load). Pauses are "
+                  "safepoint and allocation stalls; barrier slow paths are counted apart.")
+    for pages, why in skipped:
+        console.print(f"skipped {pages}: {why}")
 
 
 def _import_table(stats, run) -> Table:

@@ -44,8 +44,9 @@ try:
     from ._native import ffi, lib
 except ImportError as exc:  # pragma: no cover - depends on how heapalias was installed
     raise ImportError(
-        "heapalias._native is not built. Install the package (`pip install .` or "
-        "`pip install -e .`) instead of importing the source tree directly."
+        f"heapalias._native cannot be imported ({exc}). Install the package (`pip install .` "
+        "or `pip install -e .`) instead of importing the source tree directly, or rebuild it "
+        "with `python setup.py build_ext --inplace`."
     ) from exc
 
 from .errors import (

@@ -12,7 +12,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +147,7 @@ class Case:
 
     name = ""
     description = ""
-    unit = "GB/s"  # or "us/op", "ns/obj", "ms"
+    unit = "GB/s"  # or "us/op", "ns/obj", "ns/op", "ms"
     limit: str | None = None  # a key of runner.limit_values: "copy", "write", "read", ...
     suites = ("quick", "full")
     #: Backings the case runs on, in the full suite and in the quick one.
@@ -164,7 +164,7 @@ class Case:
         """The sample in this case's unit."""
         if self.unit == "GB/s":
             return sample.bytes / sample.seconds / 1e9
-        scale = {"us/op": 1e6, "ns/obj": 1e9, "ms": 1e3}[self.unit]
+        scale = {"us/op": 1e6, "ns/obj": 1e9, "ns/op": 1e9, "ms": 1e3}[self.unit]
         return sample.seconds / sample.ops * scale
 
     def variants(self, ctx: Context) -> Iterator[Choice]:
@@ -542,6 +542,52 @@ class GCBench(Program):
         return Trial(lambda: Sample(next(rounds) / 1e3))
 
 
+class Concurrent(Case):
+    """A C mutator thread with each design collecting beside it (heapalias.concurrent)."""
+
+    name = "concurrent"
+    description = ("a C mutator's time per operation over a random graph with each design "
+                   "collecting beside it (10 cycles), against the same program with no barrier "
+                   "and no collection on a plain heap (`heapalias concurrent` has pauses and MMU)")
+    unit = "ns/op"
+    backings = quick_backings = ("memfd",)
+    DESIGNS = ("none", "stw", "colored", "masked")
+
+    def objects(self, ctx: Context) -> int:
+        """Objects in the graph: about a fifth of the heap's bytes at ~56 bytes each."""
+        return max(ctx.size // 5 // 56, 1000)
+
+    def operations(self, ctx: Context) -> int:
+        return 300_000 if ctx.suite == "quick" else 3_000_000
+
+    def variants(self, ctx):
+        for variant, why in ctx.heaps(self.backings):
+            if variant.pages in ("4k", "2m"):
+                for design in self.DESIGNS:
+                    yield replace(variant, detail=design), why
+
+    def reference(self, variant, variants):
+        return next((v for v in variants
+                     if v.pages == variant.pages and v.detail == "none"), None)
+
+    def setup(self, ctx, variant):
+        from .. import concurrent
+
+        heap = _heap(ctx.size, variant)
+        design = variant.detail
+        plan = concurrent.plan_for(heap, design)
+        mix = concurrent.MutatorMix(operations=self.operations(ctx))
+        objects = self.objects(ctx)
+
+        def run() -> Sample:
+            roots = concurrent.live_graph(plan, objects)
+            result = concurrent.run(plan, roots, design, mix=mix,
+                                    collections=0 if design == "none" else 10)
+            return Sample(result.mutator_ns / 1e9, 0, result.operations)
+
+        return Trial(run, [heap])
+
+
 def dump_cache() -> Path:
     """Where captured heap dumps are kept between runs: the user's cache, never a checkout."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "heapalias"
@@ -661,7 +707,8 @@ class RealHeap(Case):
 #: Every case, in the order they run and are reported.
 CASES: list[Case] = [
     AliasCreation(), Populate(), AliasedReadWrite(), Scan(), Mark(), Encodings(),
-    EvacuateLarge(), EvacuateSmall(), Relocation(), BinaryTrees(), GCBench(), RealHeap(),
+    EvacuateLarge(), EvacuateSmall(), Relocation(), BinaryTrees(), GCBench(), Concurrent(),
+    RealHeap(),
 ]
 
 

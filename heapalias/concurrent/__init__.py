@@ -142,12 +142,19 @@ def live_graph(plan: SemiSpace, objects: int, *, mean_degree: int = 2, roots: in
 
 def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
         mix: MutatorMix | None = None, collections: int = 8,
-        stall_capacity: int = 1 << 16) -> ConcurrentRun:
+        stall_capacity: int = 1 << 20, collector_delay_ns: int = 0,
+        verify: bool = False) -> ConcurrentRun:
     """Run the mutator over the graph ``roots`` reach, in ``plan``'s allocation space,
     with ``design`` collecting beside it ``collections`` times (spread evenly over the
     operations, and whenever the mutator runs out of room). The roots are updated in
     place. A collector or mutator failure is raised as a typed error once the mutator
-    thread has been joined; nothing outlives the call."""
+    thread has been joined; nothing outlives the call.
+
+    ``collector_delay_ns`` slows the colored and masked collectors down: they wait that
+    long after each stale reference they heal, so the mutator meets more of them (a
+    knob for studying the barrier's slow path; 0 runs at full speed). ``verify`` checks
+    the heap at the end of every cycle, with the mutator parked (every reference in the
+    allocation space and the roots names an object there): HeapCorruption if not."""
     if not isinstance(plan, SemiSpace):
         raise InvalidArgument(f"the concurrent designs run on a SemiSpace plan, not {plan!r}")
     if not isinstance(design, str) or design not in DESIGNS:
@@ -162,6 +169,9 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
     mix = MutatorMix() if mix is None else mix
     if not isinstance(mix, MutatorMix):
         raise InvalidArgument(f"mix must be a MutatorMix, got {mix!r}")
+    delay = require_int(collector_delay_ns, "collector_delay_ns")
+    if not 0 <= delay <= 10**9:
+        raise InvalidArgument(f"collector_delay_ns must be in 0..1e9, got {delay}")
     collections = require_int(collections, "collections")
     if not 0 <= collections <= 1 << 20:
         raise InvalidArgument(f"collections must be in 0..{1 << 20}, got {collections}")
@@ -170,7 +180,7 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
     fields = {"operations": mix.operations, "seed": mix.seed,
               "store_permille": mix.store_permille, "alloc_permille": mix.alloc_permille,
               "path_length": mix.path_length, "collections": collections,
-              "first_identity": 1 << 40}
+              "first_identity": 1 << 40, "collector_delay_ns": delay, "verify": bool(verify)}
     gc = plan.to_native()
     rc, st, result = native.concurrent(gc, DESIGNS[design], fields, roots, stalls)
     plan.from_native(gc)
