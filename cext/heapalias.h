@@ -283,6 +283,149 @@ int ha_stamp_identities(const ha_heap *h, const ha_space *space, ha_stats *st);
 int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, ha_ref *roots,
                   size_t nroots, ha_stall *stalls, size_t stall_capacity,
                   ha_concurrent_run *run, ha_stats *st);
+/* ---- HPROF heap dumps (hprof.c): a resumable scanner over a dump's bytes, in two passes ----
+ * ha_hprof_scan returns HA_HPROF_OK once the buffer is used up, HA_HPROF_MORE when the item
+ * at cursor->offset needs cursor->need bytes more than the buffer holds, HA_HPROF_FULL when
+ * index table cursor->full has no room, or an error from HA_HPROF_BAD_TAG on, described by
+ * cursor->error_*. ha_hprof_table_add returns HA_HPROF_OK or the error at ids[*at_fault]. */
+enum ha_hprof_pass {
+    HA_HPROF_PASS_INDEX = 0, /* strings, classes, roots and one row per object */
+    HA_HPROF_PASS_FILL = 1   /* each object's references and primitive bytes, into a heap */
+};
+
+enum ha_hprof_status {
+    HA_HPROF_OK = 0,
+    HA_HPROF_MORE = 1,          /* feed more bytes (at the end of the file: truncated) */
+    HA_HPROF_FULL = 2,          /* grow table cursor->full and call again */
+    HA_HPROF_BAD_TAG = 3,       /* a record or sub-record tag the format does not define */
+    HA_HPROF_BAD_LENGTH = 4,    /* a record length its contents cannot have */
+    HA_HPROF_OVERRUN = 5,       /* a sub-record runs past the end of its HEAP DUMP record */
+    HA_HPROF_BAD_TYPE = 6,      /* a basic type the format does not define */
+    HA_HPROF_BAD_ARRAY = 7,     /* an array longer than a Java array can be */
+    HA_HPROF_CHANGED = 8,       /* the fill pass met an object the index pass did not */
+    HA_HPROF_UNKNOWN_CLASS = 9, /* an instance of a class with no CLASS DUMP */
+    HA_HPROF_BAD_FIELDS = 10,      /* an instance's bytes differ from its class's fields */
+    HA_HPROF_DUPLICATE = 11,    /* two objects with one id */
+    HA_HPROF_NULL_ID = 12,      /* an object whose id is 0 (null) */
+    HA_HPROF_ARGUMENT = 13      /* a destination outside the heap: a caller's bug */
+};
+
+/* The index pass's output tables, each rows[t] with counts[t] of capacities[t] rows. */
+enum ha_hprof_tables {
+    HA_HPROF_STRINGS = 0,  /* ha_hprof_string */
+    HA_HPROF_TEXT = 1,     /* uint8_t: the strings' UTF-8 bytes */
+    HA_HPROF_LOADS = 2,    /* ha_hprof_load */
+    HA_HPROF_CLASSES = 3,  /* ha_hprof_class */
+    HA_HPROF_VALUES = 4,   /* ha_hprof_value: constant pool entries and statics */
+    HA_HPROF_FIELDS = 5,   /* ha_hprof_field: instance fields */
+    HA_HPROF_ROOTS = 6,    /* ha_hprof_root */
+    /* One column each for the objects (INSTANCE, OBJECT ARRAY and PRIMITIVE ARRAY DUMPs),
+     * so that the caller can let go of one it no longer needs: */
+    HA_HPROF_OBJECT_IDS = 7,      /* uint64_t */
+    HA_HPROF_OBJECT_CLASSES = 8,  /* uint64_t: class id; a primitive array's basic type */
+    HA_HPROF_OBJECT_OFFSETS = 9,  /* uint64_t: of the sub-record in the file */
+    HA_HPROF_OBJECT_LENGTHS = 10, /* uint32_t: an instance's field bytes; an array's length */
+    HA_HPROF_OBJECT_KINDS = 11,   /* uint8_t: the sub-record's tag, 0x21, 0x22 or 0x23 */
+    HA_HPROF_NTABLES = 12
+};
+
+typedef struct ha_hprof_string { uint64_t id; uint64_t at; uint64_t length; } ha_hprof_string;
+typedef struct ha_hprof_load {
+    uint64_t class_id; uint64_t name_id; uint32_t serial; uint32_t reserved;
+} ha_hprof_load;
+typedef struct ha_hprof_class {
+    uint64_t id, super_id, loader, signers, domain;
+    uint64_t offset;            /* of its CLASS DUMP in the file */
+    uint64_t values, fields;    /* its first rows in the values and fields tables */
+    uint32_t nvalues, nfields;
+    uint32_t instance_size;     /* as the dump states it */
+    uint32_t reserved;
+} ha_hprof_class;
+typedef struct ha_hprof_value {
+    uint64_t name;              /* a static's name id, or a constant's pool index */
+    uint64_t value;             /* an object id, or a primitive's bits */
+    uint32_t type;              /* HPROF basic type */
+    uint32_t is_static;
+} ha_hprof_value;
+typedef struct ha_hprof_field { uint64_t name; uint32_t type; uint32_t reserved; } ha_hprof_field;
+typedef struct ha_hprof_root {
+    uint64_t id; uint64_t offset; uint32_t kind; uint32_t reserved; /* kind: its sub-record tag */
+} ha_hprof_root;
+typedef struct ha_hprof_index {
+    void *rows[12];             /* HA_HPROF_NTABLES */
+    uint64_t counts[12];
+    uint64_t capacities[12];
+} ha_hprof_index;
+
+/* Object id -> reference word: `capacity` (key, value) pairs, zeroed before the first
+ * ha_hprof_table_add; open addressing, key 0 empty; `count` keys in use. */
+typedef struct ha_hprof_table {
+    uint64_t *slots;
+    uint64_t capacity;
+    uint64_t count;
+} ha_hprof_table;
+
+/* What the fill pass writes, where: the heap's words, each object (in the index
+ * pass's order) at the offset its own id has in the table (its reference, less
+ * ref_add), whose header says where its slots and payload are. The index pass's ids,
+ * lengths and kinds, and the class ids, are checked again: the file must not have
+ * changed. An object array longer than chunk_refs is an arraylet: a spine whose slots
+ * the caller links to the chunks that follow it, which hold the elements. */
+typedef struct ha_hprof_fill {
+    uint64_t *heap;
+    uint64_t heap_words;
+    const uint64_t *ids;            /* the index pass's columns */
+    const uint32_t *lengths;
+    const uint8_t *kinds;
+    uint64_t nobjects;
+    uint64_t next;                  /* the object being filled */
+    const int32_t *klass;           /* a class's index; -1 none; a primitive array: -type */
+    const uint64_t *class_ids;      /* of each class index */
+    uint64_t nclasses;
+    const uint64_t *layout_start;   /* class k's field types: layout[start[k]:start[k+1]] */
+    const uint8_t *layout;
+    uint32_t *edges;                /* out: each object's non-null references */
+    const ha_hprof_table *table;
+    uint64_t ref_add;               /* a reference less this is its heap offset */
+    uint64_t chunk_refs;
+} ha_hprof_fill;
+
+typedef struct ha_hprof_cursor {
+    uint32_t id_size;           /* 4 or 8, from the file's header */
+    uint32_t pass;              /* enum ha_hprof_pass */
+    uint64_t offset;            /* the file offset of the next byte to read */
+    uint64_t record_end;        /* the end of the HEAP DUMP (SEGMENT) being read */
+    uint32_t record_tag, in_heap;
+    uint64_t skip;              /* bytes still to pass over */
+    uint64_t item_at;           /* the record or sub-record being read, and its tag */
+    uint32_t item_tag;
+    uint32_t ended;             /* a HEAP DUMP END was read */
+    uint64_t need;              /* HA_HPROF_MORE: bytes needed from offset */
+    uint32_t full;              /* HA_HPROF_FULL: the table */
+    uint32_t heap_records;      /* HEAP DUMP and HEAP DUMP SEGMENT records read */
+    uint32_t segments;          /* of them, HEAP DUMP SEGMENTs (which HEAP DUMP END must end) */
+    uint32_t reserved2;
+    uint64_t array_left;        /* fill pass: elements of the array being filled */
+    uint32_t element, array_refs;
+    uint64_t slot, slot_end;    /* heap words: the next reference slot, and its object's end */
+    uint64_t payload, payload_end; /* heap bytes: the next payload byte, and the end */
+    uint64_t edges;             /* non-null references of the object being filled */
+    uint32_t chunked, reserved;
+    uint64_t refs, nulls, missing; /* fill pass: references resolved, null, to no object */
+    uint64_t error_offset;      /* an error: the record or sub-record at fault */
+    uint64_t error_value;       /* the value at fault */
+    uint32_t error_tag;         /* its tag */
+    uint32_t error_record;      /* the tag of the top-level record around it */
+} ha_hprof_cursor;
+
+int ha_hprof_scan(ha_hprof_cursor *c, const uint8_t *buf, uint64_t base, uint64_t len,
+                  ha_hprof_index *ix, ha_hprof_fill *fill);
+int ha_hprof_table_add(ha_hprof_table *t, const uint64_t *ids, const uint64_t *values,
+                       uint64_t n, uint64_t *at_fault);
+/* The reference of each id (0 for null and for an id the table lacks); returns how many
+ * non-null ids it lacks. */
+uint64_t ha_hprof_lookup(const ha_hprof_table *t, const uint64_t *ids, uint64_t n,
+                         uint64_t *out);
 /* cffi-end */
 
 /* Shared between the C files only. */

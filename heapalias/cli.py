@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -250,8 +251,11 @@ def _plot_path(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--no-reserve", is_flag=True,
               help="As root, do not fill the hugetlb pools for the run (by default a short pool "
               "is filled for the run and restored afterwards).")
+@click.option("--hprof", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An HPROF heap dump for the real_heap case (which then runs in any suite; "
+                   "the full suite captures javac's with the installed JDK otherwise).")
 def bench_command(suite, size, repeat, pattern, backing, pages, strategy, json_path, plot_path,
-                  pin, no_reserve) -> None:
+                  pin, no_reserve, hprof) -> None:
     """Benchmark the strategies side by side, each figure a ratio to a same-run limit."""
     from .backing import parse_size
     from .bench import report
@@ -270,7 +274,7 @@ def bench_command(suite, size, repeat, pattern, backing, pages, strategy, json_p
             result = run_suite(suite=suite, size=nbytes, repeat=repeat, pattern=pattern,
                                backing=backing, pages=pages, strategy=strategy, pin=pin,
                                reserve_pools=os.geteuid() == 0 and not no_reserve, tick=tick,
-                               on_start=on_start, say=say)
+                               on_start=on_start, say=say, hprof=hprof)
         except NothingSelected as exc:
             raise click.UsageError(exc.message) from exc
     data = result.as_dict()
@@ -484,6 +488,138 @@ def _print_concurrent(results: list[dict], skipped: list, size: int, objects: in
                   "safepoint and allocation stalls; barrier slow paths are counted apart.")
     for pages, why in skipped:
         console.print(f"skipped {pages}: {why}")
+
+
+def _import_table(stats, run) -> Table:
+    """What an import found: the counts, both models' bytes, roots, speed and memory."""
+    table = Table(title=f"{stats.path}: {stats.dump_bytes / 1e6:.1f} MB, {stats.id_size}-byte ids",
+                  show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    roots = ", ".join(f"{name} {count}" for name, count in stats.root_records.items())
+    overhead = "unknown" if run.overhead is None else (
+        f"{run.peak_bytes / 1e6:.0f} MB, {run.overhead:.2f}x the heap it built")
+    for what, value in [
+        ("objects", f"{stats.objects:,}: {stats.instances:,} instances, {stats.object_arrays:,} "
+                    f"object arrays, {stats.primitive_arrays:,} primitive arrays, "
+                    f"{stats.classes:,} classes" + (f" (+{stats.arraylet_chunks} arraylet chunks)"
+                                                    if stats.arraylet_chunks else "")),
+        ("references", f"{stats.references:,} ({stats.mean_degree:.2f} an object), "
+                       f"{stats.null_references:,} null, {stats.missing_references:,} to objects "
+                       "the dump lacks (stored null)"),
+        ("bytes", f"{stats.heap_bytes / 1e6:.1f} MB in heapalias's model, "
+                  f"{stats.jvm_bytes / 1e6:.1f} MB shallow in the JVM's ({stats.jvm_layout})"),
+        ("GC roots", f"{stats.roots:,} objects ({roots}), {stats.missing_roots} naming no object; "
+                     f"+{stats.class_roots:,} classes"),
+        ("unreachable", f"{stats.unreachable:,} objects ({stats.unreachable_fraction:.2%}) no root "
+                        f"reaches: {stats.extra_roots:,} made roots"),
+        ("import", f"{stats.seconds['total']:.2f} s, {stats.mb_per_s:.0f} MB/s of dump; peak "
+                   f"memory beyond the heap {overhead}"),
+    ]:
+        table.add_row(what, value)
+    return table
+
+
+def _classes_table(stats, top: int) -> Table:
+    table = Table(title=f"Top {top} classes by JVM bytes", title_justify="left")
+    for column in ("class", "objects", "JVM bytes", "heapalias bytes"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in stats.top_classes(top):
+        table.add_row(row.name, f"{row.count:,}", f"{row.jvm_bytes:,}", f"{row.heap_bytes:,}")
+    return table
+
+
+def jvm_comparison(results: list[dict], pauses: dict[str, list[float]] | None) -> list[str]:
+    """One line per page size: Cheney and mark of the imported heap beside the JVM's own
+    full-GC pauses on it, medians on both sides (the loops' of the run's rounds, the
+    JVM's of its forced collections on the live heap)."""
+    medians = {r["label"]: r["summary"]["median"] for r in results if r["case"] == "real_heap"}
+    jvm = {name: statistics.median(values) for name, values in (pauses or {}).items()}
+    lines = []
+    for label, cheney in medians.items():
+        if not label.endswith(" cheney"):
+            continue
+        where = label[:-len(" cheney")]
+        versus = ", ".join(f"{name} full GC {ms:.1f} ms ({ms / cheney:.2f}x Cheney's time)"
+                           for name, ms in jvm.items())
+        mark = medians.get(f"{where} mark")
+        lines.append(f"{where}: Cheney {cheney:.1f} ms"
+                     + (f", mark {mark:.1f} ms" if mark is not None else "")
+                     + (f"; the JVM's {versus}" if versus else ""))
+    return lines
+
+
+@main.command("heapdump")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--capture", "capture_to", callback=_output_path,
+              help="Run javac with the installed JDK, dump its live heap to this file, and time "
+                   "the JVM's forced full GCs on it (SerialGC, ParallelGC) in the same run.")
+@click.option("--classes", type=click.IntRange(1, 100_000), default=None,
+              help="With --capture: generated classes javac compiles (default 300: ~55 MB live).")
+@click.option("--pages", type=click.Choice(["4k", "thp", "2m", "1g"]), default=None,
+              help="Time the loops on this page size only.")
+@click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Classes to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@click.option("--plot", "plot_path", callback=_plot_path,
+              help="Draw the heap's size and degree histograms beside the synthetic workloads'.")
+@click.option("--no-reserve", is_flag=True, help="As root, do not fill the hugetlb pools.")
+def heapdump_command(file, capture_to, classes, pages, repeat, top, as_json, plot_path,
+                     no_reserve) -> None:
+    """Import an HPROF heap dump; time mark, walk, verify and Cheney on its graph."""
+    from .bench.runner import run_suite
+    from .hprof import capture
+    from .hprof.measure import import_heap
+
+    if (file is None) == (capture_to is None):
+        raise click.UsageError("give a heap dump FILE or --capture OUT.hprof (one of them)")
+    jvm, jdk = None, None
+    if capture_to is not None:
+        count = classes or capture.BENCH_CLASSES
+        serial = capture.capture(capture_to, classes=count, full_gcs=capture.FULL_GCS)
+        parallel = capture.capture(None, classes=count, collector="parallel",
+                                   full_gcs=capture.FULL_GCS)
+        jvm = {"version": serial.version, "classes": count, "live_bytes": serial.live_bytes,
+               "pauses": {"serial": capture.steady(serial.full_gc_ms),
+                          "parallel": capture.steady(parallel.full_gc_ms)}}
+        file, jdk = capture_to, serial.feature
+    elif classes is not None:
+        raise click.UsageError("--classes goes with --capture")
+    run = import_heap(file, jdk=jdk)
+    stats = run.imported.stats
+    size = max(run.dump.semispace_bytes(2 << 20), 64 << 20)
+    run.heap.close()
+    progress, tick, on_start = _progress_runner()
+    with progress:
+        report = run_suite(suite="quick", size=size, repeat=repeat, pattern="real_heap",
+                           pages=pages, hprof=str(file),
+                           jvm_pauses=jvm["pauses"] if jvm else None,
+                           reserve_pools=os.geteuid() == 0 and not no_reserve, tick=tick,
+                           on_start=on_start).as_dict()
+    comparison = jvm_comparison(report["results"], jvm["pauses"] if jvm else None)
+    if plot_path:
+        from .hprof.histograms import plot_histograms, synthetic_histograms
+
+        plot_histograms({f"real heap ({Path(file).name})": (stats.sizes, stats.degrees),
+                         **synthetic_histograms()}, plot_path)
+    if as_json:
+        click.echo(json.dumps({"import": {**stats.as_dict(top), "peak_bytes": run.peak_bytes,
+                                          "overhead": run.overhead},
+                               "jvm": jvm, "comparison": comparison, "bench": report},
+                              indent=2))
+        return
+    from .bench import report as reporting
+
+    console = _console()
+    console.print(_import_table(stats, run))
+    if top:
+        console.print(_classes_table(stats, top))
+    reporting.print_report(report, console)
+    for line in comparison:
+        console.print(line, markup=False)
+    if plot_path:
+        click.echo(f"wrote {plot_path}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

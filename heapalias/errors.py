@@ -178,3 +178,25 @@ class HeapCorruption(HeapAliasError):
 
 class SpaceFull(HeapAliasError):
     """An allocation or evacuation needed more room than the space has."""
+
+
+class HeapDumpError(HeapAliasError):
+    """An HPROF heap dump that cannot be read: truncated, corrupt, or not a heap dump.
+
+    Attributes:
+        offset: the file offset of the record or sub-record at fault.
+        tag: its tag (``0x21`` an INSTANCE DUMP...), or None where no record is at fault
+            (the file header, a file that changed between the passes).
+        reason: what was wrong.
+    """
+
+    def __init__(self, offset: int, tag: int | None, reason: str, *, remedy: str = "") -> None:
+        self.offset = offset
+        self.tag = tag
+        self.reason = reason
+        where = f"offset {offset:#x}" + ("" if tag is None else f", record tag {tag:#04x}")
+        super().__init__(
+            f"heap dump corrupt at {where}: {reason}",
+            remedy=remedy or "take the dump again (jcmd PID GC.heap_dump FILE); a dump that "
+                             "was cut short or copied while it was written cannot be read",
+        )

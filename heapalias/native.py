@@ -34,6 +34,7 @@ checked there.
 from __future__ import annotations
 
 import runpy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,14 @@ except ImportError as exc:  # pragma: no cover - depends on how heapalias was in
         "with `python setup.py build_ext --inplace`."
     ) from exc
 
-from .errors import HeapCorruption, InsufficientMemory, InvalidArgument, SpaceFull, SyscallFailed
+from .errors import (
+    HeapCorruption,
+    HeapDumpError,
+    InsufficientMemory,
+    InvalidArgument,
+    SpaceFull,
+    SyscallFailed,
+)
 
 #: The C sources beside the package in a checkout; absent from an installed wheel.
 CEXT = Path(__file__).resolve().parent.parent / "cext"
@@ -526,3 +534,169 @@ def concurrent(gc, design: int, mix: dict, roots: np.ndarray, stalls: np.ndarray
                            ffi.from_buffer("ha_stall[]", stalls, require_writable=True),
                            len(stalls), run, st)
     return rc, st, run
+
+
+# ---- HPROF heap dumps (cext/hprof.c): the scanner's status, or HeapDumpError ----
+# ha_hprof_scan returns HA_HPROF_OK, MORE or FULL, which the reader acts on, or an error,
+# raised here as HeapDumpError with the offset and tag of the record at fault.
+
+_HPROF_REASONS = {
+    lib.HA_HPROF_BAD_TAG: "a tag the HPROF format does not define",
+    lib.HA_HPROF_BAD_LENGTH: "a record length its contents cannot have",
+    lib.HA_HPROF_OVERRUN: "a sub-record runs past the end of its HEAP DUMP record",
+    lib.HA_HPROF_BAD_TYPE: "a basic type the HPROF format does not define",
+    lib.HA_HPROF_BAD_ARRAY: "an array longer than a Java array can be (2**31 - 1)",
+    lib.HA_HPROF_CHANGED: "the file changed between the two passes over it",
+    lib.HA_HPROF_UNKNOWN_CLASS: "an instance of a class that has no CLASS DUMP",
+    lib.HA_HPROF_BAD_FIELDS: "an instance's field bytes differ from its class's fields",
+    lib.HA_HPROF_DUPLICATE: "two objects with the same id",
+    lib.HA_HPROF_ARGUMENT: "an object the heap does not hold as the import laid it out",
+    lib.HA_HPROF_NULL_ID: "an object whose id is 0, the null reference",
+}
+
+
+def struct_dtype(ctype: str) -> np.dtype:
+    """The numpy dtype of C struct ``ctype`` (all of whose fields are integers): the same
+    offsets and size as the compiler gave it, so an array of it can be handed to C."""
+    kind = ffi.typeof(ctype)
+    names, formats, offsets = [], [], []
+    for name, field in kind.fields:
+        names.append(name)
+        formats.append(np.dtype(f"u{ffi.sizeof(field.type)}"))
+        offsets.append(field.offset)
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                     "itemsize": ffi.sizeof(kind)})
+
+
+def hprof_cursor(id_size: int, pass_: int, offset: int):
+    """A fresh ``ha_hprof_cursor *`` for one pass that starts reading at ``offset``."""
+    return ffi.new("ha_hprof_cursor *", {"id_size": id_size, "pass": pass_, "offset": offset})
+
+
+def hprof_index(tables: list[np.ndarray]):
+    """An ``ha_hprof_index *`` over the index pass's tables (``HA_HPROF_NTABLES`` arrays,
+    each of the row type its enum entry names); their counts start at 0."""
+    index = ffi.new("ha_hprof_index *")
+    for t, table in enumerate(tables):
+        hprof_index_table(index, t, table, 0)
+    return index
+
+
+def hprof_index_table(index, t: int, table: np.ndarray, count: int) -> None:
+    """Point table ``t`` of ``index`` at ``table`` (grown, with its first ``count`` rows kept)."""
+    index.rows[t] = ffi.cast("void *", ffi.from_buffer(table, require_writable=True))
+    index.counts[t] = count
+    index.capacities[t] = len(table)
+
+
+def hprof_error(cursor, status: int) -> HeapDumpError:
+    """The HeapDumpError for a scanner error ``status``, from what the cursor recorded."""
+    reason = _HPROF_REASONS.get(status)
+    if reason is None:
+        return HeapDumpError(int(cursor.offset), None,
+                             f"the scanner rejected its arguments (code {status})")
+    tag, record = int(cursor.error_tag), int(cursor.error_record)
+    inside = f" in a record {record:#04x}" if record != tag else ""
+    return HeapDumpError(int(cursor.error_offset), tag,
+                         f"{reason} (value {int(cursor.error_value):#x}){inside}")
+
+
+def hprof_scan(cursor, buffer: np.ndarray, base: int, length: int, index=None,
+               fill: HprofFill | None = None) -> int:
+    """Scan ``buffer[:length]``, the file's bytes from offset ``base`` on, from
+    ``cursor.offset``: HA_HPROF_OK (all used), MORE or FULL; HeapDumpError otherwise."""
+    status = lib.ha_hprof_scan(cursor, ffi.from_buffer("uint8_t[]", buffer), base, length,
+                               index if index is not None else ffi.NULL,
+                               fill.struct if fill is not None else ffi.NULL)
+    if status in (lib.HA_HPROF_OK, lib.HA_HPROF_MORE, lib.HA_HPROF_FULL):
+        return status
+    raise hprof_error(cursor, status)
+
+
+@dataclass(frozen=True)
+class HprofTable:
+    """Object id -> reference word (``ha_hprof_table``), with the array it lives in."""
+
+    struct: object
+    slots: np.ndarray
+
+
+def hprof_table(count: int) -> HprofTable:
+    """An empty table for ``count`` ids, at most 3/4 full once they are in."""
+    capacity = count * 4 // 3 + 2
+    slots = scratch(2 * capacity, np.uint64, "the object id table", zeroed=True)
+    return HprofTable(ffi.new("ha_hprof_table *", {"slots": words(slots),
+                                                   "capacity": capacity}), slots)
+
+
+def hprof_table_add(table: HprofTable, ids: np.ndarray, refs: np.ndarray,
+                    offset_of: Callable[[int], int]) -> None:
+    """Add object ``ids[k]`` -> reference ``refs[k]`` (nonzero) to ``table``; HeapDumpError
+    at file offset ``offset_of(k)`` for an id that is 0 or already in the table."""
+    ids = np.ascontiguousarray(ids, dtype=np.uint64)
+    refs = np.ascontiguousarray(refs, dtype=np.uint64)
+    fault = ffi.new("uint64_t *")
+    status = lib.ha_hprof_table_add(table.struct, _uint64s(ids), _uint64s(refs), len(ids), fault)
+    if status != lib.HA_HPROF_OK:
+        k = int(fault[0])
+        reason = _HPROF_REASONS.get(status, f"the table rejected its arguments (code {status})")
+        raise HeapDumpError(offset_of(k), None, f"{reason}: id {int(ids[k]):#x}")
+
+
+def _uint64s(array: np.ndarray):
+    """A read-only C view of a uint64 array, or NULL when it is empty."""
+    return ffi.from_buffer("uint64_t[]", array) if len(array) else ffi.NULL
+
+
+def hprof_lookup(table: HprofTable, ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """The reference of each id through ``table`` (0 for null, and for an id it lacks), and
+    how many non-null ids it lacks."""
+    ids = np.ascontiguousarray(ids, dtype=np.uint64)
+    out = np.zeros(len(ids), dtype=np.uint64)
+    if not len(ids):
+        return out, 0
+    missing = lib.ha_hprof_lookup(table.struct, _uint64s(ids), len(ids), words(out))
+    return out, int(missing)
+
+
+@dataclass(frozen=True)
+class HprofFill:
+    """What the fill pass writes where (``ha_hprof_fill``), with the arrays it points into:
+    they live as long as this does."""
+
+    struct: object
+    arrays: tuple
+
+
+def hprof_fill(heap: np.ndarray, ids: np.ndarray, lengths: np.ndarray, kinds: np.ndarray,
+               klass: np.ndarray, class_ids: np.ndarray, layout_start: np.ndarray,
+               layout: np.ndarray, edges: np.ndarray, table: HprofTable, ref_add: int,
+               chunk_refs: int) -> HprofFill:
+    """The fill pass's target: ``heap`` (uint64 words); each object (the index pass's
+    ``ids``, ``lengths`` and ``kinds``) at its own reference less ``ref_add``, an
+    instance's field types ``layout[layout_start[k]:layout_start[k + 1]]`` for its class
+    ``klass`` (-1 none; a primitive array: -type), whose id is ``class_ids[k]``; each
+    object's non-null references go to ``edges``."""
+    arrays = (heap, np.ascontiguousarray(ids, dtype=np.uint64),
+              np.ascontiguousarray(lengths, dtype=np.uint32),
+              np.ascontiguousarray(kinds, dtype=np.uint8),
+              np.ascontiguousarray(klass, dtype=np.int32),
+              np.ascontiguousarray(class_ids, dtype=np.uint64),
+              np.ascontiguousarray(layout_start, dtype=np.uint64),
+              np.ascontiguousarray(layout, dtype=np.uint8), edges, table)
+
+    def view(array: np.ndarray, ctype: str):
+        return ffi.from_buffer(ctype, array) if len(array) else ffi.NULL
+
+    struct = ffi.new("ha_hprof_fill *", {
+        "heap": words(heap), "heap_words": len(heap),
+        "ids": view(arrays[1], "uint64_t[]"), "lengths": view(arrays[2], "uint32_t[]"),
+        "kinds": view(arrays[3], "uint8_t[]"), "nobjects": len(arrays[1]),
+        "klass": view(arrays[4], "int32_t[]"), "class_ids": view(arrays[5], "uint64_t[]"),
+        "nclasses": len(arrays[5]),
+        "layout_start": view(arrays[6], "uint64_t[]"), "layout": view(arrays[7], "uint8_t[]"),
+        "edges": ffi.from_buffer("uint32_t[]", edges, require_writable=True) if len(edges)
+        else ffi.NULL,
+        "table": table.struct, "ref_add": ref_add, "chunk_refs": chunk_refs,
+    })
+    return HprofFill(struct, arrays)

@@ -63,6 +63,19 @@ def test_wheel_builds_without_packaging_warnings(tmp_path: Path) -> None:
     assert noise == []
 
 
+def test_every_package_and_java_folder_is_declared() -> None:
+    """A package missing from pyproject.toml is missing from the wheel: `import heapalias`
+    failed after `pip install .` while heapalias.collectors was not listed."""
+    import tomllib
+
+    declared = set(tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                   ["packages"])
+    folders = {str(path.parent.relative_to(CHECKOUT)).replace("/", ".")
+               for pattern in ("__init__.py", "*.java")
+               for path in (CHECKOUT / "heapalias").rglob(pattern)}
+    assert folders - declared == set()
+
+
 def test_the_version_is_written_once() -> None:
     # heapalias/_version.py is the one place; pyproject.toml and the CLI read it.
     written = [str(path.relative_to(CHECKOUT)) for path in

@@ -8,17 +8,21 @@ timed sample. Variants the probe found broken are skipped with its reason.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
-from .. import collectors, drivers, native, workloads
+from .. import collectors, drivers, hprof, native, workloads
 from ..backing import format_size
 from ..errors import HeapAliasWarning
 from ..heap import Heap
+from ..hprof import capture
+from ..hprof.measure import import_heap
 from ..objects import ObjectHeap
 from ..probe import Combination, ProbeResult
 from ..relocation import RelocationArea
@@ -96,6 +100,10 @@ class Context:
     size: int
     suite: str
     probe: ProbeResult
+    #: An HPROF heap dump for the real_heap case (None: capture javac's, in the full suite).
+    hprof: str | None = None
+    #: The JVM's forced full-GC pauses (ms) on that dump's heap, by collector, if known.
+    jvm_pauses: dict[str, list[float]] | None = None
 
     def why_not(self, combo: Combination) -> str:
         """Why a combination the probe saw fail cannot run: a hugetlb pool without a free page
@@ -145,6 +153,8 @@ class Case:
     #: Backings the case runs on, in the full suite and in the quick one.
     backings: tuple[str, ...] = ("memfd", "anon", "private")
     quick_backings: tuple[str, ...] = ("memfd",)
+    #: Whether the case runs on a heap dump: given one, every suite runs it.
+    wants_dump = False
 
     @property
     def higher_is_better(self) -> bool:
@@ -578,10 +588,127 @@ class Concurrent(Case):
         return Trial(run, [heap])
 
 
+def dump_cache() -> Path:
+    """Where captured heap dumps are kept between runs: the user's cache, never a checkout."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "heapalias"
+
+
+class RealHeap(Case):
+    """A real JVM heap imported from an HPROF dump, and the JVM's own collector on it."""
+
+    name = "real_heap"
+    description = ("a real JVM heap (javac's, captured with the JDK, or `--hprof FILE`): mark, "
+                   "walk, verify and Cheney evacuation of the imported graph, each a whole pass "
+                   "(after the warm-up's first evacuation), beside the JVM's forced full-GC "
+                   "pauses on the same live heap with SerialGC and ParallelGC")
+    unit = "ms"
+    suites = ("full",)  # and any suite given a dump (runner.plan)
+    wants_dump = True
+    backings = quick_backings = ("memfd",)
+    loops = ("mark", "walk", "verify", "cheney")
+    collectors = ("serial", "parallel")
+
+    def __init__(self) -> None:
+        self._dumps: dict[str, hprof.HeapDump] = {}
+        self._imports: dict[tuple[str, str], tuple[Heap, collectors.SemiSpace, np.ndarray]] = {}
+        self._pauses: dict[str, list[float]] = {}
+
+    def _path(self, ctx: Context) -> Path:
+        """The dump this run uses: the one given, or javac's, captured once into the cache."""
+        if ctx.hprof:
+            return Path(ctx.hprof)
+        path = dump_cache() / f"javac-{capture.BENCH_CLASSES}.hprof"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            capture.capture(path, classes=capture.BENCH_CLASSES, full_gcs=1)
+        return path
+
+    def dump(self, ctx: Context) -> hprof.HeapDump:
+        """The dump, read once per process."""
+        path = str(self._path(ctx))
+        if path not in self._dumps:
+            self._dumps[path] = hprof.read(path)
+        return self._dumps[path]
+
+    def variants(self, ctx):
+        why = "" if ctx.hprof else capture.unavailable()
+        if why:
+            yield Variant(detail="capture"), why
+            return
+        for pages in PAGE_SIZES:
+            combo = ctx.probe.get("memfd", pages, "memfd")
+            reason = "" if combo.obtained else ctx.why_not(combo)
+            for loop in self.loops:
+                yield Variant("memfd", pages, detail=loop), reason
+        for collector in self.collectors:
+            if ctx.jvm_pauses is not None and collector in ctx.jvm_pauses:
+                reason = ""
+            elif ctx.hprof:
+                reason = ("the dump was given, not captured in this run: the JVM's pauses on "
+                          "its heap are unknown (`heapalias heapdump --capture` measures them)")
+            else:
+                reason = capture.unavailable()
+            yield Variant(strategy=f"jvm-{collector}"), reason
+
+    def reference(self, variant, variants):
+        return next((v for v in variants if v.strategy == "jvm-serial"), variants[0])
+
+    def footprint(self, ctx, variant):
+        if variant.strategy != "-":
+            return 0, 0
+        return self.dump(ctx).semispace_bytes(PAGE_SIZES[variant.pages]), 0
+
+    def _jvm(self, ctx: Context, collector: str) -> list[float]:
+        """The JVM's forced full-GC pauses on the heap: given, or measured now."""
+        if ctx.jvm_pauses and collector in ctx.jvm_pauses:
+            return ctx.jvm_pauses[collector]
+        if collector not in self._pauses:
+            run = capture.capture(None, classes=capture.BENCH_CLASSES, collector=collector,
+                                  full_gcs=capture.FULL_GCS)
+            self._pauses[collector] = capture.steady(run.full_gc_ms)
+        return self._pauses[collector]
+
+    def _imported(self, ctx: Context, variant: Variant):
+        """The dump imported into a semispace heap of the variant's pages, shared by the
+        loops of one page size (each sample leaves the graph whole)."""
+        key = (str(self._path(ctx)), variant.pages)
+        if key not in self._imports or self._imports[key][0].closed:
+            run = import_heap(key[0], pages=variant.pages, dump=self.dump(ctx))
+            self._imports[key] = (run.heap, run.semi, run.imported.roots.copy())
+        return self._imports[key]
+
+    def setup(self, ctx, variant):
+        if variant.strategy.startswith("jvm-"):
+            rounds = itertools.cycle(self._jvm(ctx, variant.strategy[len("jvm-"):]))
+            return Trial(lambda: Sample(next(rounds) / 1e3))
+        heap, semi, roots = self._imported(ctx, variant)
+        objects = semi.objects
+
+        stack = self.dump(ctx).heap_objects
+
+        def mark() -> collectors.LoopStats:
+            collectors.clear_marks(objects, semi.from_space.name)  # untimed
+            return collectors.mark(objects, roots, stack_capacity=stack)
+
+        loop = {
+            "mark": mark,
+            "walk": lambda: collectors.walk(objects, semi.from_space.name),
+            "verify": lambda: collectors.verify(objects, roots),
+            "cheney": lambda: semi.collect(roots),
+        }[variant.detail]
+
+        def run() -> Sample:  # one whole pass over the heap, as a full GC is
+            stats = loop()
+            return Sample(stats.seconds, stats.bytes, 1)
+
+        return Trial(run, [heap])
+
+
 #: Every case, in the order they run and are reported.
 CASES: list[Case] = [
     AliasCreation(), Populate(), AliasedReadWrite(), Scan(), Mark(), Encodings(),
     EvacuateLarge(), EvacuateSmall(), Relocation(), BinaryTrees(), GCBench(), Concurrent(),
+    RealHeap(),
 ]
 
 

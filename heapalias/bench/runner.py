@@ -258,9 +258,9 @@ def run_case(case: Case, ctx: Context, repeat: int, pattern: str | None, filters
     return results, skipped + failed
 
 
-def plan(suite: str) -> list[Case]:
-    """The cases a suite runs, in order."""
-    return [c for c in CASES if suite in c.suites]
+def plan(suite: str, hprof: str | None = None) -> list[Case]:
+    """The cases a suite runs, in order: given a heap dump, those that want one too."""
+    return [c for c in CASES if suite in c.suites or (hprof and c.wants_dump)]
 
 
 def _selection(cases: list[Case], ctx: Context, pattern: str | None,
@@ -301,6 +301,7 @@ def _lend_pools(guard: pools.PoolGuard | None, ctx: Context, cases: list[Case],
 def run_suite(*, suite: str = "quick", size: int = 256 << 20, repeat: int = 5,
               pattern: str | None = None, backing: str | None = None, pages: str | None = None,
               strategy: str | None = None, pin: int | None = None, reserve_pools: bool = False,
+              hprof: str | None = None, jvm_pauses: dict[str, list[float]] | None = None,
               tick: Callable[[str], None] = lambda _: None,
               on_start: Callable[[int], None] = lambda samples: None,
               say: Callable[[str], None] = lambda line: None) -> Report:
@@ -308,6 +309,8 @@ def run_suite(*, suite: str = "quick", size: int = 256 << 20, repeat: int = 5,
 
     ``on_start(n)`` is called before each case with its number of samples, and
     ``tick(description)`` after every sample: enough to drive a progress bar.
+    ``hprof`` names a heap dump for the real_heap case (``jvm_pauses``: the JVM's
+    full-GC pauses on its heap, by collector, when known).
     ``reserve_pools`` (root only) fills the hugetlb pools the selected variants
     need for the run and restores them when it ends; ``say`` hears one line
     about the pools (what was reserved, or which command would fill them).
@@ -316,9 +319,9 @@ def run_suite(*, suite: str = "quick", size: int = 256 << 20, repeat: int = 5,
     if pin is not None:
         os.sched_setaffinity(0, {pin})
     filters = {"backing": backing, "pages": pages, "strategy": strategy}
-    cases = plan(suite)
+    cases = plan(suite, hprof)
     with pools.PoolGuard(say) if reserve_pools else contextlib.nullcontext() as guard:
-        ctx = Context(size=size, suite=suite, probe=probe())
+        ctx = Context(size=size, suite=suite, probe=probe(), hprof=hprof, jvm_pauses=jvm_pauses)
         if not any(variants or skipped
                    for _, variants, skipped in _selection(cases, ctx, pattern, filters)):
             raise NothingSelected(
@@ -331,6 +334,7 @@ def run_suite(*, suite: str = "quick", size: int = 256 << 20, repeat: int = 5,
         report = Report(
             metadata=metadata(), limits={**measured.as_dict(), "ratios_against": table},
             config={"suite": suite, "size": size, "repeat": repeat, "pattern": pattern,
+                    "hprof": hprof,
                     "backing": backing, "pages": pages, "strategy": strategy, "pin": pin,
                     "reserved_pools": guard.lent() if guard else {}},
         )
