@@ -383,6 +383,8 @@ int ha_gcbench(ha_collector *gc, ha_ref *shadow, size_t shadow_capacity, uint64_
     switch (gc->plan) {
     case HA_PLAN_SEMISPACE:
         return gcbench(&m, &ha_semispace_hooks);
+    case HA_PLAN_GENERATIONAL:
+        return gcbench(&m, &ha_generational_hooks);
     default:
         return unknown_plan(&m);
     }
@@ -396,6 +398,8 @@ int ha_binary_trees(ha_collector *gc, uint32_t max_depth, ha_ref *shadow,
     switch (gc->plan) {
     case HA_PLAN_SEMISPACE:
         return binary_trees(&m, &ha_semispace_hooks, max_depth);
+    case HA_PLAN_GENERATIONAL:
+        return binary_trees(&m, &ha_generational_hooks, max_depth);
     default:
         return unknown_plan(&m);
     }
