@@ -28,7 +28,7 @@ CARD_BYTES = 1 << lib.HA_CARD_SHIFT
 #: The highest tenure age the header's age field can count to.
 MAX_TENURE_AGE = AGE_MASK + 1
 #: Minor collections an object survives in the young generation before it is promoted.
-DEFAULT_TENURE_AGE = 4
+DEFAULT_TENURE_AGE = 2
 #: The young generation's share of the heap, and the nursery's share of the young generation
 #: (HotSpot's defaults for its serial and parallel collectors: NewRatio=2, SurvivorRatio=8).
 YOUNG_FRACTION = 1 / 3
