@@ -67,7 +67,8 @@ int ha_generational_check(const ha_collector *gc, ha_stats *st)
     const ha_space whole = {nursery->start, g->nursery_end, nursery->top};
     int ok = g->cards && g->crossing && g->compaction &&
              g->ncards >= (gc->heap.size >> SHIFT) + 1 && g->tenure_age >= 1 &&
-             g->tenure_age <= MAX_TENURE_AGE && nursery->end <= g->nursery_end &&
+             g->tenure_age <= MAX_TENURE_AGE && g->copy_order <= HA_COPY_DEPTH_FIRST &&
+             nursery->end <= g->nursery_end &&
              ha_space_ok(&gc->heap, &whole) && card_aligned(whole.start, whole.end);
     for (uint32_t i = 1; ok && i < gc->nspaces; i++)
         ok = card_aligned(gc->spaces[i].start, gc->spaces[i].end) &&
@@ -122,6 +123,8 @@ struct young {
     uint8_t *cards;
     uint32_t *crossing;
     uint64_t objects, bytes, refs, dirty;
+    ha_off copied;  /* the copy the last evacuate() made, or 0 */
+    int overflowed; /* the depth-first stack was full: a copy went unscanned */
     ha_stats *st;
 };
 
@@ -145,6 +148,7 @@ evacuate(struct young *y, ha_ref *slot, ha_off where, int64_t root)
 {
     ha_ref ref = ha_load(slot);
     ha_off off, limit;
+    y->copied = 0;
     if (ref == 0)
         return HA_OK;
     y->refs++;
@@ -186,6 +190,7 @@ evacuate(struct young *y, ha_ref *slot, ha_off where, int64_t root)
     dst[0] = ha_with_age(header, age); /* the header checked, whatever the load view held */
     obj[0] = header | HA_FORWARDED;
     obj[1] = *slot = ha_encode(&y->h, copy);
+    y->copied = copy;
     y->objects++;
     y->bytes += bytes;
     return HA_OK;
@@ -234,12 +239,82 @@ static inline int eight_clean(const uint8_t *cards, uint64_t c)
     return eight == 0;
 }
 
+/* ---- depth-first copy order: pre-order, as a recursive copy would ---- */
+
+/* Frames of the explicit stack: a copy, and the next of its slots to evacuate. A
+ * deeper graph overflows it; the copies it could not take are scanned by a
+ * Cheney sweep over every copy afterwards (scanning a copy twice is harmless:
+ * its slots already name copies). */
+enum { DEPTH_FRAMES = 1024 };
+
+struct frame {
+    ha_off obj;
+    uint32_t slot, nrefs;
+    int old; /* a promoted copy: its slots that stay young dirty their cards */
+};
+
+/* Push the copy evacuate() just made, if any. */
+static inline __attribute__((always_inline)) int
+push_copy(struct young *y, struct frame *stack, unsigned *depth)
+{
+    ha_off copy = y->copied;
+    if (!copy)
+        return HA_OK;
+    if (*depth == DEPTH_FRAMES) {
+        y->overflowed = 1;
+        return HA_OK;
+    }
+    uint64_t header = ha_load(ha_at(&y->h, copy));
+    int old = in_range(copy, y->promoted, y->old_top);
+    if (!ha_header_ok(header, copy, old ? y->old_top : y->to_top))
+        return ha_fail(y->st, HA_ERR_HEADER, copy, -1);
+    stack[(*depth)++] = (struct frame){copy, 1, (uint32_t)ha_nrefs(header), old};
+    return HA_OK;
+}
+
+/* Evacuate everything the copy y->copied reaches, depth first. */
+static inline __attribute__((always_inline)) int
+copy_depth_first(struct young *y, struct frame *stack)
+{
+    unsigned depth = 0;
+    int rc = push_copy(y, stack, &depth);
+    while (!rc && depth) {
+        struct frame *top = &stack[depth - 1];
+        if (top->slot > top->nrefs) {
+            depth--;
+            continue;
+        }
+        ha_off where = top->obj + 8 * top->slot++;
+        uint64_t *slot = ha_at(&y->h, where);
+        rc = top->old ? evacuate_old_slot(y, slot, where) : evacuate_slot(y, slot, where);
+        if (!rc)
+            rc = push_copy(y, stack, &depth);
+    }
+    return rc;
+}
+
+/* A slot in a dirty card: evacuate its referent, depth first if there is a stack. */
+struct card_visit {
+    struct young *y;
+    struct frame *stack;
+};
+
+static inline __attribute__((always_inline)) int
+evacuate_card_slot(void *ctx, uint64_t *slot, ha_off where)
+{
+    struct card_visit *visit = ctx;
+    int rc = evacuate_old_slot(visit->y, slot, where);
+    return rc || !visit->stack ? rc : copy_depth_first(visit->y, visit->stack);
+}
+
 /* The remembered set: evacuate what the old objects' slots in dirty cards of
  * [start, top) refer to. Each dirty card is cleaned, and dirtied again if a slot
- * in it still refers to a young object. */
-static int scan_cards(struct young *y, ha_off start, ha_off top)
+ * in it still refers to a young object. With a stack, each referent is copied
+ * depth first, with what it reaches, before the next slot. */
+static int scan_cards(struct young *y, ha_off start, ha_off top, struct frame *stack)
 {
     int rc = HA_OK;
+    struct card_visit visit = {y, stack};
     if (top <= start)
         return HA_OK;
     uint64_t last = (top - 1) >> SHIFT;
@@ -260,23 +335,38 @@ static int scan_cards(struct young *y, ha_off start, ha_off top)
         while (!rc && ha_next_object(&y->h, &cur, &rc, y->st) && cur.off < end)
             rc = ha_visit_slot_range(ha_at(&y->h, cur.off), cur.off, cur.header,
                                      card > cur.off ? (card - cur.off) / 8 : 0,
-                                     (end - cur.off) / 8, evacuate_old_slot, y);
+                                     (end - cur.off) / 8, evacuate_card_slot, &visit);
     }
     return rc;
 }
 
-/* The minor collection's Cheney loop: roots, then dirty cards, then the copies
- * in the survivor space and the promoted ones, until both scans catch up. */
+/* A root, in the depth-first order: evacuate it, then what its copy reaches. */
 static inline __attribute__((always_inline)) int
-evacuate_young(struct young *y, ha_ref *roots, size_t nroots, ha_off old_start, uint32_t encoding)
+evacuate_deep(struct young *y, struct frame *stack, ha_ref *slot, int64_t root)
+{
+    int rc = evacuate(y, slot, 0, root);
+    return rc ? rc : copy_depth_first(y, stack);
+}
+
+/* The minor collection's loop: roots, then dirty cards, then the copies in the
+ * survivor space and the promoted ones, until both scans catch up (Cheney). In
+ * depth-first order, each root's and each card slot's referent is copied with
+ * everything it reaches before the next; the Cheney scans then run only if the
+ * depth-first stack overflowed. */
+static inline __attribute__((always_inline)) int
+evacuate_young(struct young *y, ha_ref *roots, size_t nroots, ha_off old_start, uint32_t encoding,
+               struct frame *stack)
 {
     int rc = HA_OK;
     ha_off grey_young = y->to_top, grey_old = y->old_top;
     y->h.encoding = encoding;
     for (size_t i = 0; i < nroots && !rc; i++)
-        rc = evacuate(y, &roots[i], 0, (int64_t)i);
+        rc = stack ? evacuate_deep(y, stack, &roots[i], (int64_t)i)
+                   : evacuate(y, &roots[i], 0, (int64_t)i);
     if (!rc)
-        rc = scan_cards(y, old_start, y->promoted);
+        rc = scan_cards(y, old_start, y->promoted, stack);
+    if (stack && !y->overflowed)
+        return rc;
     while (!rc && (grey_young < y->to_top || grey_old < y->old_top)) {
         while (!rc && grey_young < y->to_top)
             rc = scan(y, &grey_young, y->to_top, evacuate_slot);
@@ -306,6 +396,9 @@ static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
     int rc = update_crossing(gc, st);
     if (rc)
         return rc;
+    struct frame *stack = NULL;
+    if (g->copy_order == HA_COPY_DEPTH_FIRST && !(stack = malloc(DEPTH_FRAMES * sizeof *stack)))
+        return ha_fail(st, HA_ERR_NOMEM, 0, -1);
     struct young y = {
         .h = gc->heap, .nursery_start = nursery->start, .nursery_top = nursery->top,
         .survivor_start = survivor->start, .survivor_top = survivor->top,
@@ -315,17 +408,18 @@ static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
     };
     switch (gc->heap.encoding) { /* one loop per encoding, each with the encoding a constant */
     case HA_REF_OFFSET:
-        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_OFFSET);
+        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_OFFSET, stack);
         break;
     case HA_REF_ADDRESS:
-        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_ADDRESS);
+        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_ADDRESS, stack);
         break;
     case HA_REF_COLORED:
-        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_COLORED);
+        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_COLORED, stack);
         break;
     default:
-        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_MASKED);
+        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_MASKED, stack);
     }
+    free(stack);
     st->objects += y.objects;
     st->bytes += y.bytes;
     st->refs += y.refs;

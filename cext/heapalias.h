@@ -187,6 +187,14 @@ enum ha_plan {
                                 an old space compacted in place (generational.c) */
 };
 
+/* The order a minor collection copies the objects it evacuates in, and so the order
+ * they lie in afterwards. */
+enum ha_copy_order {
+    HA_COPY_BREADTH_FIRST = 0, /* Cheney: scan the copies in the order they were made */
+    HA_COPY_DEPTH_FIRST = 1    /* pre-order: a copy's referents are copied (and theirs)
+                                  before its next slot, with an explicit stack */
+};
+
 /* What the generational plan keeps beside its spaces; zero for the other plans.
  * The arrays belong to the caller (heapalias/collectors/generational.py), which
  * sizes them from `ncards` and keeps them alive across calls. */
@@ -203,7 +211,7 @@ typedef struct ha_generations {
     ha_off crossing_top;    /* the old objects below this offset have their crossing entries */
     uint32_t tenure_age;    /* minor collections an object survives before it is promoted
                                (1: at the first one; at most 16) */
-    uint32_t reserved;
+    uint32_t copy_order;    /* enum ha_copy_order: the order minor collections copy in */
     uint64_t minor_collections, full_collections; /* counted from 0 in each call */
 } ha_generations;
 

@@ -530,7 +530,8 @@ def concurrent(gc, design: int, mix: dict, roots: np.ndarray, stalls: np.ndarray
 # ---- the generational plan (cext/generational.c): its state, and minor collections ----
 
 def attach_generations(gc, cards: np.ndarray, crossing: np.ndarray, compaction: np.ndarray, *,
-                       nursery_end: int, crossing_top: int, tenure_age: int) -> None:
+                       nursery_end: int, crossing_top: int, tenure_age: int,
+                       copy_order: int) -> None:
     """Give an ``ha_collector`` the generational plan's state: its card table (uint8), crossing
     map (uint32, one entry per card) and compaction table (uint64, two per card, zeroed),
     which the caller keeps alive across the call, and its policy. C checks the rest."""
@@ -542,7 +543,8 @@ def attach_generations(gc, cards: np.ndarray, crossing: np.ndarray, compaction: 
     state.crossing = words(crossing, "uint32_t[]")
     state.compaction = words(compaction)
     state.ncards = len(cards)
-    state.nursery_end, state.crossing_top, state.tenure_age = nursery_end, crossing_top, tenure_age
+    state.nursery_end, state.crossing_top = nursery_end, crossing_top
+    state.tenure_age, state.copy_order = tenure_age, copy_order
 
 
 def generations_state(gc) -> tuple[int, int, int]:

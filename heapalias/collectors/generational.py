@@ -34,6 +34,9 @@ DEFAULT_TENURE_AGE = 2
 YOUNG_FRACTION = 1 / 3
 NURSERY_FRACTION = 8 / 10
 SPACE_NAMES = ("nursery", "old", "survivor0", "survivor1")
+#: The orders a minor collection can copy in (``enum ha_copy_order``).
+COPY_ORDERS = {"breadth-first": lib.HA_COPY_BREADTH_FIRST, "depth-first": lib.HA_COPY_DEPTH_FIRST}
+DEFAULT_COPY_ORDER = "depth-first"
 
 
 def generational_layout(size: int) -> dict[str, tuple[int, int]]:
@@ -99,6 +102,7 @@ class Generational(Plan):
                                           zeroed=True)
         self._crossing_top = 0
         self._tenure_age = DEFAULT_TENURE_AGE
+        self._copy_order = DEFAULT_COPY_ORDER
         self._minor_collections = self._full_collections = 0
 
     nursery = read_only("_nursery", "Where the mutator allocates.")
@@ -111,12 +115,25 @@ class Generational(Plan):
 
     @classmethod
     def over(cls, heap, *, tenure_age: int = DEFAULT_TENURE_AGE,
-             **objects_options) -> Generational:
+             copy_order: str = DEFAULT_COPY_ORDER, **objects_options) -> Generational:
         """The plan over a new ObjectHeap laid out by :func:`generational_layout` in ``heap``;
         ``objects_options`` go to ObjectHeap (encoding, colors...)."""
         plan = super().over(heap, **objects_options)
         plan.tenure_age = tenure_age
+        plan.copy_order = copy_order
         return plan
+
+    @property
+    def copy_order(self) -> str:
+        """The order minor collections copy in, so the order survivors lie in: ``depth-first``
+        (pre-order, as a recursive copy would; the default) or ``breadth-first`` (Cheney)."""
+        return self._copy_order
+
+    @copy_order.setter
+    def copy_order(self, value: str) -> None:
+        if value not in COPY_ORDERS:
+            raise InvalidArgument(f"copy_order must be one of {tuple(COPY_ORDERS)}, got {value!r}")
+        self._copy_order = value
 
     @property
     def tenure_age(self) -> int:
@@ -151,7 +168,8 @@ class Generational(Plan):
         gc = super().to_native()
         native.attach_generations(gc, self._cards.cards, self._crossing, self._compaction,
                                   nursery_end=self._nursery.end,
-                                  crossing_top=self._crossing_top, tenure_age=self._tenure_age)
+                                  crossing_top=self._crossing_top, tenure_age=self._tenure_age,
+                                  copy_order=COPY_ORDERS[self._copy_order])
         return gc
 
     def from_native(self, gc) -> None:
