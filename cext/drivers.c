@@ -106,6 +106,9 @@ static int reserve_slots(struct mutator *m, size_t slots)
     return m->capacity - m->sp < slots ? ha_fail(m->st, HA_ERR_FULL, 0, (int64_t)m->sp) : HA_OK;
 }
 
+/* How far ahead of the bump pointer allocation prefetches. */
+#define ALLOC_PREFETCH 256
+
 /* Bump-allocate in reserved space: write the header, zero words [zero_from,
  * words), and return the reference; `*obj` is where to store the rest. */
 ALWAYS_INLINE uint64_t bump(struct cursor *c, uint64_t words, uint64_t nrefs,
@@ -113,6 +116,10 @@ ALWAYS_INLINE uint64_t bump(struct cursor *c, uint64_t words, uint64_t nrefs,
 {
     uint64_t off = c->top;
     *obj = ha_at(&c->h, off);
+    /* The allocation space is cold: every new line costs a read for ownership. Like
+     * HotSpot's allocation prefetch, ask for the line ALLOC_PREFETCH bytes ahead for
+     * writing, so that miss overlaps the work in between (prefetches never fault). */
+    __builtin_prefetch((char *)*obj + ALLOC_PREFETCH, 1, 3);
     c->top += words * 8;
     c->allocated++;
     (*obj)[0] = ha_make_header(words, nrefs);

@@ -410,11 +410,14 @@ def gcbench_command(backing, pages, size, collector, depth, repeat, as_json) -> 
               help="The CPU the C runs and pinned JVMs use (default: the last one allowed).")
 @click.option("--no-gc-run/--skip-no-gc-run", "no_gc", default=True, show_default=True,
               help="Also run each program without collecting: the mutator's lower bound.")
+@click.option("--minimum-from", "minimum_from", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Take the minimum heaps an earlier sweep's --json found, "
+              "instead of searching again (a collector or program it lacks is searched).")
 @click.option("--json", "json_path", callback=_output_path, help="Also write every sample.")
 @click.option("--plot", "plot_path", callback=_plot_path,
               help="Also draw time against heap size, one line per collector, to this PNG.")
-def gcsweep_command(programs, names, multiples, rounds, warmup, cpu, no_gc, json_path,
-                    plot_path) -> None:
+def gcsweep_command(programs, names, multiples, rounds, warmup, cpu, no_gc, minimum_from,
+                    json_path, plot_path) -> None:
     """Heap-size sweep: each collector at multiples of its minimum heap, against the JVM."""
     from .bench import jvm, report, sweep
 
@@ -439,6 +442,10 @@ def gcsweep_command(programs, names, multiples, rounds, warmup, cpu, no_gc, json
         chosen = [name for name in chosen if name not in sweep.JVM_COLLECTORS]
     plan = sweep.Sweep([sweep.Program.parse(p) for p in programs], chosen, factors, rounds,
                        warmup, cpu, no_gc)
+    if minimum_from:
+        earlier = report.load_sweep(minimum_from)
+        plan.minimum = {label: {name: tuple(found) for name, found in by_collector.items()}
+                        for label, by_collector in earlier["minimum"].items()}
     metadata = sweep.metadata()
     sweep.run_sweep(plan, say=lambda line: click.echo(line, err=True))
     data = {**plan.as_dict(), "metadata": metadata}

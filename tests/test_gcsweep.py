@@ -89,6 +89,22 @@ def test_gcsweep_prints_writes_and_plots(tmp_path) -> None:
     assert figure.stat().st_size > 10_000
 
 
+def test_a_sweep_takes_the_minimum_heaps_an_earlier_one_found(tmp_path) -> None:
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"minimum": {"binary_trees:6": {"semispace": [3 * MIB, 1]}}}))
+    result = CliRunner().invoke(cli.main, [
+        "gcsweep", "--program", "binary-trees:6", "--collector", "semispace", "--collector",
+        "generational", "--multiples", "1", "--rounds", "1", "--warmup", "0",
+        "--skip-no-gc-run", "--minimum-from", str(earlier), "--cpu", "0"])
+    assert result.exit_code == 0, result.output
+    assert "semispace needs a 3 MiB heap at least (from an earlier sweep)" in result.output
+    assert "generational needs a 1 MiB heap at least\n" in result.output  # searched
+    (tmp_path / "bogus.json").write_text("[]")
+    result = CliRunner().invoke(cli.main, ["gcsweep", "--minimum-from",
+                                           str(tmp_path / "bogus.json")])
+    assert result.exit_code == 1 and "not a heapalias gcsweep report" in result.output
+
+
 @pytest.mark.parametrize("args", [
     ["--multiples", "0.5"], ["--multiples", "two"], ["--collector", "g1"], ["--cpu", "4096"],
     ["--program", "lisp"],

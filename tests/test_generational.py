@@ -17,7 +17,7 @@ from test_collectors import ENCODINGS, graphs
 
 import heapalias as ha
 from heapalias import collectors, drivers, native, workloads
-from heapalias.collectors.generational import CARD_BYTES, MAX_TENURE_AGE
+from heapalias.collectors.generational import CARD_BYTES, COPY_ORDERS, MAX_TENURE_AGE
 from heapalias.errors import HeapCorruption, InvalidArgument, SpaceFull
 
 from conftest import run_isolated
@@ -25,11 +25,13 @@ from conftest import run_isolated
 HEAP_SIZES = (1 << 18, 1 << 19, 1 << 20, 1 << 21)
 
 
-def plan_over(heap: ha.Heap, encoding: str = "offset", tenure_age: int = 2):
+def plan_over(heap: ha.Heap, encoding: str = "offset", tenure_age: int = 2,
+              copy_order: str = "depth-first"):
     colored = encoding in ("colored", "masked")
     colors = heap.multimap(3, shift=max(heap.size - 1, 1).bit_length()) if colored else None
-    return collectors.Generational.over(heap, tenure_age=tenure_age, encoding=encoding,
-                                        colors=colors, store_color=1 if colored else 0)
+    return collectors.Generational.over(heap, tenure_age=tenure_age, copy_order=copy_order,
+                                        encoding=encoding, colors=colors,
+                                        store_color=1 if colored else 0)
 
 
 def build(plan, graph, space: str = "nursery") -> tuple[list[ha.Obj], list[int]]:
@@ -118,11 +120,12 @@ def store(plan, reach: list[ha.Obj], source: int, slot: int, target: int) -> Non
 
 @settings(max_examples=100, deadline=None)
 @given(steps=st.lists(STEP, min_size=1, max_size=20), encoding=st.sampled_from(ENCODINGS),
-       size=st.sampled_from(HEAP_SIZES), tenure_age=st.sampled_from([1, 2, 3, MAX_TENURE_AGE]))
+       size=st.sampled_from(HEAP_SIZES), tenure_age=st.sampled_from([1, 2, 3, MAX_TENURE_AGE]),
+       copy_order=st.sampled_from(sorted(COPY_ORDERS)))
 def test_programs_of_allocations_stores_and_drops_keep_their_graph(steps, encoding, size,
-                                                                   tenure_age) -> None:
+                                                                   tenure_age, copy_order) -> None:
     with ha.Heap(size, name="gen-programs") as heap:
-        plan = plan_over(heap, encoding, tenure_age)
+        plan = plan_over(heap, encoding, tenure_age, copy_order)
         roots: list[int] = []
         for step in steps:
             reach = plan.objects.reachable(roots)
@@ -204,6 +207,47 @@ def test_a_full_survivor_space_promotes_early() -> None:
         check_heap(plan, roots)
 
 
+def preorder(obj: ha.Obj | None) -> list[int]:
+    return [] if obj is None else [obj.offset, *preorder(obj.refs[0]), *preorder(obj.refs[1])]
+
+
+def breadth_first(root: ha.Obj) -> list[int]:
+    order, level = [], [root]
+    while level:
+        order += [obj.offset for obj in level]
+        level = [child for obj in level for child in obj.refs if child is not None]
+    return order
+
+
+@pytest.mark.parametrize("tenure_age", [1, 2])  # into the old space, or a survivor space
+@pytest.mark.parametrize("copy_order", sorted(COPY_ORDERS))
+def test_the_copy_order_is_the_order_copies_lie_in(copy_order, tenure_age) -> None:
+    """Depth first, a tree's copies lie in pre-order, the order its recursive check walks
+    them; breadth first (Cheney), level by level."""
+    with ha.Heap("1M", name="gen-order") as heap:
+        plan = plan_over(heap, tenure_age=tenure_age, copy_order=copy_order)
+        roots = workloads.binary_tree(plan.objects, 9, space="nursery").roots
+        before = plan.objects.shape(roots)
+        plan.minor(roots)
+        assert plan.objects.shape(roots) == before
+        root = plan.objects.deref(int(roots[0]))
+        walk = preorder(root) if copy_order == "depth-first" else breadth_first(root)
+        assert walk == sorted(walk) and len(walk) == 2**10 - 1
+        assert (plan.old if tenure_age == 1 else plan.survivors).contains(root.offset)
+
+
+def test_a_graph_deeper_than_the_depth_first_stack_is_copied_whole() -> None:
+    """A list deeper than the stack's frames: what the stack cannot take, the Cheney sweep
+    behind it scans, and every node is copied once."""
+    with ha.Heap("4M", name="gen-deep") as heap:
+        plan = plan_over(heap, tenure_age=1)
+        roots = workloads.linked_list(plan.objects, 20_000, space="nursery").roots
+        before = plan.objects.shape(roots)
+        stats = plan.minor(roots)
+        assert stats.objects == 20_000 and plan.objects.shape(roots) == before
+        check_heap(plan, roots)
+
+
 def test_compaction_keeps_the_old_objects_in_address_order() -> None:
     with ha.Heap("1M", name="gen-order") as heap:
         plan = plan_over(heap)
@@ -257,6 +301,8 @@ def test_the_plan_refuses_what_it_cannot_collect() -> None:
         for bad in (0, MAX_TENURE_AGE + 1, 2.0):
             with pytest.raises(InvalidArgument):
                 plan.tenure_age = bad
+        with pytest.raises(InvalidArgument, match="copy_order"):
+            plan.copy_order = "random"
         roots = np.zeros(1, dtype=np.uint64)
         with pytest.raises(InvalidArgument, match="compacts in place"):
             plan.collect(roots, through=heap.alias())
@@ -267,6 +313,7 @@ def test_the_plan_refuses_what_it_cannot_collect() -> None:
         assert plan.minor(roots).objects == 0
         gc = plan.to_native()  # C checks the plan's state itself
         for field, value in (("tenure_age", 0), ("ncards", 3), ("nursery_end", 12),
+                             ("copy_order", 2),
                              ("nursery_end", heap.size + CARD_BYTES)):
             saved = getattr(gc.generations, field)
             setattr(gc.generations, field, value)

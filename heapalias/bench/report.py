@@ -214,6 +214,18 @@ def _ms(value: dict | None) -> str:
         f"{value['median']:.1f} ±{value['iqr'] / 2:.1f}"
 
 
+def load_sweep(path: str | Path) -> dict:
+    """A sweep saved with ``gcsweep --json``; InvalidArgument if the file is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"cannot read a sweep from {path}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("minimum"), dict):
+        raise InvalidArgument(f"{path} is not a heapalias gcsweep report (no 'minimum' field)",
+                              remedy="pass a file written by `heapalias gcsweep --json`")
+    return data
+
+
 def sweep_rows(data: dict, program: str) -> list[dict]:
     """One row per (multiple, collector) of a sweep's program, no-collection rows last: the
     heap, and the median and IQR of every part in both phases."""

@@ -231,7 +231,8 @@ class Sweep:
     warmup: int = 2
     cpu: int | None = None
     no_gc: bool = True
-    #: program label -> collector -> (minimum heap bytes, bytes the minimum run allocated)
+    #: program label -> collector -> (minimum heap bytes, bytes the minimum run allocated);
+    #: entries given before the sweep runs (from an earlier sweep) are not searched again
     minimum: dict = field(default_factory=dict)
     #: program label -> collector -> str(multiple) -> {"heap_bytes", "cold": [], "steady": []}
     samples: dict = field(default_factory=dict)
@@ -278,11 +279,17 @@ def run_sweep(sweep: Sweep, say: Callable[[str], None] = lambda line: None) -> S
     if sweep.rounds < 1 or sweep.warmup < 0 or not sweep.multiples:
         raise InvalidArgument("a sweep needs rounds >= 1, warmup >= 0 and some multiples")
     for program in sweep.programs:
-        sweep.minimum[program.label] = {}
+        known = sweep.minimum.setdefault(program.label, {})
         for name in sweep.collectors:
+            if name in known:
+                found = known[name][0]
+                say(f"{program.label}: {name} needs a {format_size(found)} heap at least "
+                    "(from an earlier sweep)")
+                continue
             found, run = minimum_heap(collector_named(name), program, sweep.cpu)
-            sweep.minimum[program.label][name] = (found, run.bytes_allocated)
+            known[name] = (found, run.bytes_allocated)
             say(f"{program.label}: {name} needs a {format_size(found)} heap at least")
+        sweep.minimum[program.label] = {name: known[name] for name in sweep.collectors}
     jobs = {program.label: _jobs(sweep, program) for program in sweep.programs}
     for program in sweep.programs:
         sweep.samples[program.label] = {}
