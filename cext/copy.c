@@ -12,11 +12,6 @@
 #include <emmintrin.h>
 #endif
 
-/* Objects this large are copied with non-temporal stores: they would only
- * evict the cache, and skipping the read-for-ownership is what lets a large
- * memcpy run at full bandwidth. */
-#define STREAM_BYTES (256u << 10)
-
 /* A copy with non-temporal stores (plain memcpy off x86): the Cheney copy of
  * large objects, and the streaming half of the copy limit in limits.c.
  * dst and src are word-aligned. */
@@ -44,20 +39,6 @@ void ha_copy_streaming(uint64_t *dst, const uint64_t *src, uint64_t bytes)
 #else
     memcpy(dst, src, bytes);
 #endif
-}
-
-static void copy_words(uint64_t *dst, const uint64_t *src, uint64_t bytes)
-{
-    if (bytes >= STREAM_BYTES) {
-        ha_copy_streaming(dst, src, bytes);
-        return;
-    }
-    if (bytes <= 64) { /* small objects: an inlined loop beats a memcpy call */
-        for (uint64_t i = 0; i < bytes / 8; i++)
-            dst[i] = src[i];
-        return;
-    }
-    memcpy(dst, src, bytes);
 }
 
 /* Everything the loop touches, by value, so the compiler can keep it in
@@ -115,7 +96,7 @@ forward(struct cheney *c, ha_ref *slot, ha_off where, int64_t root)
     ha_off copy = c->top;
     uint64_t *dst = ha_at(&c->h, copy);
     c->top += bytes;
-    copy_words(dst, (const uint64_t *)(uintptr_t)(c->h.load_base + off), bytes);
+    ha_copy_words(dst, (const uint64_t *)(uintptr_t)(c->h.load_base + off), bytes);
     dst[0] = header; /* the header checked, whatever the load view held */
     c->from_next = off + bytes;
     obj[0] = header | HA_FORWARDED;

@@ -182,8 +182,38 @@ uint64_t ha_gather_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t 
 /* Each plan is one C file with its hooks (cext/plan.h) and one Python module
  * (heapalias/collectors/). */
 enum ha_plan {
-    HA_PLAN_SEMISPACE = 0 /* Cheney copying between spaces[0] and spaces[1] */
+    HA_PLAN_SEMISPACE = 0,   /* Cheney copying between spaces[0] and spaces[1] */
+    HA_PLAN_GENERATIONAL = 1 /* a nursery and two survivor spaces evacuated by Cheney,
+                                an old space compacted in place (generational.c) */
 };
+
+/* The order a minor collection copies the objects it evacuates in, and so the order
+ * they lie in afterwards. */
+enum ha_copy_order {
+    HA_COPY_BREADTH_FIRST = 0, /* Cheney: scan the copies in the order they were made */
+    HA_COPY_DEPTH_FIRST = 1    /* pre-order: a copy's referents are copied (and theirs)
+                                  before its next slot, with an explicit stack */
+};
+
+/* What the generational plan keeps beside its spaces; zero for the other plans.
+ * The arrays belong to the caller (heapalias/collectors/generational.py), which
+ * sizes them from `ncards` and keeps them alive across calls. */
+typedef struct ha_generations {
+    uint8_t *cards;         /* one byte per card (HA_CARD_SHIFT): nonzero once a slot in it
+                               was stored to; the minor collections' remembered set */
+    uint32_t *crossing;     /* per card of the old space: words from the start of the object
+                               covering the card's first word to that word */
+    uint64_t *compaction;   /* two zeroed words per card for full collections: a bitmap of the
+                               card's live words, and where the first of them moves to */
+    uint64_t ncards;        /* entries in cards and crossing: (heap size >> HA_CARD_SHIFT) + 1 */
+    ha_off nursery_end;     /* the nursery's real end: spaces[0].end may be lowered so that
+                               the old space can always take every survivor */
+    ha_off crossing_top;    /* the old objects below this offset have their crossing entries */
+    uint32_t tenure_age;    /* minor collections an object survives before it is promoted
+                               (1: at the first one; at most 16) */
+    uint32_t copy_order;    /* enum ha_copy_order: the order minor collections copy in */
+    uint64_t minor_collections, full_collections; /* counted from 0 in each call */
+} ha_generations;
 
 enum { HA_MAX_SPACES = 4 };
 
@@ -195,10 +225,14 @@ typedef struct ha_collector {
     uint32_t nspaces;     /* as many as the plan declares */
     ha_heap heap;
     ha_space spaces[4];   /* HA_MAX_SPACES */
+    ha_generations generations; /* the generational plan's state; zero for the others */
 } ha_collector;
 
 /* Collect with the plan's own collection hook; the roots are updated in place. */
 int ha_collect(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st);
+/* Collect the young generation only (a minor collection); HA_ERR_ARGUMENT for a plan
+ * without generations. */
+int ha_collect_young(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st);
 
 /* ---- mutator drivers: allocate in C, collect through the plan's hooks ---- */
 typedef struct ha_gc_run {

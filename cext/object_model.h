@@ -4,8 +4,11 @@
  * An object is one header word, then its reference slots, then its payload,
  * all 64-bit words; at least 2 words, so a forwarding reference fits in slot 1.
  *
- *   header: | 63..58 zero | 57 forwarded | 56 marked | 55..48 magic 0xA5 |
- *           | 47..32 reference slots     | 31..0 size in words            |
+ *   header: | 63..62 zero | 61..58 age | 57 forwarded | 56 marked |
+ *           | 55..48 magic 0xA5 | 47..32 reference slots | 31..0 size in words |
+ *
+ * The age counts the minor collections an object has survived in a young
+ * generation (the generational plan); every other loop copies it unchanged.
  *
  * Forwarded, an object's header takes one of two forms. A stop-the-world copy
  * (copy.c) keeps the header, sets the forwarded bit and puts the reference to
@@ -42,7 +45,9 @@
 #define HA_MAGIC 0xA5ULL
 #define HA_MARKED (1ULL << 56)
 #define HA_FORWARDED (1ULL << 57)
-#define HA_RESERVED_SHIFT 58        /* bits 63..58 are zero in a valid header */
+#define HA_AGE_SHIFT 58             /* age: bits 61..58 */
+#define HA_AGE_MASK 0xfULL
+#define HA_RESERVED_SHIFT 62        /* bits 63..62 are zero in a valid header */
 #define HA_MIN_WORDS 2ULL           /* room for the header and a forwarding reference */
 #define HA_MOVED_MAGIC 0x5AULL      /* a header moved by a concurrent copy */
 #define HA_MOVED_MASK 0xffffffffffffULL
@@ -53,6 +58,20 @@ static inline uint64_t ha_make_header(uint64_t words, uint64_t nrefs)
 {
     return words | nrefs << HA_NREFS_SHIFT | HA_MAGIC << HA_MAGIC_SHIFT;
 }
+
+static inline uint64_t ha_age(uint64_t header) { return (header >> HA_AGE_SHIFT) & HA_AGE_MASK; }
+
+static inline uint64_t ha_with_age(uint64_t header, uint64_t age)
+{
+    return (header & ~(HA_AGE_MASK << HA_AGE_SHIFT)) | (age & HA_AGE_MASK) << HA_AGE_SHIFT;
+}
+
+/* A card is the unit of a card table (the generational plan's remembered set,
+ * collectors.CardTable by default): a write barrier dirties the card of the slot
+ * it stores to, and a minor collection scans the dirty cards of the old space.
+ * 512 bytes, as in HotSpot. */
+#define HA_CARD_SHIFT 9
+#define HA_CARD_BYTES (1ULL << HA_CARD_SHIFT)
 
 /* The header of an object a concurrent copy moved to `off`, and back. */
 static inline uint64_t ha_moved_header(uint64_t off)
@@ -233,16 +252,49 @@ ha_next_object(const ha_heap *h, ha_cursor *c, int *rc, ha_stats *st)
  * no side effect, finds such a visitor pure, and drops the call. */
 typedef int (*ha_slot_visitor)(void *ctx, uint64_t *slot, ha_off where);
 
+/* The visitor over the slots of words [first, end) of the object only (word 0
+ * is the header): a card scan visits the part of an object that lies in one
+ * card. The range is clipped to the reference slots the header claims. */
 static inline __attribute__((always_inline)) int
-ha_visit_slots(uint64_t *obj, ha_off off, uint64_t header, ha_slot_visitor visit, void *ctx)
+ha_visit_slot_range(uint64_t *obj, ha_off off, uint64_t header, uint64_t first, uint64_t end,
+                    ha_slot_visitor visit, void *ctx)
 {
     uint64_t nrefs = ha_nrefs(header);
-    for (uint64_t i = 1; i <= nrefs; i++) {
+    if (end > nrefs + 1)
+        end = nrefs + 1;
+    for (uint64_t i = first < 1 ? 1 : first; i < end; i++) {
         int rc = visit(ctx, &obj[i], off + 8 * i);
         if (rc)
             return rc;
     }
     return HA_OK;
+}
+
+static inline __attribute__((always_inline)) int
+ha_visit_slots(uint64_t *obj, ha_off off, uint64_t header, ha_slot_visitor visit, void *ctx)
+{
+    return ha_visit_slot_range(obj, off, header, 1, ha_nrefs(header) + 1, visit, ctx);
+}
+
+/* Objects this large are copied with non-temporal stores: they would only
+ * evict the cache, and skipping the read-for-ownership is what lets a large
+ * memcpy run at full bandwidth. */
+#define HA_STREAM_BYTES (256u << 10)
+
+/* Copy an object's words for a collector (dst and src word-aligned, apart). */
+static inline __attribute__((always_inline)) void
+ha_copy_words(uint64_t *dst, const uint64_t *src, uint64_t bytes)
+{
+    if (bytes >= HA_STREAM_BYTES) {
+        ha_copy_streaming(dst, src, bytes);
+        return;
+    }
+    if (bytes <= 64) { /* small objects: an inlined loop beats a memcpy call */
+        for (uint64_t i = 0; i < bytes / 8; i++)
+            dst[i] = src[i];
+        return;
+    }
+    memcpy(dst, src, bytes);
 }
 
 static inline int ha_space_ok(const ha_heap *h, const ha_space *s)

@@ -20,7 +20,7 @@ from ._version import __version__
 from .backing import format_size
 from .collectors import plan_named, registered
 from .concurrent import DESIGNS
-from .errors import HeapAliasError
+from .errors import HeapAliasError, SpaceFull
 from .probe import ProbeResult, probe
 from .system import PAGE_SIZES, SystemInfo, hugepage_pool, hugepage_pools, reserve_hugepages
 
@@ -306,6 +306,25 @@ def compare_command(before: str, after: str, as_json: bool) -> None:
     report.print_comparison(rows, _console(), (before, after))
 
 
+def _too_small(exc: SpaceFull, collector: str, depth: int | None, size: int) -> HeapAliasError:
+    """The error for a program that did not fit its heap, naming the heap it needs: the
+    minimum heap search (bench/sweep.py) runs first, which takes a few runs."""
+    from .bench.sweep import Program, collector_named, minimum_heap
+
+    program = Program("gcbench") if depth is None else Program("binary_trees", depth)
+    click.echo(f"{program.label} does not fit a {format_size(size)} {collector} heap; "
+               "searching for the smallest heap it runs in...", err=True)
+    try:
+        needed, _ = minimum_heap(collector_named(collector), program, None, too_small=size)
+    except HeapAliasError as search:
+        return SpaceFull(f"{program.label} does not fit a {format_size(size)} {collector} heap "
+                         f"({exc.message}), and no heap found fits it: {search.message}",
+                         remedy="free memory, or run a smaller program")
+    return SpaceFull(f"{program.label} does not fit a {format_size(size)} {collector} heap: it "
+                     f"needs {format_size(needed)} at least (the smallest heap it completed in)",
+                     remedy=f"run with --size {2 * needed >> 20}M, twice the minimum")
+
+
 @main.command("gcbench")
 @click.option("--backing", type=click.Choice(["memfd", "anon", "private"]), default="memfd",
               show_default=True)
@@ -334,9 +353,13 @@ def gcbench_command(backing, pages, size, collector, depth, repeat, as_json) -> 
         plan = plan_named(collector).over(heap)
         program = (lambda: drivers.binary_trees(plan, depth)) if depth is not None else (
             lambda: drivers.gcbench(plan))
-        runs = [program() for _ in range(repeat)]
+        try:
+            runs = [program() for _ in range(repeat)]
+        except SpaceFull as exc:
+            raise _too_small(exc, collector, depth, heap.size) from exc
         obtained = heap.pages_report()[0].obtained
-    best = min(runs, key=lambda r: r.total_ns)
+    # The median run by total time (the upper median for an even count): a typical run.
+    best = sorted(runs, key=lambda r: r.total_ns)[len(runs) // 2]
     expected = (drivers.expected_binary_trees_checks(depth) if depth is not None
                 else drivers.expected_gcbench_checks())
     summary = {
@@ -352,7 +375,7 @@ def gcbench_command(backing, pages, size, collector, depth, repeat, as_json) -> 
         click.echo(json.dumps(summary, indent=2))
         return
     table = Table(title=f"{best.program} over {collector} on a {format_size(heap.size)} "
-                  f"{backing} heap, {obtained} (best of {repeat})", show_header=False,
+                  f"{backing} heap, {obtained} (the median of {repeat} runs)", show_header=False,
                   title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")
@@ -619,6 +642,72 @@ def heapdump_command(file, capture_to, classes, pages, repeat, top, as_json, plo
     for line in comparison:
         console.print(line, markup=False)
     if plot_path:
+        click.echo(f"wrote {plot_path}", err=True)
+
+
+@main.command("gcsweep")
+@click.option("--program", "programs", multiple=True, default=("gcbench", "binary-trees:21"),
+              show_default=True, help="gcbench or binary-trees:DEPTH (repeatable).")
+@click.option("--collector", "names", multiple=True,
+              default=(*registered(), "jvm-serial", "jvm-parallel", "jvm-parallel-2cpu"),
+              show_default=True, help="A heapalias plan or a JVM collector (repeatable).")
+@click.option("--multiples", default="1.5,2,3,4,6", show_default=True,
+              help="Heap sizes, as multiples of each collector's own minimum heap.")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Interleaved rounds: samples per (collector, multiple).")
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Rounds each sample's fresh process runs before its steady round.")
+@click.option("--cpu", type=click.IntRange(min=0), default=None,
+              help="The CPU the C runs and pinned JVMs use (default: the last one allowed).")
+@click.option("--no-gc-run/--skip-no-gc-run", "no_gc", default=True, show_default=True,
+              help="Also run each program without collecting: the mutator's lower bound.")
+@click.option("--minimum-from", "minimum_from", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Take the minimum heaps an earlier sweep's --json found, "
+              "instead of searching again (a collector or program it lacks is searched).")
+@click.option("--json", "json_path", callback=_output_path, help="Also write every sample.")
+@click.option("--plot", "plot_path", callback=_plot_path,
+              help="Also draw time against heap size, one line per collector, to this PNG.")
+def gcsweep_command(programs, names, multiples, rounds, warmup, cpu, no_gc, minimum_from,
+                    json_path, plot_path) -> None:
+    """Heap-size sweep: each collector at multiples of its minimum heap, against the JVM."""
+    from .bench import jvm, report, sweep
+
+    try:
+        factors = tuple(float(x) for x in multiples.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(f"{multiples!r} is not a list of numbers",
+                                 param_hint="--multiples") from exc
+    if not factors or min(factors) < 1:
+        raise click.BadParameter("every multiple must be 1 or more", param_hint="--multiples")
+    allowed = os.sched_getaffinity(0)
+    cpu = max(allowed) if cpu is None else cpu
+    if cpu not in allowed:
+        raise click.BadParameter(f"CPU {cpu} is not available to this process", param_hint="--cpu")
+    chosen = list(dict.fromkeys(names))
+    for name in chosen:
+        if name not in registered() and name not in sweep.JVM_COLLECTORS:
+            raise click.BadParameter(f"no collector {name!r}: {sorted(registered())} or "
+                                     f"{sorted(sweep.JVM_COLLECTORS)}", param_hint="--collector")
+    if jvm.unavailable() and any(name in sweep.JVM_COLLECTORS for name in chosen):
+        click.echo(f"heapalias: without the JVM: {jvm.unavailable()}", err=True)
+        chosen = [name for name in chosen if name not in sweep.JVM_COLLECTORS]
+    plan = sweep.Sweep([sweep.Program.parse(p) for p in programs], chosen, factors, rounds,
+                       warmup, cpu, no_gc)
+    if minimum_from:
+        earlier = report.load_sweep(minimum_from)
+        plan.minimum = {label: {name: tuple(found) for name, found in by_collector.items()}
+                        for label, by_collector in earlier["minimum"].items()}
+    metadata = sweep.metadata()
+    sweep.run_sweep(plan, say=lambda line: click.echo(line, err=True))
+    data = {**plan.as_dict(), "metadata": metadata}
+    report.print_sweep(data, _console())
+    if json_path:
+        report.save(data, json_path)
+        click.echo(f"wrote {json_path}", err=True)
+    if plot_path:
+        from .bench.plot import plot_sweep
+
+        plot_sweep(data, plot_path)
         click.echo(f"wrote {plot_path}", err=True)
 
 

@@ -700,3 +700,36 @@ def hprof_fill(heap: np.ndarray, ids: np.ndarray, lengths: np.ndarray, kinds: np
         "table": table.struct, "ref_add": ref_add, "chunk_refs": chunk_refs,
     })
     return HprofFill(struct, arrays)
+
+
+# ---- the generational plan (cext/generational.c): its state, and minor collections ----
+
+def attach_generations(gc, cards: np.ndarray, crossing: np.ndarray, compaction: np.ndarray, *,
+                       nursery_end: int, crossing_top: int, tenure_age: int,
+                       copy_order: int) -> None:
+    """Give an ``ha_collector`` the generational plan's state: its card table (uint8), crossing
+    map (uint32, one entry per card) and compaction table (uint64, two per card, zeroed),
+    which the caller keeps alive across the call, and its policy. C checks the rest."""
+    if not len(cards) == len(crossing) == len(compaction) // 2:
+        raise InvalidArgument("the card table, crossing map and compaction table must have "
+                              "one entry per card (two for the compaction table)")
+    state = gc.generations
+    state.cards = words(cards, "uint8_t[]")
+    state.crossing = words(crossing, "uint32_t[]")
+    state.compaction = words(compaction)
+    state.ncards = len(cards)
+    state.nursery_end, state.crossing_top = nursery_end, crossing_top
+    state.tenure_age, state.copy_order = tenure_age, copy_order
+
+
+def generations_state(gc) -> tuple[int, int, int]:
+    """``(crossing_top, minor_collections, full_collections)`` of an ``ha_collector``: the
+    collections are those of the calls made on this struct."""
+    state = gc.generations
+    return int(state.crossing_top), int(state.minor_collections), int(state.full_collections)
+
+
+def collect_young(gc, roots: np.ndarray) -> tuple[int, object]:
+    """Run the plan's young-generation collection; ``(rc, stats)`` as :func:`collect`."""
+    st = new_stats()
+    return lib.ha_collect_young(gc, words_or_null(roots), len(roots), st), st

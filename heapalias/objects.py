@@ -5,8 +5,11 @@ tested against; the layout constants themselves come from the compiled core,
 so the layout is defined once, in C. An object is a header word, its
 reference slots, then its payload, all 64-bit words, at least 2 words long::
 
-    header: | 63..58 zero | 57 forwarded | 56 marked | 55..48 magic 0xA5 |
-            | 47..32 reference slots     | 31..0 size in words            |
+    header: | 63..62 zero | 61..58 age | 57 forwarded | 56 marked |
+            | 55..48 magic 0xA5 | 47..32 reference slots | 31..0 size in words |
+
+The age counts the minor collections an object survived in a young generation
+(the generational plan); every other loop leaves it as it is.
 
 Heap offset 0 is never an object, so the reference 0 is null in every encoding:
 
@@ -40,6 +43,8 @@ MAGIC_MASK = lib.HA_MAGIC_MASK
 MAGIC = lib.HA_MAGIC
 MARKED = lib.HA_MARKED
 FORWARDED = lib.HA_FORWARDED
+AGE_SHIFT = lib.HA_AGE_SHIFT
+AGE_MASK = lib.HA_AGE_MASK
 RESERVED_SHIFT = lib.HA_RESERVED_SHIFT
 MIN_WORDS = lib.HA_MIN_WORDS
 MAX_REFS = lib.HA_MAX_REFS
@@ -216,6 +221,11 @@ class Obj:
     @property
     def marked(self) -> bool:
         return bool(self.header & MARKED)
+
+    @property
+    def age(self) -> int:
+        """Minor collections this object survived in a young generation."""
+        return (self.header >> AGE_SHIFT) & AGE_MASK
 
     @property
     def forwarded(self) -> bool:

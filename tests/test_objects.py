@@ -102,7 +102,8 @@ def test_header_layout_matches_the_c_model() -> None:
     assert header == 5 | 2 << 32 | 0xA5 << 48
     assert header_ok(header, 8, 8 + 5 * 8) and not header_ok(header, 8, 8 + 4 * 8)
     assert header_ok(header | MARKED | FORWARDED, 8, 64)
-    assert not header_ok(header | 1 << 60, 8, 64)
+    assert header_ok(header | 0xF << 58, 8, 64)  # any age
+    assert not header_ok(header | 1 << 62, 8, 64) and not header_ok(header | 1 << 63, 8, 64)
     assert not header_ok(int(make_header(1, 0)), 8, 64)  # under the 2-word minimum
     assert not header_ok(int(make_header(3, 3)), 8, 64)  # more slots than words
 
@@ -110,8 +111,8 @@ def test_header_layout_matches_the_c_model() -> None:
 def test_layout_constants_come_from_the_c_core() -> None:
     """objects.py defines no layout of its own: every constant is object_model.h's."""
     for name in ("WORDS_MASK", "NREFS_SHIFT", "NREFS_MASK", "MAGIC_SHIFT", "MAGIC_MASK",
-                 "MAGIC", "MARKED", "FORWARDED", "RESERVED_SHIFT", "MIN_WORDS", "MAX_REFS",
-                 "MAX_WORDS"):
+                 "MAGIC", "MARKED", "FORWARDED", "AGE_SHIFT", "AGE_MASK", "RESERVED_SHIFT",
+                 "MIN_WORDS", "MAX_REFS", "MAX_WORDS"):
         assert getattr(layout, name) == getattr(lib, f"HA_{name}"), name
     assert layout.ENCODINGS == {"offset": lib.HA_REF_OFFSET, "address": lib.HA_REF_ADDRESS,
                                 "colored": lib.HA_REF_COLORED, "masked": lib.HA_REF_MASKED}

@@ -103,9 +103,12 @@ def test_a_full_collection_is_a_typed_error_that_keeps_the_spaces_in_place(plans
     plan = plans[name, "offset"]
     plan.reset()
     allocation = plan.allocation_space
-    for space in plan.spaces[1:]:  # leave 4 KiB free in every other space
-        workloads.large_objects(plan.objects, 1, space.end - space.top - 4096, space=space.name)
-    roots = workloads.linked_list(plan.objects, 1000, space=allocation.name).roots
+    # Leave 4 KiB free in every other space, with live objects: a plan that reclaims
+    # garbage before it evacuates must find the heap as full.
+    fillers = [workloads.large_objects(plan.objects, 1, space.end - space.top - 4096,
+                                       space=space.name).roots for space in plan.spaces[1:]]
+    roots = np.concatenate([workloads.linked_list(plan.objects, 1000, space=allocation.name).roots,
+                            *fillers])
     assert allocation.used > 4096 * len(plan.spaces)
     with pytest.raises(SpaceFull):
         plan.collect(roots)

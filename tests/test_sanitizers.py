@@ -23,7 +23,8 @@ import heapalias
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = "-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined"
-LOOP_TESTS = ["test_collectors.py", "test_corruption.py", "test_races.py", "test_objects.py"]
+LOOP_TESTS = ["test_collectors.py", "test_corruption.py", "test_races.py", "test_objects.py",
+              "test_generational.py"]
 
 
 def _asan_runtime() -> str | None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import collectors, drivers, hprof, native, workloads
 from ..backing import format_size
-from ..errors import HeapAliasWarning
+from ..errors import HeapAliasError, HeapAliasWarning
 from ..heap import Heap
 from ..hprof import capture
 from ..hprof.measure import import_heap
@@ -525,12 +525,17 @@ class BinaryTrees(Program):
 class GCBench(Program):
     name = "gcbench"
     description = ("Boehm's GCBench (needs a heap of 64 MiB or more), and the same program on "
-                   "this machine's JVM with ParallelGC and a pre-touched heap of the same size")
+                   "this machine's JVM with ParallelGC and a pre-touched heap of the same size: "
+                   "one JVM round per sample, from a JVM warmed by 3 rounds (steady) or from a "
+                   "fresh JVM (cold, JIT compilation included)")
     suites = ("full",)
+    #: JVM rounds run before the steady variant's first sample (JIT compilation).
+    jvm_warmup = 3
 
     def variants(self, ctx):
         yield from super().variants(ctx)
-        yield Variant(strategy="jvm-parallelgc"), jvm.unavailable()
+        for detail in ("steady", "cold"):
+            yield Variant(strategy="jvm-parallelgc", detail=detail), jvm.unavailable()
 
     def go(self, plan, ctx):
         return drivers.gcbench(plan)
@@ -538,8 +543,22 @@ class GCBench(Program):
     def setup(self, ctx, variant):
         if variant.strategy != "jvm-parallelgc":
             return super().setup(ctx, variant)
-        rounds = itertools.cycle(jvm.gcbench_ms(ctx.size, rounds=40))  # JIT-warmed, in turn
-        return Trial(lambda: Sample(next(rounds) / 1e3))
+
+        def one_round(session: jvm.JvmProgram) -> Sample:
+            result = session.round()
+            if not result.completed:
+                raise HeapAliasError(f"GCBench ran out of a {format_size(ctx.size)} JVM heap")
+            return Sample(result.total_ns / 1e9)
+
+        if variant.detail == "cold":
+            def cold() -> Sample:
+                with jvm.JvmProgram("gcbench", 0, ctx.size) as fresh:
+                    return one_round(fresh)
+            return Trial(cold)
+        session = jvm.JvmProgram("gcbench", 0, ctx.size)
+        for _ in range(self.jvm_warmup):
+            one_round(session)
+        return Trial(lambda: one_round(session), cleanup=session.close)
 
 
 class Concurrent(Case):

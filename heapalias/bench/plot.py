@@ -68,3 +68,54 @@ def plot_report(data: dict, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_sweep(data: dict, path: str | Path) -> None:
+    """The figure of GC papers: time against heap size (as a multiple of each collector's
+    minimum heap), one line per collector, the steady state's total time (left) and GC time
+    (right) with their IQRs, one row per program; dashed: the no-collection runs."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise HeapAliasError("--plot needs matplotlib",
+                             remedy="pip install 'heapalias[plot]'") from exc
+    from .report import sweep_rows
+
+    programs = data["programs"]
+    fig, axes = plt.subplots(len(programs), 2, figsize=(12, 4.2 * len(programs)), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for row, program in enumerate(programs):
+        rows = sweep_rows(data, program)
+        names = list(dict.fromkeys(r["collector"] for r in rows if r["multiple"] != "no-gc"))
+        for column, part in enumerate(("total", "gc")):
+            ax = axes[row][column]
+            for k, name in enumerate(names):
+                mine = [r for r in rows if r["collector"] == name and r["multiple"] != "no-gc"
+                        and r[f"steady_{part}"]]
+                x = [float(r["multiple"]) for r in mine]
+                y = [r[f"steady_{part}"]["median"] for r in mine]
+                err = [r[f"steady_{part}"]["iqr"] / 2 for r in mine]
+                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name, color=colors(k))
+            for r in rows:
+                if r["multiple"] == "no-gc" and r["steady_total"] and part == "total":
+                    ax.axhline(r["steady_total"]["median"], linestyle="--", linewidth=1,
+                               color="grey")
+                    ax.annotate(f"no collection ({r['collector']})",
+                                (ax.get_xlim()[0], r["steady_total"]["median"]), fontsize=7,
+                                va="bottom", color="grey")
+            ax.set_xlabel("heap size / the collector's minimum heap")
+            ax.set_ylabel(f"{'total' if part == 'total' else 'GC'} time, ms (median, IQR)")
+            ax.set_title(f"{program}: {'total' if part == 'total' else 'GC'} time")
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as exc:
+        raise HeapAliasError(f"cannot write the plot to {path}: {exc}") from exc
+    finally:
+        plt.close(fig)

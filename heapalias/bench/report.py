@@ -10,9 +10,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ..backing import format_size
 from ..errors import HeapAliasError, InvalidArgument
 from .conclusions import conclusions
 from .stats import CV_WARNING, SUSPECT_RATIO, compare
+from .sweep import PARTS, summary
 
 
 def winners(results: list[dict]) -> set[int]:
@@ -200,3 +202,74 @@ def print_comparison(rows: list[dict], console: Console, names: tuple[str, str])
     console.print(table)
     console.print("A change counts when a two-sided Mann-Whitney U test gives p < 0.05 and the "
                   "medians differ by more than the larger relative IQR.")
+
+
+# ---- the heap-size sweep (bench/sweep.py) ----
+
+def _ms(value: dict | None) -> str:
+    """``median ±iqr/2`` in ms, or a dash."""
+    if value is None:
+        return "-"
+    return f"{value['median']:.0f} ±{value['iqr'] / 2:.0f}" if value["median"] >= 100 else \
+        f"{value['median']:.1f} ±{value['iqr'] / 2:.1f}"
+
+
+def load_sweep(path: str | Path) -> dict:
+    """A sweep saved with ``gcsweep --json``; InvalidArgument if the file is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"cannot read a sweep from {path}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("minimum"), dict):
+        raise InvalidArgument(f"{path} is not a heapalias gcsweep report (no 'minimum' field)",
+                              remedy="pass a file written by `heapalias gcsweep --json`")
+    return data
+
+
+def sweep_rows(data: dict, program: str) -> list[dict]:
+    """One row per (multiple, collector) of a sweep's program, no-collection rows last: the
+    heap, and the median and IQR of every part in both phases."""
+    rows = []
+    for collector, entries in data["samples"][program].items():
+        for key, entry in entries.items():
+            rows.append({"collector": collector, "multiple": key, "heap_bytes": entry["heap_bytes"],
+                         "rounds": len(entry["steady"]),
+                         "collections": [r["collections"] for r in entry["steady"]],
+                         "full": [r["full"] for r in entry["steady"]],
+                         **{f"{phase}_{part}": summary(entry, phase, part)
+                            for phase in ("steady", "cold") for part in PARTS}})
+    order = {name: i for i, name in enumerate(data["collectors"])}
+    return sorted(rows, key=lambda r: (r["multiple"] == "no-gc",
+                                       float(r["multiple"]) if r["multiple"] != "no-gc" else 0,
+                                       order.get(r["collector"], len(order))))
+
+
+def print_sweep(data: dict, console: Console) -> None:
+    """One table per program: for each heap multiple and collector, the steady state's total,
+    mutator and GC time (median ± half the IQR over rounds), the collections, and the cold
+    round's total; the no-collection runs last."""
+    meta = data.get("metadata", {})
+    console.print(f"[bold]heapalias gcsweep[/bold]: {data['rounds']} interleaved rounds, each "
+                  f"sample a fresh process that runs {data['warmup']} warm-up rounds (cold = its "
+                  f"first, steady = its last); CPU {data['cpu']}; load average at the start "
+                  f"{', '.join(f'{x:.2f}' for x in meta.get('load_average', ()))}")
+    for program in data["programs"]:
+        minimum = ", ".join(f"{name} {format_size(m[0]) if m[0] % (1 << 20) == 0 else m[0]}"
+                            for name, m in data["minimum"][program].items())
+        table = Table(title=f"{program}: ms, median ± IQR/2 (minimum heaps: {minimum})",
+                      title_justify="left")
+        for column in ("x min", "collector", "heap", "total", "mutator", "GC", "collections",
+                       "cold total"):
+            table.add_column(column, justify="left" if column == "collector" else "right")
+        for row in sweep_rows(data, program):
+            counted = "-"
+            if row["collections"]:
+                collections, full = (sorted(row[k])[len(row[k]) // 2]
+                                     for k in ("collections", "full"))
+                counted = f"{collections}" + (f" ({full} full)" if full else "")
+            table.add_row(row["multiple"], row["collector"], format_size(row["heap_bytes"]),
+                          _ms(row["steady_total"]), _ms(row["steady_mutator"]),
+                          _ms(row["steady_gc"]), counted, _ms(row["cold_total"]))
+        console.print(table)
+    for note in data.get("notes", []):
+        console.print(f"note: {note}", soft_wrap=True, markup=False)

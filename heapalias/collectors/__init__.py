@@ -2,8 +2,8 @@
 
 One plan per module, composed from shared policies (MMTk's split):
 
-- plans: :class:`SemiSpace` (:mod:`.semispace`), all built on :class:`Plan` and
-  listed by :func:`registered`;
+- plans: :class:`SemiSpace` (:mod:`.semispace`) and :class:`Generational`
+  (:mod:`.generational`), all built on :class:`Plan` and listed by :func:`registered`;
 - policies: :mod:`.marking` (:func:`mark`, :func:`clear_marks`), :mod:`.tracing`
   (:func:`walk`, :func:`verify`) and :mod:`.cards` (:class:`CardTable`).
 
@@ -20,6 +20,7 @@ docs/collectors/ has a page per plan, and the checklist for adding one.
 from ..native import LoopStats
 from ..objects import roots_array
 from .cards import CardTable
+from .generational import Generational, generational_layout
 from .marking import clear_marks, mark
 from .plan import Plan, plan_named, register, registered
 from .semispace import SEMISPACE_GAP, SemiSpace, semispace_layout
@@ -28,10 +29,12 @@ from .tracing import verify, walk
 __all__ = [
     "SEMISPACE_GAP",
     "CardTable",
+    "Generational",
     "LoopStats",
     "Plan",
     "SemiSpace",
     "clear_marks",
+    "generational_layout",
     "mark",
     "plan_named",
     "register",

@@ -104,6 +104,11 @@ class Plan(ABC):
         ``through``: read objects through this view instead of the primary one,
         e.g. a read-only alias, as a concurrent copier would.
         """
+        return self._run_collection(native.collect, roots, through)
+
+    def _run_collection(self, call, roots: np.ndarray, through: View | None) -> LoopStats:
+        """Run ``call(gc, roots)``, a wrapper of a collection hook in native.py, on this plan's
+        spaces, and take them back; its stats, or its error raised."""
         # Updated in place, so the roots must already be what roots_array would give.
         if (not isinstance(roots, np.ndarray) or roots_array(roots) is not roots
                 or not roots.flags.writeable):
@@ -113,7 +118,7 @@ class Plan(ABC):
         loads = None if through is None else _whole_view_of(self._objects, through)
         if loads is not None:
             gc.heap.load_base = loads.ctypes.data  # the array holds the mapping during the call
-        rc, st = native.collect(gc, roots)
+        rc, st = call(gc, roots)
         del loads
         self.from_native(gc)
         return native.loop_result(rc, st, self.name)
