@@ -232,6 +232,19 @@ def _plot_path(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return _output_path(ctx, param, value)
 
 
+def _save_outputs(data: dict, json_path: str | None, plot_path: str | None,
+                  plotter: str) -> None:
+    """Write a report's JSON and its plot (``bench.plot.<plotter>``), where asked."""
+    from .bench import plot, report
+
+    if json_path:
+        report.save(data, json_path)
+        click.echo(f"wrote {json_path}", err=True)
+    if plot_path:
+        getattr(plot, plotter)(data, plot_path)
+        click.echo(f"wrote {plot_path}", err=True)
+
+
 @main.command("bench")
 @click.option("--suite", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
               help="quick: about a minute on 2 cores; full: every variant, size and program.")
@@ -279,14 +292,7 @@ def bench_command(suite, size, repeat, pattern, backing, pages, strategy, json_p
             raise click.UsageError(exc.message) from exc
     data = result.as_dict()
     report.print_report(data, _console())
-    if json_path:
-        report.save(data, json_path)
-        click.echo(f"wrote {json_path}", err=True)
-    if plot_path:
-        from .bench.plot import plot_report
-
-        plot_report(data, plot_path)
-        click.echo(f"wrote {plot_path}", err=True)
+    _save_outputs(data, json_path, plot_path, "plot_report")
 
 
 @main.command("compare")
@@ -701,14 +707,7 @@ def gcsweep_command(programs, names, multiples, rounds, warmup, cpu, no_gc, mini
     sweep.run_sweep(plan, say=lambda line: click.echo(line, err=True))
     data = {**plan.as_dict(), "metadata": metadata}
     report.print_sweep(data, _console())
-    if json_path:
-        report.save(data, json_path)
-        click.echo(f"wrote {json_path}", err=True)
-    if plot_path:
-        from .bench.plot import plot_sweep
-
-        plot_sweep(data, plot_path)
-        click.echo(f"wrote {plot_path}", err=True)
+    _save_outputs(data, json_path, plot_path, "plot_sweep")
 
 
 if __name__ == "__main__":  # pragma: no cover
