@@ -150,9 +150,11 @@ static inline __attribute__((always_inline)) void prefetch(struct cheney *c, ha_
      * nothing; it reads at most PREFETCH_REFS slots, unchecked. */
     uint64_t nrefs = ha_nrefs(header);
     for (uint64_t i = 1; i <= nrefs && i <= PREFETCH_REFS; i++) {
-        const char *target = ha_prefetch_address(&c->h, obj[i]);
-        __builtin_prefetch(target, 1);
-        __builtin_prefetch(target + 32, 1); /* a small object may straddle two lines */
+        /* An integer, not a pointer: a corrupt slot may name an address whose
+         * next line would wrap, and pointer arithmetic may not. */
+        uintptr_t target = (uintptr_t)ha_prefetch_address(&c->h, obj[i]);
+        __builtin_prefetch((const void *)target, 1);
+        __builtin_prefetch((const void *)(target + 32), 1); /* an object may straddle lines */
     }
     *ahead += ha_words(header) * 8;
 }
