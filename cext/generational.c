@@ -1,7 +1,8 @@
 /* The generational plan: the mutator bump-allocates in a nursery; a minor
  * collection evacuates the young generation (the nursery and the survivor
- * space) by Cheney, into the other survivor space while an object is younger
- * than the tenure age and into the old space after that; a full collection
+ * space) by Cheney (breadth first; depth first as an option), into the other
+ * survivor space while an object is younger than the tenure age and into the
+ * old space after that; a full collection
  * marks the whole heap and compacts every live object into the old space.
  *
  *   spaces[0] nursery   where the mutator allocates (plan.h: HA_GEN_NURSERY)

@@ -120,3 +120,20 @@ def test_a_program_that_does_not_fit_names_the_heap_it_needs() -> None:
                                            "--collector", "generational"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "needs 3 MiB at least" in result.output and "--size 6M" in result.output
+
+
+@needs_jdk
+def test_the_gc_sweep_case_compares_each_plan_with_the_jvm_at_the_same_multiple() -> None:
+    from heapalias.bench.cases import Context, GCSweep
+    from heapalias.bench.runner import run_case
+    from heapalias.probe import probe
+
+    case = GCSweep()
+    case.programs, case.multiples, case.warmup = ("binary-trees:8",), (2.0,), 0
+    results, skipped = run_case(case, Context(size=64 * MIB, suite="full", probe=probe()), 1,
+                                None, {}, {}, lambda _: None)
+    assert not skipped and {r.label for r in results} == {
+        f"{name} binary-trees:8 2x" for name in ("semispace", "generational", "jvm-serial",
+                                                 "jvm-parallel")}
+    for result in results:
+        assert result.reference == "jvm-serial binary-trees:8 2x" and result.summary.median > 0

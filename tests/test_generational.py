@@ -17,7 +17,12 @@ from test_collectors import ENCODINGS, graphs
 
 import heapalias as ha
 from heapalias import collectors, drivers, native, workloads
-from heapalias.collectors.generational import CARD_BYTES, COPY_ORDERS, MAX_TENURE_AGE
+from heapalias.collectors.generational import (
+    CARD_BYTES,
+    COPY_ORDERS,
+    DEFAULT_COPY_ORDER,
+    MAX_TENURE_AGE,
+)
 from heapalias.errors import HeapCorruption, InvalidArgument, SpaceFull
 
 from conftest import run_isolated
@@ -26,7 +31,7 @@ HEAP_SIZES = (1 << 18, 1 << 19, 1 << 20, 1 << 21)
 
 
 def plan_over(heap: ha.Heap, encoding: str = "offset", tenure_age: int = 2,
-              copy_order: str = "depth-first"):
+              copy_order: str = DEFAULT_COPY_ORDER):
     colored = encoding in ("colored", "masked")
     colors = heap.multimap(3, shift=max(heap.size - 1, 1).bit_length()) if colored else None
     return collectors.Generational.over(heap, tenure_age=tenure_age, copy_order=copy_order,
@@ -240,7 +245,7 @@ def test_a_graph_deeper_than_the_depth_first_stack_is_copied_whole() -> None:
     """A list deeper than the stack's frames: what the stack cannot take, the Cheney sweep
     behind it scans, and every node is copied once."""
     with ha.Heap("4M", name="gen-deep") as heap:
-        plan = plan_over(heap, tenure_age=1)
+        plan = plan_over(heap, tenure_age=1, copy_order="depth-first")
         roots = workloads.linked_list(plan.objects, 20_000, space="nursery").roots
         before = plan.objects.shape(roots)
         stats = plan.minor(roots)

@@ -28,7 +28,7 @@ from ..probe import Combination, ProbeResult
 from ..relocation import RelocationArea
 from ..relocation import copy as copy_range
 from ..system import HUGETLB_PAGES, PAGE_SIZES
-from . import jvm
+from . import jvm, sweep
 
 
 @dataclass(frozen=True)
@@ -723,11 +723,66 @@ class RealHeap(Case):
         return Trial(run, [heap])
 
 
+class GCSweep(Case):
+    """Each collector at multiples of its own minimum heap, the JVM's among them: the
+    comparison of GC papers, on its total time (``heapalias gcsweep`` splits each sample into
+    mutator and GC time, adds the cold round and the no-collection bound, and sweeps more
+    multiples)."""
+
+    name = "gc_sweep"
+    description = ("GCBench and binary-trees 18 at 2x and 4x each collector's minimum heap: "
+                   "the heapalias plans and the JVM's Serial and Parallel collectors; a sample "
+                   "is the steady round of a fresh process that ran 2 warm-up rounds first "
+                   "(use --pin to pin the processes to one CPU)")
+    unit = "ms"
+    suites = ("full",)
+    programs = ("gcbench", "binary-trees:18")
+    multiples = (2.0, 4.0)
+    warmup = 2
+    jvm_collectors = ("jvm-serial", "jvm-parallel")
+
+    def __init__(self) -> None:
+        self._minimum: dict[tuple[str, str], int] = {}
+
+    def variants(self, ctx):
+        for program in self.programs:
+            for name in (*collectors.registered(), *self.jvm_collectors):
+                for multiple in self.multiples:
+                    yield (Variant(strategy=name, detail=f"{program} {multiple:g}x"),
+                           jvm.unavailable() if name in self.jvm_collectors else "")
+
+    def footprint(self, ctx, variant):
+        return 0, 0  # the heaps live in child processes, on 4 KiB pages
+
+    def reference(self, variant, variants):
+        """The JVM's Serial collector at the same program and multiple."""
+        return next((v for v in variants if v.strategy == "jvm-serial"
+                     and v.detail == variant.detail), None)
+
+    def setup(self, ctx, variant):
+        text, multiple = variant.detail.rsplit(" ", 1)
+        program = sweep.Program.parse(text)
+        collector = sweep.collector_named(variant.strategy)
+        key = (program.label, collector.name)
+        if key not in self._minimum:  # once per run, shared by the multiples
+            self._minimum[key] = sweep.minimum_heap(collector, program, None)[0]
+        heap = sweep.heap_at(float(multiple[:-1]), self._minimum[key])
+
+        def run() -> Sample:
+            runs = collector.rounds(program, heap, self.warmup + 1, None)
+            if runs is None:
+                raise HeapAliasError(f"{collector.name} did not complete {program.label} in "
+                                     f"{format_size(heap)}, {multiple} its minimum heap")
+            return Sample(runs[-1].total_ns / 1e9)
+
+        return Trial(run)
+
+
 #: Every case, in the order they run and are reported.
 CASES: list[Case] = [
     AliasCreation(), Populate(), AliasedReadWrite(), Scan(), Mark(), Encodings(),
-    EvacuateLarge(), EvacuateSmall(), Relocation(), BinaryTrees(), GCBench(), Concurrent(),
-    RealHeap(),
+    EvacuateLarge(), EvacuateSmall(), Relocation(), BinaryTrees(), GCBench(), GCSweep(),
+    Concurrent(), RealHeap(),
 ]
 
 

@@ -244,6 +244,11 @@ class Sweep:
         return data
 
 
+def heap_at(multiple: float, minimum: int) -> int:
+    """The heap ``multiple`` times ``minimum`` bytes, rounded up to a whole MiB."""
+    return -(-int(multiple * minimum) // MIB) * MIB
+
+
 def _jobs(sweep: Sweep, program: Program) -> list[tuple[str, str, int, int]]:
     """(collector, multiple key, heap bytes, rounds per sample) for one program."""
     jobs = []
@@ -251,7 +256,7 @@ def _jobs(sweep: Sweep, program: Program) -> list[tuple[str, str, int, int]]:
         minimum = sweep.minimum[program.label].get(name)
         if minimum:
             for multiple in sweep.multiples:
-                heap = -(-int(multiple * minimum[0]) // MIB) * MIB
+                heap = heap_at(multiple, minimum[0])
                 jobs.append((name, f"{multiple:g}", heap, sweep.warmup + 1))
     if not sweep.no_gc:
         return jobs

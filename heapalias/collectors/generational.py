@@ -36,7 +36,7 @@ NURSERY_FRACTION = 8 / 10
 SPACE_NAMES = ("nursery", "old", "survivor0", "survivor1")
 #: The orders a minor collection can copy in (``enum ha_copy_order``).
 COPY_ORDERS = {"breadth-first": lib.HA_COPY_BREADTH_FIRST, "depth-first": lib.HA_COPY_DEPTH_FIRST}
-DEFAULT_COPY_ORDER = "depth-first"
+DEFAULT_COPY_ORDER = "breadth-first"
 
 
 def generational_layout(size: int) -> dict[str, tuple[int, int]]:
@@ -125,8 +125,8 @@ class Generational(Plan):
 
     @property
     def copy_order(self) -> str:
-        """The order minor collections copy in, so the order survivors lie in: ``depth-first``
-        (pre-order, as a recursive copy would; the default) or ``breadth-first`` (Cheney)."""
+        """The order minor collections copy in, so the order survivors lie in: ``breadth-first``
+        (Cheney; the default) or ``depth-first`` (pre-order, as a recursive copy would)."""
         return self._copy_order
 
     @copy_order.setter
