@@ -24,14 +24,16 @@
  * the next one; when the nursery would get too small, a full collection runs.
  *
  * The full collection is a sliding mark-compact (Lisp-2's order of passes with
- * the Compressor's forwarding): ha_mark marks the live objects; a walk of every
- * space records their words in a bitmap; a prefix sum gives each 512-byte block
+ * the Compressor's forwarding): ha_mark_live marks the live objects and records
+ * their words in a bitmap as it goes, so no pass walks the dead objects; a
+ * prefix sum gives each 512-byte block
  * the address its first live word moves to, so any object's new address is that
  * plus the live words before it in its block (a popcount), with no forwarding
  * word in the object. Then the references are updated and the objects slide
  * down, the old space's first (each moves down or stays), then the young ones
  * behind them. A heap whose live objects do not fit the old space fails before
  * anything moves, and keeps its graph whole. */
+#include "liveness.h"
 #include "plan.h"
 
 #include <stdlib.h>
@@ -444,22 +446,10 @@ static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
 
 /* ---- full collection: mark, then compact every live object into the old space ---- */
 
-/* The compaction table (ha_generations.compaction) has two words per 512-byte
- * block: a bitmap of its live words, and where the first of them moves to. */
-static inline uint64_t *block(uint64_t *table, ha_off off)
-{
-    return &table[2 * (off >> SHIFT)];
-}
-
-/* Mark the words of the live object of `bytes` at `off`. */
-static void set_live(uint64_t *table, ha_off off, uint64_t bytes)
-{
-    for (uint64_t word = off >> 3, end = (off + bytes) >> 3; word < end;) {
-        uint64_t bit = word & 63, n = end - word < 64 - bit ? end - word : 64 - bit;
-        block(table, word << 3)[0] |= (n == 64 ? ~0ULL : (1ULL << n) - 1) << bit;
-        word += n;
-    }
-}
+/* The compaction table (ha_generations.compaction) is liveness.h's: two words
+ * per 512-byte block (a card), its live words' bitmap and where they move. */
+_Static_assert(HA_LIVE_BLOCK_SHIFT == HA_CARD_SHIFT, "a table block is a card");
+#define block ha_live_block
 
 static inline int live_word(uint64_t *table, ha_off off)
 {
@@ -503,6 +493,7 @@ next_live_object(const struct compactor *k, ha_cursor *c, int *rc)
     c->off = next_live(k->table, c->next, c->top);
     if (c->off >= c->top)
         return 0;
+    __builtin_prefetch(ha_at(&k->h, c->off + HA_PREFETCH_AHEAD)); /* see ha_walk */
     c->header = ha_load(ha_at(&k->h, c->off));
     if (!ha_header_ok(c->header, c->off, c->top) || !(c->header & HA_MARKED)) {
         *rc = ha_fail(k->st, HA_ERR_HEADER, c->off, -1);
@@ -545,21 +536,19 @@ static inline void slide_words(uint64_t *dst, const uint64_t *src, uint64_t byte
     memmove(dst, src, bytes);
 }
 
-/* Mark what the roots reach, in every space, in the headers (scan.c's ha_mark). */
-static int mark_live(ha_collector *gc, const ha_ref *roots, size_t nroots, ha_stats *st)
+/* Mark what the roots reach, in every space, in the headers and in the table's
+ * bitmaps (scan.c's ha_mark_live); `marked` gets the live objects and bytes. */
+static int mark_live(ha_collector *gc, const ha_ref *roots, size_t nroots, ha_stats *marked,
+                     ha_stats *st)
 {
-    ha_stats marked;
     ha_ref *stack = malloc(MARK_STACK * sizeof *stack);
     if (!stack)
         return ha_fail(st, HA_ERR_NOMEM, 0, -1);
-    int rc = ha_mark(&gc->heap, gc->spaces, gc->nspaces, roots, nroots, stack, MARK_STACK,
-                     &marked);
+    int rc = ha_mark_live(&gc->heap, gc->spaces, gc->nspaces, roots, nroots, stack, MARK_STACK,
+                          gc->generations.compaction, marked);
     free(stack);
-    if (rc) {
-        ha_fail(st, rc, marked.error_offset, marked.error_root);
-        for (uint32_t i = 0; i < gc->nspaces; i++) /* as far as each space parses */
-            ha_clear_marks(&gc->heap, &gc->spaces[i], &marked);
-    }
+    if (rc)
+        ha_fail(st, rc, marked->error_offset, marked->error_root);
     return rc;
 }
 
@@ -592,25 +581,19 @@ static int full(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
     ha_space *const order[4] = {old, &gc->spaces[HA_GEN_SURVIVOR],
                                 &gc->spaces[HA_GEN_SURVIVOR_TO], &gc->spaces[HA_GEN_NURSERY]};
     struct compactor k = {.h = gc->heap, .table = g->compaction, .st = st};
-    int rc = mark_live(gc, roots, nroots, st);
-    if (rc)
-        return rc;
-    uint64_t live = 0, objects = 0;
-    for (int i = 0; i < 4 && !rc; i++) {
-        ha_cursor c = ha_cursor_of(order[i]);
-        while (ha_next_object(&gc->heap, &c, &rc, st))
-            if (c.header & HA_MARKED) {
-                set_live(k.table, c.off, ha_words(c.header) * 8);
-                live += ha_words(c.header) * 8;
-                objects++;
-            }
-    }
-    if (!rc && live > old->end - old->start)
-        rc = ha_fail(st, HA_ERR_FULL, old->end, -1);
-    if (rc) { /* nothing has moved: the graph is whole */
-        unmark(&k, order, 4);
+    ha_stats marked;
+    int rc = mark_live(gc, roots, nroots, &marked, st);
+    if (rc) {
+        for (int i = 0; i < 4; i++) /* as far as each space parses */
+            ha_clear_marks(&gc->heap, order[i], &marked);
         clear_table(k.table, order, 4);
         return rc;
+    }
+    uint64_t objects = marked.objects;
+    if (marked.bytes > old->end - old->start) { /* nothing has moved: the graph is whole */
+        unmark(&k, order, 4);
+        clear_table(k.table, order, 4);
+        return ha_fail(st, HA_ERR_FULL, old->end, -1);
     }
     ha_off to = old->start;
     for (int i = 0; i < 4; i++)

@@ -1,6 +1,6 @@
 /* Loops that read the heap in place: mark/trace, linear walk, verify, and the
  * card table (write barrier and card scan). */
-#include "object_model.h"
+#include "liveness.h"
 
 static int spaces_ok(const ha_heap *h, const ha_space *spaces, size_t n)
 {
@@ -36,6 +36,7 @@ struct marker {
     int overflowed;
     uint64_t objects, bytes, refs;
     uint64_t budget; /* objects the spaces can hold: marking more means the heap changed */
+    uint64_t *live;  /* ha_mark_live's table, or NULL */
     struct edge fifo[PREFETCH_EDGES];
     unsigned head, queued;
     ha_stats *st;
@@ -72,6 +73,8 @@ grey(struct marker *m, ha_ref ref, ha_off where, int64_t root)
     obj[0] = header | HA_MARKED;
     m->objects++;
     m->bytes += ha_words(header) * 8;
+    if (m->live)
+        ha_set_live(m->live, off, ha_words(header) * 8);
     if (m->depth == m->capacity)
         m->overflowed = 1;
     else
@@ -159,11 +162,18 @@ int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
             const ha_ref *roots, size_t nroots, ha_ref *stack,
             size_t stack_capacity, ha_stats *st)
 {
+    return ha_mark_live(h, spaces, nspaces, roots, nroots, stack, stack_capacity, NULL, st);
+}
+
+int ha_mark_live(const ha_heap *h, const ha_space *spaces, size_t nspaces,
+                 const ha_ref *roots, size_t nroots, ha_ref *stack, size_t stack_capacity,
+                 uint64_t *live, ha_stats *st)
+{
     int rc = ha_begin(h, st);
     if (!rc && (!spaces_ok(h, spaces, nspaces) || stack_capacity == 0))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     struct marker m = {.h = *h, .spaces = spaces, .nspaces = nspaces, .stack = stack,
-                       .capacity = stack_capacity, .st = st};
+                       .capacity = stack_capacity, .live = live, .st = st};
     for (size_t i = 0; !rc && i < nspaces; i++) /* objects are at least 16 bytes */
         m.budget += (spaces[i].top - spaces[i].start) / (8 * HA_MIN_WORDS);
     for (size_t i = 0; i < nroots && !rc; i++)
