@@ -29,8 +29,8 @@
  * prefix sum gives each 512-byte block
  * the address its first live word moves to, so any object's new address is that
  * plus the live words before it in its block (a popcount), with no forwarding
- * word in the object. Then the references are updated and the objects slide
- * down, the old space's first (each moves down or stays), then the young ones
+ * word in the object. Then one pass updates each object's references and slides
+ * it down, the old space's first (each moves down or stays), then the young ones
  * behind them. A heap whose live objects do not fit the old space fails before
  * anything moves, and keeps its graph whole. */
 #include "liveness.h"
@@ -603,21 +603,21 @@ static int full(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
         }
     for (size_t i = 0; i < nroots && !rc; i++)
         rc = update(&k, &roots[i], 0, (int64_t)i);
-    for (int i = 0; i < 4 && !rc; i++) {
-        ha_cursor c = ha_cursor_of(order[i]);
-        while (!rc && next_live_object(&k, &c, &rc))
-            rc = ha_visit_slots(ha_at(&k.h, c.off), c.off, c.header, update_slot, &k);
-    }
+    /* One pass updates each object's references and slides it: a new address
+     * comes from the table, never from the referent, so it does not matter
+     * whether the referent has moved yet. */
     to = old->start;
     uint64_t moved = 0;
     for (int i = 0; i < 4 && !rc; i++) {
         ha_cursor c = ha_cursor_of(order[i]);
-        while (next_live_object(&k, &c, &rc)) {
+        while (!rc && next_live_object(&k, &c, &rc)) {
             uint64_t bytes = ha_words(c.header) * 8, *dst = ha_at(&k.h, to);
             if (bytes > old->end - to) { /* a header that grew since it was counted */
                 rc = ha_fail(st, HA_ERR_HEADER, c.off, -1);
                 break;
             }
+            if ((rc = ha_visit_slots(ha_at(&k.h, c.off), c.off, c.header, update_slot, &k)))
+                break;
             if (to != c.off) /* a dense prefix of the old space stays where it is */
                 slide_words(dst, ha_at(&k.h, c.off), bytes);
             dst[0] = c.header & ~HA_MARKED;

@@ -661,8 +661,9 @@ def heapdump_command(file, capture_to, classes, pages, repeat, top, as_json, plo
               help="Heap sizes, as multiples of each collector's own minimum heap.")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
               help="Interleaved rounds: samples per (collector, multiple).")
-@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Rounds each sample's fresh process runs before its steady round.")
+@click.option("--warmup", type=click.IntRange(min=0), default=None,
+              help="Rounds each sample's fresh process runs before its steady round "
+              "(default: about a second's worth: GCBench 20, binary-trees 21 2).")
 @click.option("--cpu", type=click.IntRange(min=0), default=None,
               help="The CPU the C runs and pinned JVMs use (default: the last one allowed).")
 @click.option("--no-gc-run/--skip-no-gc-run", "no_gc", default=True, show_default=True,

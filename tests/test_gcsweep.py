@@ -137,3 +137,14 @@ def test_the_gc_sweep_case_compares_each_plan_with_the_jvm_at_the_same_multiple(
                                                  "jvm-parallel")}
     for result in results:
         assert result.reference == "jvm-serial binary-trees:8 2x" and result.summary.median > 0
+
+
+def test_each_program_warms_up_for_about_a_second_unless_told() -> None:
+    gcbench, deep, shallow = (sweep.Program.parse(p)
+                              for p in ("gcbench", "binary-trees:21", "binary-trees:8"))
+    assert (gcbench.warmup, deep.warmup, shallow.warmup) == (20, 2, 20)
+    assert sweep.Program.parse("binary-trees:18").warmup == 4
+    default = sweep.Sweep([gcbench, deep], ["semispace"])
+    assert default.as_dict()["warmup"] == {"gcbench": 20, "binary_trees:21": 2}
+    told = sweep.Sweep([gcbench, deep], ["semispace"], warmup=3)
+    assert [told.warmup_for(p) for p in (gcbench, deep)] == [3, 3]

@@ -249,8 +249,11 @@ def print_sweep(data: dict, console: Console) -> None:
     mutator and GC time (median ± half the IQR over rounds), the collections, and the cold
     round's total; the no-collection runs last."""
     meta = data.get("metadata", {})
+    warmup = data["warmup"]
+    if isinstance(warmup, dict):  # per program
+        warmup = ", ".join(f"{n} ({label})" for label, n in warmup.items())
     console.print(f"[bold]heapalias gcsweep[/bold]: {data['rounds']} interleaved rounds, each "
-                  f"sample a fresh process that runs {data['warmup']} warm-up rounds (cold = its "
+                  f"sample a fresh process that runs {warmup} warm-up rounds (cold = its "
                   f"first, steady = its last); CPU {data['cpu']}; load average at the start "
                   f"{', '.join(f'{x:.2f}' for x in meta.get('load_average', ()))}")
     for program in data["programs"]:

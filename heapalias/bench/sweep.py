@@ -7,7 +7,10 @@ that size and a pre-touched heap. The same statistic is taken on both sides:
 
 - every sample is one run in a **fresh process** (a C driver in a child Python, or a fresh
   JVM), which first runs ``warmup`` rounds: its first round is the sample's *cold* round
-  (page faults, caches, the JIT compiling), its last the *steady* one;
+  (page faults, caches, the JIT compiling), its last the *steady* one. By default a program
+  warms up for about a second whatever its length (``Program.warmup``: GCBench's 40-100 ms
+  rounds 20 times, binary-trees 21's 5 s rounds twice), so that the JIT's compiler threads,
+  which share the pinned CPU, are done before the steady round on the JVM's side;
 - the rounds are **interleaved**: round r runs every (collector, multiple) once, in an order
   that rotates from round to round, so a change in the machine's load hits all of them;
 - every figure is the **median and IQR over rounds**, for the total time, the collector's time
@@ -61,6 +64,14 @@ class Program:
         if name == "binary_trees" and depth.isdigit() and 0 <= int(depth) <= 30:
             return cls("binary_trees", int(depth))
         raise InvalidArgument(f"no program {text!r}: gcbench, or binary-trees:DEPTH (0..30)")
+
+    @property
+    def warmup(self) -> int:
+        """Warm-up rounds before a sample's steady round, unless the sweep says: about a
+        second of them (GCBench's rounds take 40-100 ms; binary-trees' double per level)."""
+        if self.name == "gcbench":
+            return 20
+        return min(20, max(2, 2 ** max(0, 20 - self.depth)))
 
     @property
     def label(self) -> str:
@@ -228,7 +239,8 @@ class Sweep:
     collectors: list[str]
     multiples: tuple[float, ...] = MULTIPLES
     rounds: int = 5
-    warmup: int = 2
+    #: warm-up rounds for every program; None: each program's own (Program.warmup)
+    warmup: int | None = None
     cpu: int | None = None
     no_gc: bool = True
     #: program label -> collector -> (minimum heap bytes, bytes the minimum run allocated);
@@ -238,9 +250,14 @@ class Sweep:
     samples: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def warmup_for(self, program: Program) -> int:
+        """The warm-up rounds of ``program``'s samples."""
+        return program.warmup if self.warmup is None else self.warmup
+
     def as_dict(self) -> dict:
         data = asdict(self)
         data["programs"] = [p.label for p in self.programs]
+        data["warmup"] = {p.label: self.warmup_for(p) for p in self.programs}
         return data
 
 
@@ -251,13 +268,13 @@ def heap_at(multiple: float, minimum: int) -> int:
 
 def _jobs(sweep: Sweep, program: Program) -> list[tuple[str, str, int, int]]:
     """(collector, multiple key, heap bytes, rounds per sample) for one program."""
-    jobs = []
+    jobs, warmup = [], sweep.warmup_for(program)
     for name in sweep.collectors:
         minimum = sweep.minimum[program.label].get(name)
         if minimum:
             for multiple in sweep.multiples:
                 heap = heap_at(multiple, minimum[0])
-                jobs.append((name, f"{multiple:g}", heap, sweep.warmup + 1))
+                jobs.append((name, f"{multiple:g}", heap, warmup + 1))
     if not sweep.no_gc:
         return jobs
     allocated = max(m[1] for m in sweep.minimum[program.label].values()) + 64 * MIB
@@ -266,22 +283,22 @@ def _jobs(sweep: Sweep, program: Program) -> list[tuple[str, str, int, int]]:
         if side == "jvm" and jvm.unavailable():
             continue
         # The C run reuses its heap; Epsilon never frees, so its heap holds every round.
-        count = sweep.warmup + 1 if side == "c" else min(sweep.warmup + 1, room // allocated)
-        heap = -(-int(allocated * (1 if side == "c" else count) * 1.1) // MIB) * MIB
+        count = warmup + 1 if side == "c" else min(warmup + 1, room // allocated)
+        heap = -(-int(allocated * (1 if side == "c" else max(count, 1)) * 1.1) // MIB) * MIB
         if count < 1 or heap > room:
             sweep.notes.append(f"{program.label}: no no-collection run on {name}: it needs a "
                                f"{format_size(heap)} heap, over 60% of the memory available")
             continue
-        if count < sweep.warmup + 1:
+        if count < warmup + 1:
             sweep.notes.append(f"{program.label}: {name} runs {count} rounds per sample, not "
-                               f"{sweep.warmup + 1}: its heap must hold all of them")
+                               f"{warmup + 1}: its heap must hold all of them")
         jobs.append((name, "no-gc", heap, count))
     return jobs
 
 
 def run_sweep(sweep: Sweep, say: Callable[[str], None] = lambda line: None) -> Sweep:
     """Find every minimum heap, then run the interleaved rounds; returns ``sweep`` filled in."""
-    if sweep.rounds < 1 or sweep.warmup < 0 or not sweep.multiples:
+    if sweep.rounds < 1 or (sweep.warmup or 0) < 0 or not sweep.multiples:
         raise InvalidArgument("a sweep needs rounds >= 1, warmup >= 0 and some multiples")
     for program in sweep.programs:
         known = sweep.minimum.setdefault(program.label, {})
