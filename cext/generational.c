@@ -46,6 +46,10 @@
  * (scan.c), never an object. */
 #define MARK_STACK (1u << 20)
 
+/* How far the minor collection's scans prefetch ahead of themselves (about 12
+ * small objects, as copy.c), and how many slots of each grey object. */
+enum { PREFETCH_BYTES = 512, PREFETCH_REFS = 4 };
+
 static inline int in_range(ha_off off, ha_off start, ha_off top)
 {
     return off - start < top - start;
@@ -234,6 +238,16 @@ scan(struct young *y, ha_off *grey, ha_off top, ha_slot_visitor visit)
     return rc;
 }
 
+/* Keep `*ahead` PREFETCH_BYTES past the scan at `grey`, prefetching as it goes. */
+static inline __attribute__((always_inline)) void
+scan_ahead(const struct young *y, ha_off grey, ha_off *ahead, ha_off top)
+{
+    if (*ahead < grey)
+        *ahead = grey;
+    while (*ahead < top && *ahead - grey < PREFETCH_BYTES)
+        ha_prefetch_referents(&y->h, ahead, top, PREFETCH_REFS);
+}
+
 /* Whether none of the 8 cards from `c` is dirty. */
 static inline int eight_clean(const uint8_t *cards, uint64_t c)
 {
@@ -370,11 +384,20 @@ evacuate_young(struct young *y, ha_ref *roots, size_t nroots, ha_off old_start, 
         rc = scan_cards(y, old_start, y->promoted, stack);
     if (stack && !y->overflowed)
         return rc;
+    /* The young objects lie in allocation order, not the scan's: what each grey
+     * object references is prefetched a little ahead of the scan, as copy.c does
+     * (the first minor collection of GCBench at 2x its minimum heap: 9.3-10.1 ms
+     * without, 8.1-8.3 with). */
+    ha_off ahead_young = grey_young, ahead_old = grey_old;
     while (!rc && (grey_young < y->to_top || grey_old < y->old_top)) {
-        while (!rc && grey_young < y->to_top)
+        while (!rc && grey_young < y->to_top) {
+            scan_ahead(y, grey_young, &ahead_young, y->to_top);
             rc = scan(y, &grey_young, y->to_top, evacuate_slot);
-        while (!rc && grey_old < y->old_top)
+        }
+        while (!rc && grey_old < y->old_top) {
+            scan_ahead(y, grey_old, &ahead_old, y->old_top);
             rc = scan(y, &grey_old, y->old_top, evacuate_old_slot);
+        }
     }
     return rc;
 }

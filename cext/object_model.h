@@ -276,6 +276,34 @@ ha_visit_slots(uint64_t *obj, ha_off off, uint64_t header, ha_slot_visitor visit
     return ha_visit_slot_range(obj, off, header, 1, ha_nrefs(header) + 1, visit, ctx);
 }
 
+/* A copying collector's scan reads its grey objects in order but what they
+ * reference scattered: prefetch the referents of the grey object at `*ahead`
+ * (at most `max_refs` of its slots), a few objects ahead of the scan, and step
+ * past it. Prefetches never fault, so the references need no checks (the scan
+ * checks them before any load); the header does, as it says which words to
+ * read: a bad one ends the prefetching (*ahead = top), and the scan reports it. */
+static inline __attribute__((always_inline)) void
+ha_prefetch_referents(const ha_heap *h, ha_off *ahead, ha_off top, uint64_t max_refs)
+{
+    const uint64_t *obj = ha_at(h, *ahead);
+    uint64_t header = ha_load(obj);
+    if (!ha_header_ok(header, *ahead, top)) {
+        *ahead = top;
+        return;
+    }
+    /* Written out, not ha_visit_slots: a visitor that only prefetches is
+     * dropped by the compiler (see above), and this loop follows nothing. */
+    uint64_t nrefs = ha_nrefs(header);
+    for (uint64_t i = 1; i <= nrefs && i <= max_refs; i++) {
+        /* An integer, not a pointer: a corrupt slot may name an address whose
+         * next line would wrap, and pointer arithmetic may not. */
+        uintptr_t target = (uintptr_t)ha_prefetch_address(h, obj[i]);
+        __builtin_prefetch((const void *)target, 1);
+        __builtin_prefetch((const void *)(target + 32), 1); /* an object may straddle lines */
+    }
+    *ahead += ha_words(header) * 8;
+}
+
 /* Objects this large are copied with non-temporal stores: they would only
  * evict the cache, and skipping the read-for-ownership is what lets a large
  * memcpy run at full bandwidth. */
