@@ -17,10 +17,15 @@ static int spaces_ok(const ha_heap *h, const ha_space *spaces, size_t n)
  * an object start, and not a payload word that looks like one, takes a walk of
  * the heap to know; verify does that walk, mark does not. */
 
-/* Edges are enqueued, not followed at once: each target is prefetched when
- * its edge enters a small FIFO and marked only when the edge leaves it, so
- * PREFETCH_EDGES misses overlap instead of each one stalling the loop. */
-enum { PREFETCH_EDGES = 16 };
+/* Two queues keep misses overlapping instead of each one stalling the loop.
+ * Edges are enqueued, not followed at once: each target's header is
+ * prefetched when its edge enters a FIFO and marked only when the edge leaves
+ * it. A marked object then waits in a second, shorter queue, its reference
+ * slots prefetched, before it is scanned: a third of the objects' slots lie on
+ * another line than the header. On a 1 GiB random graph (4 KiB pages, 2 vCPUs
+ * with other work on the other) the scan queue took marking from 94 to 71-75 ns
+ * per object; the edge FIFO's length (16, 32, 64) made no difference then. */
+enum { PREFETCH_EDGES = 32, SCAN_AHEAD = 8 };
 
 struct edge {
     ha_ref ref;
@@ -39,6 +44,8 @@ struct marker {
     uint64_t *live;  /* ha_mark_live's table, or NULL */
     struct edge fifo[PREFETCH_EDGES];
     unsigned head, queued;
+    ha_ref ahead[SCAN_AHEAD]; /* marked objects waiting for their slots */
+    unsigned ahead_head, ahead_count;
     ha_stats *st;
 };
 
@@ -113,20 +120,38 @@ scan_refs(struct marker *m, uint64_t *obj, ha_off off, uint64_t header)
     return ha_visit_slots(obj, off, header, follow_slot, m);
 }
 
-/* Scan the stack and the FIFO empty. The state is copied into a local for
+/* The object a checked reference names, and its header as read now. */
+static inline __attribute__((always_inline)) uint64_t *
+object_of(const struct marker *m, ha_ref ref, ha_off *off, uint64_t *header)
+{
+    ha_decode(&m->h, ref, off); /* checked when it was pushed */
+    uint64_t *obj = ha_deref(&m->h, ref, *off);
+    *header = ha_load(obj);
+    return obj;
+}
+
+/* Scan the stack and both queues empty. The state is copied into a local for
  * the loop: stores into the heap cannot alias a local whose address stays here. */
 static int drain(struct marker *state)
 {
     struct marker m = *state;
     int rc = HA_OK;
-    while (!rc && (m.depth || m.queued)) {
-        if (m.depth) {
+    while (!rc && (m.depth || m.queued || m.ahead_count)) {
+        ha_off off = 0;
+        uint64_t header;
+        if (m.depth && m.ahead_count < SCAN_AHEAD) {
+            /* Its header is in cache (grey() just read it); its slots may not be. */
             ha_ref ref = m.stack[--m.depth];
-            ha_off off = 0;
-            ha_decode(&m.h, ref, &off); /* checked when it was pushed */
-            uint64_t *obj = ha_deref(&m.h, ref, off);
+            uint64_t *obj = object_of(&m, ref, &off, &header);
+            uint64_t last = ha_nrefs(header) < ha_words(header) ? ha_nrefs(header) : 0;
+            __builtin_prefetch(obj + (last < 8 ? last : 8));
+            m.ahead[(m.ahead_head + m.ahead_count++) % SCAN_AHEAD] = ref;
+        } else if (m.ahead_count) {
+            ha_ref ref = m.ahead[m.ahead_head];
+            m.ahead_head = (m.ahead_head + 1) % SCAN_AHEAD;
+            m.ahead_count--;
+            uint64_t *obj = object_of(&m, ref, &off, &header);
             /* The header may have changed since grey() checked it: check it again. */
-            uint64_t header = ha_load(obj);
             if (ha_header_ok(header, off, m.h.size) && (header & HA_MARKED))
                 rc = scan_refs(&m, obj, off, header);
             else
