@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_collectors import ENCODINGS, graphs
 
@@ -81,6 +81,10 @@ def collect(plan, roots: np.ndarray, kind: str) -> None:
     before = objects.shape(roots)
     live = objects.reachable(roots)
     young_before = sum(young(plan, obj) for obj in live)
+    # A dead old object in a dirty card keeps what it refers to (the remembered set
+    # is conservative), so a minor collection may copy young objects the roots lost.
+    young_in_heap = sum(1 for space in (plan.nursery, plan.survivors)
+                        for _ in objects.objects(space.name))
     live_bytes = sum(obj.size_words * 8 for obj in live)
     full_before = plan.full_collections
     if kind == "minor":
@@ -91,7 +95,7 @@ def collect(plan, roots: np.ndarray, kind: str) -> None:
             kind = "full"
         else:
             assert plan.full_collections == full_before
-            assert stats.objects <= young_before
+            assert young_before <= stats.objects <= young_in_heap
             assert plan.nursery.used == 0
     if kind == "full":
         stats = plan.collect(roots)
@@ -127,6 +131,32 @@ def store(plan, reach: list[ha.Obj], source: int, slot: int, target: int) -> Non
 @given(steps=st.lists(STEP, min_size=1, max_size=20), encoding=st.sampled_from(ENCODINGS),
        size=st.sampled_from(HEAP_SIZES), tenure_age=st.sampled_from([1, 2, 3, MAX_TENURE_AGE]),
        copy_order=st.sampled_from(sorted(COPY_ORDERS)))
+# Found by hypothesis: a store into an old object that is then dropped dirties its card, so
+# the next minor collection copies young objects no root reaches any more.
+@example(steps=[('minor',),
+                ('alloc',
+                 ([3, 1, 4, 3, 4, 2, 1, 1, 2, 2, 4, 1, 0, 4, 0, 1, 0, 2, 4, 4, 4, 1, 2, 2, 2, 0, 4],
+                  [0, 1, 0, 2, 1, 1, 1, 2, 1, 2, 2, 0, 1, 2, 1, 3, 1, 2, 0, 0, 1, 2, 1, 0, 3, 2, 1],
+                  [[26, None, 25], [20], [4, 3, None, None], [None, None, 1], [None, None, 13, 5],
+                   [None, None], [16], [10], [24, None], [8, 21], [None, 23, None, 2], [None], [],
+                   [2, None, 4, 23], [], [None], [], [14, None], [None, 23, 6, None],
+                   [2, None, 16, 24], [None, None, 5, None], [9], [None, None], [18, None], [1, 13],
+                   [], [None, 7, None, 0]],
+                  [23, 22]),
+                 3061797),
+                ('full',),
+                ('alloc',
+                 ([2, 1, 1, 4, 3, 1, 2, 3, 0, 1, 1, 0, 0, 2, 3, 1, 3, 2, 2, 1, 3],
+                  [2, 2, 0, 1, 3, 2, 1, 1, 0, 0, 2, 1, 0, 0, 3, 3, 0, 1, 1, 3, 3],
+                  [[None, None], [None], [None], [None, 17, 9, 9], [12, 4, None], [13],
+                   [None, None], [0, None, 3], [], [None], [17], [], [], [20, None], [12, 8, 13],
+                   [13], [None, None, 2], [None, None], [20, 13], [12], [4, None, 3]],
+                  [None, 4, 1, 1, None]),
+                 10280),
+                ('drop', -4315447219), ('store', 451732998, 14901, 7026), ('drop', 128),
+                ('drop', 6858), ('minor',), ('minor',)],
+         encoding='address', size=1048576, tenure_age=16,
+         copy_order='depth-first')
 def test_programs_of_allocations_stores_and_drops_keep_their_graph(steps, encoding, size,
                                                                    tenure_age, copy_order) -> None:
     with ha.Heap(size, name="gen-programs") as heap:
