@@ -176,6 +176,13 @@ uint64_t ha_write_read_ns(uint64_t write_to, uint64_t read_from, uint64_t length
                           int streaming, int prefetch, uint64_t *sum);
 uint64_t ha_gather_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t seed,
                       uint64_t *sum);
+/* The memory's parallelism: ha_link_cycle links a buffer's cache lines into one random
+ * cycle, ha_chases_ns follows `chases` (at most HA_MAX_CHASES) independent chases
+ * around it at once. */
+enum { HA_MAX_CHASES = 64 };
+void ha_link_cycle(uint64_t buffer, uint64_t slots, uint64_t seed);
+uint64_t ha_chases_ns(uint64_t buffer, uint64_t slots, uint32_t chases, uint64_t steps,
+                      uint64_t seed, uint64_t *last);
 
 /* ---- collectors: plans a mutator allocates, stores and collects through ---- */
 

@@ -733,3 +733,16 @@ def collect_young(gc, roots: np.ndarray) -> tuple[int, object]:
     """Run the plan's young-generation collection; ``(rc, stats)`` as :func:`collect`."""
     st = new_stats()
     return lib.ha_collect_young(gc, words_or_null(roots), len(roots), st), st
+
+
+# ---- The memory's parallelism and parallel loops (issue 15) ----
+
+def link_cycle(buffer: int, slots: int, seed: int) -> None:
+    """Link ``slots`` cache lines at ``buffer`` into one random cycle for :func:`chases_ns`."""
+    lib.ha_link_cycle(buffer, slots, seed)
+
+
+def chases_ns(buffer: int, slots: int, chases: int, steps: int, seed: int) -> int:
+    """Nanoseconds for ``chases`` (1 to ``HA_MAX_CHASES``) interleaved dependent chases around
+    the cycle :func:`link_cycle` made, ``steps // chases`` loads each."""
+    return lib.ha_chases_ns(buffer, slots, chases, steps, seed, ffi.new("uint64_t *"))

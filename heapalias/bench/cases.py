@@ -149,6 +149,8 @@ class Case:
     description = ""
     unit = "GB/s"  # or "us/op", "ns/obj", "ns/op", "ms"
     limit: str | None = None  # a key of runner.limit_values: "copy", "write", "read", ...
+    #: Figures shown beside the limit, never bounds: "latency" (one dependent load at a time).
+    beside: tuple[str, ...] = ()
     suites = ("quick", "full")
     #: Backings the case runs on, in the full suite and in the quick one.
     backings: tuple[str, ...] = ("memfd", "anon", "private")
@@ -170,6 +172,14 @@ class Case:
     def variants(self, ctx: Context) -> Iterator[Choice]:
         """Every variant, with why it cannot run on this machine ("" when it can)."""
         yield from ctx.heaps(self.quick_backings if ctx.suite == "quick" else self.backings)
+
+    def limit_for(self, variant: Variant) -> str | None:
+        """The limit ``variant`` is judged against (by default the case's)."""
+        return self.limit
+
+    def beside_for(self, variant: Variant) -> tuple[str, ...]:
+        """The figures ``variant`` is shown against beside its limit (by default the case's)."""
+        return self.beside
 
     def footprint(self, ctx: Context, variant: Variant) -> tuple[int, int]:
         """Bytes of heap a variant holds once set up, and bytes more while one sample runs:
@@ -342,7 +352,8 @@ class Mark(GraphCase):
     name = "mark"
     description = "trace a random graph from 64 roots (marks cleared between samples)"
     unit = "ns/obj"
-    limit = "random load"
+    limit = "mlp"
+    beside = ("latency",)
 
     def setup(self, ctx, variant):
         heap, objects, roots = _graph_heap(ctx, variant)
@@ -354,7 +365,8 @@ class Encodings(GraphCase):
     name = "encodings"
     description = "mark the same graph with offset, address, colored and masked references"
     unit = "ns/obj"
-    limit = "random load"
+    limit = "mlp"
+    beside = ("latency",)
 
     def variants(self, ctx):
         for variant, reason in ctx.heaps(("memfd",)):
@@ -415,6 +427,13 @@ class EvacuateSmall(Evacuation):
 
     def variants(self, ctx):
         return _each_detail(super().variants(ctx), ("steady", "fresh"))
+
+    def limit_for(self, variant):
+        """A fresh tree is copied in scattered order: one miss per object, overlapped."""
+        return "mlp" if variant.detail == "fresh" else None
+
+    def beside_for(self, variant):
+        return ("latency",) if variant.detail == "fresh" else ()
 
     def reference(self, variant, variants):
         return next((v for v in variants
