@@ -1,14 +1,6 @@
 /* Loops that read the heap in place: mark/trace, linear walk, verify, and the
  * card table (write barrier and card scan). */
-#include "object_model.h"
-
-static int spaces_ok(const ha_heap *h, const ha_space *spaces, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!ha_space_ok(h, &spaces[i]))
-            return 0;
-    return 1;
-}
+#include "marking.h"
 
 /* ---- mark/trace: header mark bit, explicit stack, overflow by rescanning ----
  *
@@ -17,124 +9,14 @@ static int spaces_ok(const ha_heap *h, const ha_space *spaces, size_t n)
  * an object start, and not a payload word that looks like one, takes a walk of
  * the heap to know; verify does that walk, mark does not. */
 
-/* Edges are enqueued, not followed at once: each target is prefetched when
- * its edge enters a small FIFO and marked only when the edge leaves it, so
- * PREFETCH_EDGES misses overlap instead of each one stalling the loop. */
-enum { PREFETCH_EDGES = 16 };
-
-struct edge {
-    ha_ref ref;
-    ha_off where; /* the slot's heap offset, for errors */
-};
-
-struct marker {
-    ha_heap h;
-    const ha_space *spaces;
-    size_t nspaces;
-    ha_ref *stack; /* references still to scan */
-    size_t capacity, depth;
-    int overflowed;
-    uint64_t objects, bytes, refs;
-    uint64_t budget; /* objects the spaces can hold: marking more means the heap changed */
-    struct edge fifo[PREFETCH_EDGES];
-    unsigned head, queued;
-    ha_stats *st;
-};
-
-static inline const ha_space *space_of(const struct marker *m, ha_off off)
-{
-    for (size_t i = 0; i < m->nspaces; i++)
-        if (off >= m->spaces[i].start && off < m->spaces[i].top)
-            return &m->spaces[i];
-    return NULL;
-}
-
-/* Mark the object `ref` names and queue it for scanning. A full stack drops
- * the push and sets `overflowed`: the object is marked, and a heap walk later
- * scans it, so no recursion and no lost objects. */
-static inline __attribute__((always_inline)) int
-grey(struct marker *m, ha_ref ref, ha_off where, int64_t root)
-{
-    ha_off off;
-    const ha_space *s;
-    m->refs++;
-    if (!ha_decode(&m->h, ref, &off) || !(s = space_of(m, off)))
-        return ha_fail(m->st, HA_ERR_REF, where, root);
-    uint64_t *obj = ha_deref(&m->h, ref, off);
-    uint64_t header = ha_load(obj);
-    if (!ha_header_ok(header, off, s->top))
-        return ha_fail(m->st, HA_ERR_HEADER, off, root);
-    if (header & HA_MARKED)
-        return HA_OK;
-    /* Another writer clearing mark bits could otherwise keep the loop going forever. */
-    if (m->objects == m->budget)
-        return ha_fail(m->st, HA_ERR_HEADER, off, root);
-    obj[0] = header | HA_MARKED;
-    m->objects++;
-    m->bytes += ha_words(header) * 8;
-    if (m->depth == m->capacity)
-        m->overflowed = 1;
-    else
-        m->stack[m->depth++] = ref;
-    return HA_OK;
-}
-
-/* Enqueue the edge in the slot at `where`; once the FIFO is full, the oldest
- * edge, whose target has had time to arrive, leaves it and is followed. */
-static inline __attribute__((always_inline)) int
-follow(struct marker *m, ha_ref ref, ha_off where)
-{
-    if (ref == 0)
-        return HA_OK;
-    __builtin_prefetch(ha_prefetch_address(&m->h, ref), 1);
-    if (m->queued < PREFETCH_EDGES) {
-        m->fifo[(m->head + m->queued++) % PREFETCH_EDGES] = (struct edge){ref, where};
-        return HA_OK;
-    }
-    struct edge oldest = m->fifo[m->head];
-    m->fifo[m->head] = (struct edge){ref, where};
-    m->head = (m->head + 1) % PREFETCH_EDGES;
-    return grey(m, oldest.ref, oldest.where, -1);
-}
-
-static inline __attribute__((always_inline)) int
-follow_slot(void *m, uint64_t *slot, ha_off where)
-{
-    return follow(m, ha_load(slot), where);
-}
-
-/* Follow the slots of the object at `off`, whose checked header is `header`. */
-static inline __attribute__((always_inline)) int
-scan_refs(struct marker *m, uint64_t *obj, ha_off off, uint64_t header)
-{
-    return ha_visit_slots(obj, off, header, follow_slot, m);
-}
-
 /* Scan the stack and the FIFO empty. The state is copied into a local for
  * the loop: stores into the heap cannot alias a local whose address stays here. */
 static int drain(struct marker *state)
 {
     struct marker m = *state;
     int rc = HA_OK;
-    while (!rc && (m.depth || m.queued)) {
-        if (m.depth) {
-            ha_ref ref = m.stack[--m.depth];
-            ha_off off = 0;
-            ha_decode(&m.h, ref, &off); /* checked when it was pushed */
-            uint64_t *obj = ha_deref(&m.h, ref, off);
-            /* The header may have changed since grey() checked it: check it again. */
-            uint64_t header = ha_load(obj);
-            if (ha_header_ok(header, off, m.h.size) && (header & HA_MARKED))
-                rc = scan_refs(&m, obj, off, header);
-            else
-                rc = ha_fail(m.st, HA_ERR_HEADER, off, -1);
-        } else {
-            struct edge oldest = m.fifo[m.head];
-            m.head = (m.head + 1) % PREFETCH_EDGES;
-            m.queued--;
-            rc = grey(&m, oldest.ref, oldest.where, -1);
-        }
-    }
+    while (!rc && (m.depth || m.queued))
+        rc = m.depth ? scan_grey(&m, m.stack[--m.depth], 0) : follow_oldest(&m, 0);
     *state = m;
     return rc;
 }
@@ -147,7 +29,7 @@ static int rescan(struct marker *m)
         ha_cursor c = ha_cursor_of(&m->spaces[i]);
         while (!rc && ha_next_object(&m->h, &c, &rc, m->st)) {
             if (c.header & HA_MARKED)
-                rc = scan_refs(m, ha_at(&m->h, c.off), c.off, c.header);
+                rc = scan_refs(m, ha_at(&m->h, c.off), c.off, c.header, 0);
             if (!rc && m->depth) /* edges may wait in the FIFO; new grey objects may not */
                 rc = drain(m);
         }
@@ -155,24 +37,32 @@ static int rescan(struct marker *m)
     return rc ? rc : drain(m);
 }
 
+int ha_mark_rescans(struct marker *m)
+{
+    int rc = HA_OK;
+    while (!rc && m->overflowed) {
+        m->overflowed = 0;
+        rc = rescan(m);
+    }
+    return rc;
+}
+
 int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
             const ha_ref *roots, size_t nroots, ha_ref *stack,
             size_t stack_capacity, ha_stats *st)
 {
     int rc = ha_begin(h, st);
-    if (!rc && (!spaces_ok(h, spaces, nspaces) || stack_capacity == 0))
+    if (!rc && (!ha_spaces_ok(h, spaces, nspaces) || stack_capacity == 0))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     struct marker m = {.h = *h, .spaces = spaces, .nspaces = nspaces, .stack = stack,
                        .capacity = stack_capacity, .st = st};
     for (size_t i = 0; !rc && i < nspaces; i++) /* objects are at least 16 bytes */
         m.budget += (spaces[i].top - spaces[i].start) / (8 * HA_MIN_WORDS);
     for (size_t i = 0; i < nroots && !rc; i++)
-        if (roots[i] && !(rc = grey(&m, roots[i], 0, (int64_t)i)))
+        if (roots[i] && !(rc = grey(&m, roots[i], 0, (int64_t)i, 0)))
             rc = drain(&m);
-    while (!rc && m.overflowed) {
-        m.overflowed = 0;
-        rc = rescan(&m);
-    }
+    if (!rc)
+        rc = ha_mark_rescans(&m);
     st->objects = m.objects;
     st->bytes = m.bytes;
     st->refs = m.refs;
@@ -252,7 +142,7 @@ int ha_verify(const ha_heap *h, const ha_space *spaces, size_t nspaces,
               ha_stats *st)
 {
     int rc = ha_begin(h, st);
-    if (!rc && !spaces_ok(h, spaces, nspaces))
+    if (!rc && !ha_spaces_ok(h, spaces, nspaces))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     for (size_t i = 0; i < nspaces && !rc; i++) {
         ha_cursor c = ha_cursor_of(&spaces[i]);

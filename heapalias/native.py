@@ -746,3 +746,13 @@ def chases_ns(buffer: int, slots: int, chases: int, steps: int, seed: int) -> in
     """Nanoseconds for ``chases`` (1 to ``HA_MAX_CHASES``) interleaved dependent chases around
     the cycle :func:`link_cycle` made, ``steps // chases`` loads each."""
     return lib.ha_chases_ns(buffer, slots, chases, steps, seed, ffi.new("uint64_t *"))
+
+
+def mark_parallel(heap, spaces, roots: np.ndarray, stack: np.ndarray, threads: int) -> LoopStats:
+    """:func:`mark` on ``threads`` threads (1: the single-thread loop); ``stack`` bounds each
+    thread's deque, and holds the rescan after an overflow."""
+    st = new_stats()
+    rc = lib.ha_mark_parallel(heap, spaces_struct(spaces), len(spaces), words_or_null(roots),
+                              len(roots), words(stack), len(stack), threads, st)
+    return loop_result(rc, st, "mark")
+

@@ -71,7 +71,7 @@ def test_cheney_preserves_the_reachable_graph(heaps, graph, encoding) -> None:
     _, roots = build(objects, graph)
     before = objects.shape(roots)
     reachable = objects.reachable(roots)
-    semi = ha.SemiSpace(objects)
+    semi = ha.SemiSpace(objects, threads=1)  # copies back to back (tests/test_parallel.py)
     stats = semi.collect(roots)
     assert stats.objects == len(reachable)
     assert stats.bytes == sum(o.size_words * 8 for o in reachable)
