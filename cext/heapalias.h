@@ -191,6 +191,8 @@ uint64_t ha_gather_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t 
  * around it at once. */
 enum { HA_MAX_CHASES = 64 };
 void ha_link_cycle(uint64_t buffer, uint64_t slots, uint64_t seed);
+uint64_t ha_read_threads_ns(uint64_t src, uint64_t length, uint32_t threads, int prefetch,
+                            uint64_t *sum);
 uint64_t ha_chases_ns(uint64_t buffer, uint64_t slots, uint32_t chases, uint64_t steps,
                       uint64_t seed, uint64_t *last);
 

@@ -6,6 +6,7 @@
  * returns nanoseconds for the whole job. */
 #include "object_model.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
@@ -51,6 +52,59 @@ uint64_t ha_read_ns(uint64_t src, uint64_t length, uint32_t repeats, int prefetc
         __asm__ volatile("" ::: "memory");
     }
     uint64_t ns = ha_now_ns() - start;
+    *sum = total;
+    return ns;
+}
+
+/* One thread's share of a read on several cores. */
+struct read_share {
+    const uint64_t *words;
+    uint64_t n;
+    int prefetch;
+    uint64_t sum;
+};
+
+static void *read_share(void *arg)
+{
+    struct read_share *r = arg;
+    r->sum = sum_words(r->words, r->n, r->prefetch);
+    return NULL;
+}
+
+/* Read `length` bytes on `threads` threads at once (1 to HA_MAX_THREADS), each
+ * its own contiguous share: the bandwidth every core streaming together gets,
+ * which caps what parallel loops can gain. A thread that cannot be started has
+ * its share read by the caller. */
+uint64_t ha_read_threads_ns(uint64_t src, uint64_t length, uint32_t threads, int prefetch,
+                            uint64_t *sum)
+{
+    if (threads < 1)
+        threads = 1;
+    if (threads > HA_MAX_THREADS)
+        threads = HA_MAX_THREADS;
+    struct read_share shares[HA_MAX_THREADS];
+    pthread_t ids[HA_MAX_THREADS];
+    int started[HA_MAX_THREADS];
+    uint64_t n = length / 8, per = (n / threads + 7) / 8 * 8, total = 0;
+    for (uint32_t i = 0; i < threads; i++) {
+        uint64_t first = per * i < n ? per * i : n;
+        uint64_t last = per * (i + 1) < n && i + 1 < threads ? per * (i + 1) : n;
+        shares[i] = (struct read_share){(const uint64_t *)(uintptr_t)src + first, last - first,
+                                        prefetch, 0};
+    }
+    uint64_t start = ha_now_ns();
+    for (uint32_t i = 1; i < threads; i++)
+        started[i] = pthread_create(&ids[i], NULL, read_share, &shares[i]) == 0;
+    read_share(&shares[0]);
+    for (uint32_t i = 1; i < threads; i++) {
+        if (started[i])
+            pthread_join(ids[i], NULL);
+        else
+            read_share(&shares[i]);
+    }
+    uint64_t ns = ha_now_ns() - start;
+    for (uint32_t i = 0; i < threads; i++)
+        total += shares[i].sum;
     *sum = total;
     return ns;
 }

@@ -29,8 +29,9 @@ struct edge {
     ha_off where; /* the slot's heap offset, for errors */
 };
 
-/* One marking thread's state. The single-thread mark keeps its grey objects
- * on `stack`; a parallel one on its work-stealing `deque`. */
+/* One marking thread's state: its grey objects on `stack`. A parallel one
+ * also has a work-stealing `deque`, to which it hands grey objects while
+ * another thread is idle. */
 struct marker {
     ha_heap h;
     const ha_space *spaces;
@@ -72,8 +73,8 @@ set_mark(uint64_t *obj, uint64_t header, int parallel)
     return seen == (header | HA_MARKED) ? 0 : -1;
 }
 
-/* Mark the object `ref` names and queue it for scanning. A full stack or
- * deque drops the push and sets `overflowed`: the object is marked, and a heap
+/* Mark the object `ref` names and queue it for scanning. A full stack drops
+ * the push and sets `overflowed`: the object is marked, and a heap
  * walk later scans it, so no recursion and no lost objects. */
 static inline __attribute__((always_inline)) int
 grey(struct marker *m, ha_ref ref, ha_off where, int64_t root, int parallel)
@@ -97,9 +98,7 @@ grey(struct marker *m, ha_ref ref, ha_off where, int64_t root, int parallel)
         return marked ? ha_fail(m->st, HA_ERR_HEADER, off, root) : HA_OK;
     m->objects++;
     m->bytes += ha_words(header) * 8;
-    if (parallel)
-        m->overflowed |= ha_deque_push(m->deque, ref);
-    else if (m->depth == m->capacity)
+    if (m->depth == m->capacity)
         m->overflowed = 1;
     else
         m->stack[m->depth++] = ref;

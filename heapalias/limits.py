@@ -15,7 +15,9 @@ this machine, so it stays at or below 1.0 unless the hardware is really beaten:
   dependent-load latency on those pages (the "latency" figure marking is shown against).
 
 The dependent-load latency (4 KiB pages) and the cost of a first-touch page fault are
-measured too, as facts about the machine rather than as limits.
+measured too, as facts about the machine rather than as limits, and so is the read
+bandwidth of every core streaming at once: what it adds to one core's is the most that
+running a loop on every core can gain, where memory is what holds it back.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from . import native
 from .backing import parse_size
+from .collectors.threads import default_threads
 from .errors import HeapAliasError, HeapAliasWarning, InvalidArgument
 from .heap import Heap
 from .native import lib
@@ -88,6 +91,14 @@ class Limits:
     fault_ns_per_page: float
     #: The memory-parallelism sweep on each page size that could be had (see Parallelism).
     parallelism: tuple[Parallelism, ...] = ()
+    #: Every core this process may use reading at once (``read_threads`` of them), GB/s.
+    read_threads: int = 1
+    read_threads_gb_per_s: float = 0.0
+
+    @property
+    def read_scaling(self) -> float:
+        """How much faster every core reads than one: the memory's cap on parallel speed-up."""
+        return self.read_threads_gb_per_s / self.read_gb_per_s if self.read_gb_per_s else 0.0
 
     @property
     def copy_gb_per_s(self) -> float:
@@ -96,7 +107,8 @@ class Limits:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "copy_gb_per_s": self.copy_gb_per_s,
-                "parallelism": [p.as_dict() for p in self.parallelism]}
+                "parallelism": [p.as_dict() for p in self.parallelism],
+                "read_scaling": self.read_scaling}
 
 
 def _best_gb_per_s(nbytes: int, timed_ns: Callable[[], int], repeats: int) -> float:
@@ -128,6 +140,14 @@ def read_gb_per_s(src: np.ndarray, repeats: int = 3) -> float:
     """Best sequential read bandwidth over ``src``, with and without software prefetch (GB/s)."""
     return max(_best_gb_per_s(src.nbytes, lambda prefetch=prefetch: native.read_ns(
         src.ctypes.data, src.nbytes, prefetch=prefetch), repeats) for prefetch in (False, True))
+
+
+def read_threads_gb_per_s(src: np.ndarray, threads: int, repeats: int = 3) -> float:
+    """Best read bandwidth over ``src`` with ``threads`` threads reading a share each, with
+    and without software prefetch (GB/s)."""
+    return max(_best_gb_per_s(src.nbytes, lambda prefetch=prefetch: native.read_threads_ns(
+        src.ctypes.data, src.nbytes, threads, prefetch=prefetch), repeats)
+        for prefetch in (False, True))
 
 
 def write_read_gb_per_s(buffer: np.ndarray, repeats: int = 3) -> float:
@@ -218,6 +238,7 @@ def _rates(nbytes: int, span: int, pages: str, repeats: int) -> dict[str, float]
             "stream_copy_gb_per_s": stream_copy_gb_per_s(dst, src, repeats),
             "write_gb_per_s": write_gb_per_s(dst, repeats),
             "read_gb_per_s": read_gb_per_s(src, repeats),
+            "read_threads_gb_per_s": read_threads_gb_per_s(src, default_threads(), repeats),
             "write_read_gb_per_s": write_read_gb_per_s(dst, repeats),
             "random_load_ns": min(random_load_ns(src[:span]) for _ in range(repeats)),
         }
@@ -249,6 +270,7 @@ def measure(size: int | str = "256M", pages: tuple[str, ...] = ("4k", "thp"),
         latency = load_latency_ns(chase.view.array(np.uint8))
     return Limits(
         buffer_bytes=nbytes, pages="+".join(pages), **best, random_bytes=span,
+        read_threads=default_threads(),
         load_latency_ns=latency,
         # The first faults after boot (or a pool refill) are far slower: warm up.
         fault_ns_per_page=min(fault_ns_per_page(min(nbytes, 64 << 20))

@@ -756,3 +756,9 @@ def mark_parallel(heap, spaces, roots: np.ndarray, stack: np.ndarray, threads: i
                               len(roots), words(stack), len(stack), threads, st)
     return loop_result(rc, st, "mark")
 
+
+
+def read_threads_ns(src: int, length: int, threads: int, prefetch: bool = False) -> int:
+    """Nanoseconds for ``threads`` threads to read ``length`` bytes at ``src`` together, each
+    its own share."""
+    return lib.ha_read_threads_ns(src, length, threads, int(prefetch), ffi.new("uint64_t *"))

@@ -3,6 +3,7 @@ reference, on every encoding and on 4 KiB and 2 MiB pages; fillers; bad input.""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -216,3 +217,19 @@ def test_a_full_to_space_is_a_typed_error_with_every_thread() -> None:
         assert threads_running() == before
         # What the threads copied before the error still parses.
         collectors.walk(objects, "to")
+
+
+def test_gcbench_collects_on_the_threads_asked_for() -> None:
+    from click.testing import CliRunner
+
+    from heapalias import cli
+
+    for threads in ("1", "2"):
+        result = CliRunner().invoke(cli.main, ["gcbench", "--size", "64M", "--binary-trees", "8",
+                                               "--repeat", "1", "--threads", threads, "--json"])
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.output)
+        assert summary["threads"] == int(threads) and summary["checks_ok"]
+    for args in (["--threads", "0"], ["--collector", "generational", "--threads", "2"]):
+        result = CliRunner().invoke(cli.main, ["gcbench", "--size", "64M", *args])
+        assert result.exit_code == 2, result.output

@@ -337,13 +337,14 @@ class Scan(GraphCase):
 
 
 def _marking(heap: Heap, objects: ObjectHeap, roots: np.ndarray) -> Trial:
-    """Each sample: clear the marks (untimed), then mark from the roots (the C loop's time).
-    The stack can hold every object, so the figure is the trace itself, not overflow rescans."""
+    """Each sample: clear the marks (untimed), then mark from the roots (the C loop's time),
+    on one thread (the parallel case has the others). The stack can hold every object, so
+    the figure is the trace itself, not overflow rescans."""
     stack = heap.size // GRAPH_BYTES_PER_OBJECT
 
     def run() -> Sample:
         collectors.clear_marks(objects)
-        return _sample(collectors.mark(objects, roots, stack_capacity=stack))
+        return _sample(collectors.mark(objects, roots, stack_capacity=stack, threads=1))
 
     return Trial(run, [heap])
 
@@ -387,8 +388,16 @@ class Encodings(GraphCase):
         return _marking(heap, objects, roots)
 
 
+def _one_thread(heap: Heap) -> collectors.SemiSpace:
+    """A SemiSpace over ``heap`` that collects on one thread: the cases that time the loops
+    on one (the parallel case has the others)."""
+    semi = collectors.SemiSpace.over(heap)
+    semi.threads = 1
+    return semi
+
+
 class Evacuation(Case):
-    """Cheney evacuation between the halves of one heap."""
+    """Cheney evacuation between the halves of one heap, on one thread."""
 
     limit = "copy"
 
@@ -399,7 +408,7 @@ class Evacuation(Case):
 
     def setup(self, ctx, variant):
         heap = _heap(ctx.size, variant)
-        semi = collectors.SemiSpace.over(heap)
+        semi = _one_thread(heap)
         roots = self.build(semi.objects)
         semi.collect(roots)  # survivors now lie in breadth-first order, as in steady state
 
@@ -447,7 +456,7 @@ class EvacuateSmall(Evacuation):
         if variant.detail == "steady":
             return super().setup(ctx, variant)
         heap = _heap(ctx.size, variant)
-        semi = collectors.SemiSpace.over(heap)
+        semi = _one_thread(heap)
 
         def run() -> Sample:  # a new tree each time: the copy reads it in allocation order
             semi.reset()
@@ -514,7 +523,8 @@ def _parse_label(label: str) -> int:
 
 
 class Program(Case):
-    """A whole program driven in C over the semispace plan, on a heap of the run's size."""
+    """A whole program driven in C over the semispace plan, on a heap of the run's size,
+    collecting on one thread."""
 
     unit = "ms"
     backings = quick_backings = ("memfd",)
@@ -524,7 +534,7 @@ class Program(Case):
 
     def setup(self, ctx, variant):
         heap = _heap(ctx.size, variant)
-        plan = collectors.SemiSpace.over(heap)
+        plan = _one_thread(heap)
 
         def run() -> Sample:
             result = self.go(plan, ctx)
@@ -624,6 +634,81 @@ class Concurrent(Case):
             return Sample(result.mutator_ns / 1e9, 0, result.operations)
 
         return Trial(run, [heap])
+
+
+def thread_counts() -> list[int]:
+    """1, 2, 4 ... up to one thread per core, and that count: the scaling the bench reports."""
+    most = collectors.default_threads()
+    return sorted({1 << k for k in range(most.bit_length()) if 1 << k < most} | {most})
+
+
+def threads_label(threads: int) -> str:
+    return f"{threads} thread{'s' if threads > 1 else ''}"
+
+
+class Parallel(GraphCase):
+    """Mark and Cheney on 1 to N threads over one big graph per loop and page size."""
+
+    name = "parallel"
+    description = ("mark the random graph, and evacuate one a quarter of the heap back and "
+                   "forth (Cheney), on 1, 2, 4 ... threads up to one per core; x ref is the "
+                   "speed-up over one thread, and the limits line has the cap memory sets on it "
+                   "(every core reading at once, against one)")
+    unit = "ns/obj"
+    limit = "mlp"
+    beside = ("latency",)
+    backings = quick_backings = ("memfd",)
+    loops = ("mark", "cheney")
+
+    def __init__(self) -> None:
+        self._graphs: dict[tuple[str, str], tuple[Heap, Callable[[int], Sample]]] = {}
+
+    def variants(self, ctx):
+        for variant, reason in ctx.heaps(self.backings):
+            if variant.pages not in ("4k", "2m"):
+                continue
+            for loop in self.loops:
+                for threads in thread_counts():
+                    yield replace(variant, strategy=loop, detail=threads_label(threads)), reason
+
+    def reference(self, variant, variants):
+        return next((v for v in variants if v.pages == variant.pages
+                     and v.strategy == variant.strategy and v.detail == threads_label(1)), None)
+
+    def footprint(self, ctx, variant):
+        """The variants of one loop and page size share a heap: the one-thread one holds it."""
+        return (graph_size(ctx.size, ctx.suite) if variant.detail == threads_label(1) else 0), 0
+
+    def _graph(self, ctx: Context, variant: Variant) -> tuple[Heap, Callable[[int], Sample]]:
+        """The heap of this loop and page size, built once and shared by its thread counts,
+        and a sample on n threads: mark's graph as the mark case has it (half the heap), or
+        Cheney's a quarter of the heap (half of from-space), evacuated back and forth."""
+        key = (variant.pages, variant.strategy)
+        if key not in self._graphs or self._graphs[key][0].closed:
+            if variant.strategy == "mark":
+                heap, objects, roots = _graph_heap(ctx, variant)
+                stack = heap.size // GRAPH_BYTES_PER_OBJECT
+
+                def sample(threads: int) -> Sample:
+                    collectors.clear_marks(objects)  # untimed
+                    return _sample(collectors.mark(objects, roots, stack_capacity=stack,
+                                                   threads=threads))
+            else:
+                heap = _heap(graph_size(ctx.size, ctx.suite), variant)
+                semi = collectors.SemiSpace.over(heap)
+                n = heap.size // GRAPH_BYTES_PER_OBJECT // 2
+                roots = workloads.random_graph(semi.objects, n, 2, (0, 6), seed=11, nroots=64,
+                                               space=semi.from_space.name).roots.copy()
+
+                def sample(threads: int) -> Sample:
+                    return _sample(semi.collect(roots, threads=threads))
+            self._graphs[key] = (heap, sample)
+        return self._graphs[key]
+
+    def setup(self, ctx, variant):
+        heap, sample = self._graph(ctx, variant)
+        threads = int(variant.detail.split()[0])
+        return Trial(lambda: sample(threads), [heap])
 
 
 def dump_cache() -> Path:
@@ -726,13 +811,13 @@ class RealHeap(Case):
 
         def mark() -> collectors.LoopStats:
             collectors.clear_marks(objects, semi.from_space.name)  # untimed
-            return collectors.mark(objects, roots, stack_capacity=stack)
+            return collectors.mark(objects, roots, stack_capacity=stack, threads=1)
 
-        loop = {
+        loop = {  # on one thread, as the JVM's SerialGC
             "mark": mark,
             "walk": lambda: collectors.walk(objects, semi.from_space.name),
             "verify": lambda: collectors.verify(objects, roots),
-            "cheney": lambda: semi.collect(roots),
+            "cheney": lambda: semi.collect(roots, threads=1),
         }[variant.detail]
 
         def run() -> Sample:  # one whole pass over the heap, as a full GC is
@@ -801,7 +886,7 @@ class GCSweep(Case):
 CASES: list[Case] = [
     AliasCreation(), Populate(), AliasedReadWrite(), Scan(), Mark(), Encodings(),
     EvacuateLarge(), EvacuateSmall(), Relocation(), BinaryTrees(), GCBench(), GCSweep(),
-    Concurrent(), RealHeap(),
+    Concurrent(), RealHeap(), Parallel(),
 ]
 
 

@@ -43,7 +43,8 @@ def limits_line(limits: dict) -> str:
             f"{limits['write_gb_per_s']:.2f} GB/s, read {limits['read_gb_per_s']:.2f} GB/s, "
             f"write+read {limits['write_read_gb_per_s']:.2f} GB/s, random load "
             f"{limits['random_load_ns']:.1f} ns over {limits['random_bytes'] >> 20} MiB"
-            f"{parallelism_text(limits.get('parallelism', []))}. "
+            f"{parallelism_text(limits.get('parallelism', []))}"
+            f"{cores_text(limits)}. "
             f"For reference: dependent load {limits['load_latency_ns']:.1f} ns, first-touch "
             f"fault {limits['fault_ns_per_page'] / 1000:.2f} us per 4 KiB page")
 
@@ -56,6 +57,16 @@ def parallelism_text(sweeps: list[dict]) -> str:
     parts = [f"{s['pages']} {s['mlp_ns']:.1f} ns from k={s['saturating_chases']} "
              f"(latency {s['latency_ns']:.0f} ns)" for s in sweeps]
     return f", mlp over {sweeps[0]['buffer_bytes'] >> 20} MiB: " + ", ".join(parts)
+
+
+def cores_text(limits: dict) -> str:
+    """The read bandwidth of every core at once, against one core's: the cap on the speed-up
+    of parallel loops where memory holds them back."""
+    threads = limits.get("read_threads", 1)
+    if threads < 2 or not limits.get("read_threads_gb_per_s"):
+        return ""
+    return (f", read on {threads} cores {limits['read_threads_gb_per_s']:.2f} GB/s "
+            f"({limits['read_threads_gb_per_s'] / limits['read_gb_per_s']:.2f}x one core)")
 
 
 def ratio_columns(results: list[dict]) -> list[str]:

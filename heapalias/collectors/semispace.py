@@ -66,7 +66,15 @@ class SemiSpace(Plan):
             raise InvalidArgument("from-space and to-space must differ")
 
     from_space = read_only("_from", "The space the next collection empties.")
-    threads = read_only("_threads", "The threads a collection copies on.")
+
+    @property
+    def threads(self) -> int:
+        """The threads each collection copies on (settable; None: one per core)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads: int | None) -> None:
+        self._threads = require_threads(threads)
     to_space = read_only("_to", "The space the next collection fills.")
 
     layout = staticmethod(semispace_layout)
