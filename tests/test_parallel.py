@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_collectors import ENCODINGS, build, graphs
+from test_collectors import ENCODINGS, build, encoding_heaps, graphs
 
 import heapalias as ha
 from heapalias import collectors, workloads
@@ -21,7 +21,6 @@ from heapalias.objects import FILLER_MAGIC, MAGIC_SHIFT
 from conftest import run_isolated
 
 HEAP = 4 << 20
-HALF = HEAP // 2
 SHIFT = 22  # a multiple of the 2 MiB page: each color view starts on one
 
 
@@ -31,14 +30,7 @@ def heaps(request):
     if request.param == "2m":
         request.getfixturevalue("pool_2m")
     with ha.Heap(HEAP, pages=request.param, name="parallel") as heap:
-        colors = heap.multimap(3, shift=SHIFT)
-        spaces = {"from": (8, HALF), "to": (HALF, HEAP)}
-        yield {
-            enc: ha.ObjectHeap(heap, encoding=enc, spaces=dict(spaces),
-                               colors=colors if enc in ("colored", "masked") else None,
-                               store_color=1 if enc in ("colored", "masked") else 0)
-            for enc in ENCODINGS
-        }
+        yield encoding_heaps(heap, SHIFT)
 
 
 def threads_running() -> int:
