@@ -225,3 +225,26 @@ def test_gcbench_collects_on_the_threads_asked_for() -> None:
     for args in (["--threads", "0"], ["--collector", "generational", "--threads", "2"]):
         result = CliRunner().invoke(cli.main, ["gcbench", "--size", "64M", *args])
         assert result.exit_code == 2, result.output
+
+
+def test_many_large_objects_grow_the_deques_and_copy_through_a_read_only_view() -> None:
+    """One object refers to 2000 objects too large for a buffer: each gets a place of its
+    own and a deque item, more than a deque first holds; from-space is read through a
+    read-only alias, as a concurrent copier would."""
+    with ha.Heap("64M") as heap:
+        semi = collectors.SemiSpace.over(heap)
+        objects = semi.objects
+        hub = objects.new(2000, 0, space="from")
+        for i in range(2000):
+            big = objects.new(1, 1100, space="from")
+            big.payload[:] = i
+            big.refs[0] = hub
+            hub.refs[i] = big
+        roots = collectors.roots_array([hub.ref])
+        before = objects.shape(roots)
+        alias = heap.alias(prot="r")
+        for through in (alias, None):
+            stats = semi.collect(roots, through=through, threads=4)
+            assert stats.objects == 2001 and objects.shape(roots) == before
+            collectors.verify(objects, roots, spaces=[semi.from_space.name])
+        alias.close()
