@@ -44,10 +44,10 @@ struct cheney_thread {
     size_t nroots;
 } __attribute__((aligned(64)));
 
-static void fill(struct cheney *c, ha_off at, uint64_t bytes)
+void ha_cheney_fill(uint64_t base, ha_off at, uint64_t bytes)
 {
     if (bytes)
-        *ha_at(&c->h, at) = ha_filler_header(bytes / 8);
+        *(uint64_t *)(uintptr_t)(base + at) = ha_filler_header(bytes / 8);
 }
 
 /* Claim `want` bytes of to-space, or as few as `least` if less is left:
@@ -67,64 +67,44 @@ static int claim(struct cheney_team *t, uint64_t least, uint64_t want, ha_off *a
     return HA_OK;
 }
 
-static int push_range(struct cheney *c, ha_off start, ha_off end)
+int ha_cheney_push_range(ha_deque *q, ha_off start, ha_off end)
 {
     uint64_t words = (end - start) / 8;
     uint64_t item = start / 8 << RANGE_BITS | (words < (1u << RANGE_BITS) ? words : 0);
-    return ha_deque_push(c->deque, item) ? HA_ERR_NOMEM : HA_OK;
+    return ha_deque_push(q, item) ? HA_ERR_NOMEM : HA_OK;
 }
 
-int ha_cheney_allocate(struct cheney *c, uint64_t bytes, ha_off *copy)
+ha_refill ha_cheney_refill(struct cheney_team *team, ha_deque *q, uint64_t base, ha_off scan,
+                           ha_off top, ha_off end, uint64_t bytes)
 {
+    ha_refill r = {.scan = scan, .top = top, .end = end};
     uint64_t got;
-    if (c->end - c->top >= bytes) {
-        *copy = c->top;
-        c->top += bytes;
-        return HA_OK;
+    if (bytes >= LARGE_BYTES) { /* a place of its own, handed on once it is copied */
+        r.rc = claim(team, bytes, bytes, &r.copy, &got);
+        return r;
     }
-    if (bytes >= LARGE_BYTES) /* a place of its own, handed on once it is copied */
-        return claim(c->team, bytes, bytes, copy, &got);
     /* Leave this buffer: hand on its unscanned copies, fill its gap, take another. */
-    if (c->lab_scan < c->top) {
-        int rc = push_range(c, c->lab_scan, c->top);
-        if (rc)
-            return rc;
-    }
-    fill(c, c->top, c->end - c->top);
-    c->lab_scan = c->top = c->end;
+    if (scan < top && (r.rc = ha_cheney_push_range(q, scan, top)))
+        return r;
+    ha_cheney_fill(base, top, end - top);
+    r.scan = r.top = end;
     ha_off at;
-    int rc = claim(c->team, bytes, LAB_BYTES, &at, &got);
-    if (rc)
-        return rc;
-    c->lab_scan = at;
-    c->top = at + bytes;
-    c->end = at + got;
-    *copy = at;
-    return HA_OK;
+    if ((r.rc = claim(team, bytes, LAB_BYTES, &at, &got)))
+        return r;
+    r.scan = r.copy = at;
+    r.top = at + bytes;
+    r.end = at + got;
+    return r;
 }
 
-int ha_cheney_won(struct cheney *c, ha_off copy, uint64_t bytes)
+int ha_cheney_copy_ok(struct cheney_team *team, ha_off begin, ha_off to)
 {
-    return copy + bytes == c->top ? HA_OK : push_range(c, copy, copy);
-}
-
-void ha_cheney_lost(struct cheney *c, ha_off copy, uint64_t bytes)
-{
-    if (copy + bytes == c->top)
-        c->top = copy;
-    else
-        fill(c, copy, bytes); /* a large object's place: to-space must still parse */
-}
-
-int ha_cheney_copy_ok(const struct cheney *c, ha_off to)
-{
-    return to >= c->begin && !(to & 7) &&
-           to < __atomic_load_n(&c->team->claimed, __ATOMIC_RELAXED);
+    return to >= begin && !(to & 7) && to < __atomic_load_n(&team->claimed, __ATOMIC_RELAXED);
 }
 
 /* Scan the copies in [start, end) (end == start: the one object there),
  * prefetching the referents of the next few as the single-thread loop does. */
-static int scan_range(struct cheney *c, uint64_t item)
+static inline __attribute__((always_inline)) int scan_range(struct cheney *c, uint64_t item)
 {
     ha_off grey = (item >> RANGE_BITS) * 8;
     ha_off end = grey + (item & ((1u << RANGE_BITS) - 1)) * 8;
@@ -147,7 +127,7 @@ static int scan_range(struct cheney *c, uint64_t item)
 
 /* While a thread is idle and this one's deque is empty: hand on the older
  * part of this buffer's unscanned copies, whole objects of SHARE_BYTES or more. */
-static int share(struct cheney *c)
+static inline __attribute__((always_inline)) int share(struct cheney *c)
 {
     if (c->top - c->lab_scan < 2 * SHARE_BYTES || !ha_deque_looks_empty(c->deque) ||
         !__atomic_load_n(&c->team->team.idle, __ATOMIC_RELAXED))
@@ -159,7 +139,7 @@ static int share(struct cheney *c)
             return ha_fail(c->st, HA_ERR_HEADER, cut, -1);
         cut += ha_words(header) * 8;
     }
-    int rc = push_range(c, c->lab_scan, cut);
+    int rc = ha_cheney_push_range(c->deque, c->lab_scan, cut);
     if (!rc)
         c->lab_scan = cut;
     return rc;
@@ -167,29 +147,33 @@ static int share(struct cheney *c)
 
 /* Scan up to SAMPLE copies of this thread's buffer, in Cheney order. A copy
  * may fill the buffer: then lab_scan and top move to a new one, and the
- * prefetching starts again there. */
-static int scan_buffer(struct cheney *c)
+ * prefetching starts again there. As the single-thread loop does, it
+ * prefetches only while the copies read from-space out of order. */
+static inline __attribute__((always_inline)) int scan_buffer(struct cheney *c)
 {
-    ha_off ahead = c->lab_scan;
+    ha_off ahead = c->lab_scan, from_next = c->from_next, top = c->top;
     unsigned lead = 0;
     int rc = HA_OK;
-    for (unsigned n = 0; n < SAMPLE && !rc && c->lab_scan < c->top; n++, lead--) {
+    for (unsigned n = 0; n < SAMPLE && !rc && c->lab_scan < c->top; n++, lead -= lead > 0) {
         if (ahead < c->lab_scan || ahead > c->top) {
             ahead = c->lab_scan;
             lead = 0;
         }
-        for (; lead < PREFETCH_OBJECTS && ahead < c->top; lead++)
+        for (; !c->in_order && lead < PREFETCH_OBJECTS && ahead < c->top; lead++)
             prefetch(c, &ahead, c->top);
         rc = scan(c, &c->lab_scan, c->top, 1);
     }
+    /* A new buffer breaks the run: then this batch counts as out of order. */
+    c->in_order = c->from_next - from_next == c->top - top;
     return rc ? rc : share(c);
 }
 
 /* Forward this thread's roots, then scan until the team runs out of work. */
-static void cheney_worker(ha_worker *w)
+static inline __attribute__((always_inline)) void evacuate(ha_worker *w, uint32_t encoding)
 {
     struct cheney_thread *t = (struct cheney_thread *)w;
     struct cheney c = t->c;
+    c.h.encoding = encoding;
     ha_team *team = w->team;
     c.deque = &team->deques[w->index];
     int rc = HA_OK;
@@ -209,10 +193,27 @@ static void cheney_worker(ha_worker *w)
             break;
         rc = scan_range(&c, item);
     }
-    fill(&c, c.top, c.end - c.top);
+    ha_cheney_fill(c.h.base, c.top, c.end - c.top);
     if (rc)
         ha_team_fail(team, rc, &t->st);
     t->c = c;
+}
+
+static void cheney_worker(ha_worker *w)
+{
+    switch (((struct cheney_thread *)w)->c.h.encoding) { /* each with the encoding a constant */
+    case HA_REF_OFFSET:
+        evacuate(w, HA_REF_OFFSET);
+        break;
+    case HA_REF_ADDRESS:
+        evacuate(w, HA_REF_ADDRESS);
+        break;
+    case HA_REF_COLORED:
+        evacuate(w, HA_REF_COLORED);
+        break;
+    default:
+        evacuate(w, HA_REF_MASKED);
+    }
 }
 
 /* Whether to-space has room for everything from-space holds, for the gaps

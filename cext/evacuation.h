@@ -30,17 +30,26 @@ struct cheney {
     ha_deque *deque;
     ha_off lab_scan;  /* the first copy in the allocation buffer not yet scanned */
     uint64_t copied;  /* bytes copied */
+    int in_order;     /* the last copies read from-space in order: no prefetching */
 };
 
-/* Parallel: room in to-space for `bytes` more, in this thread's allocation
- * buffer or, for a large object, a place of its own (cheney_parallel.c). */
-int ha_cheney_allocate(struct cheney *c, uint64_t bytes, ha_off *copy);
-/* Parallel: the copy at `copy` won (publish a large one for scanning), or lost
- * (give its room back). */
-int ha_cheney_won(struct cheney *c, ha_off copy, uint64_t bytes);
-void ha_cheney_lost(struct cheney *c, ha_off copy, uint64_t bytes);
-/* Parallel: whether `to` can be a copy this collection made (the to-space claimed). */
-int ha_cheney_copy_ok(const struct cheney *c, ha_off to);
+/* Parallel, out of line (cheney_parallel.c), and given values, never the
+ * loop's struct cheney, whose address would otherwise escape and keep it out
+ * of registers: room for `bytes` once this thread's allocation buffer
+ * [top, end) is short of it, in a new buffer or, for a large object, a place
+ * of its own (`scan` is where the buffer's unscanned copies start, handed on
+ * when it is left); hand the copies in [start, end) on to a deque (end ==
+ * start: the one object there); fill a gap; and whether `to` can be a copy
+ * this collection made (the to-space claimed). */
+typedef struct ha_refill {
+    int rc;
+    ha_off copy, scan, top, end;
+} ha_refill;
+ha_refill ha_cheney_refill(struct cheney_team *team, ha_deque *q, uint64_t base, ha_off scan,
+                           ha_off top, ha_off end, uint64_t bytes);
+int ha_cheney_push_range(ha_deque *q, ha_off start, ha_off end);
+void ha_cheney_fill(uint64_t base, ha_off at, uint64_t bytes);
+int ha_cheney_copy_ok(struct cheney_team *team, ha_off begin, ha_off to);
 
 /* Whether `to`, the forwarding reference of the from-space object whose header
  * is `header`, can name the copy this collection made of it: a reference as
@@ -73,7 +82,7 @@ forward(struct cheney *c, ha_ref *slot, ha_off where, int64_t root, int parallel
     /* In parallel, acquire: a moved header's copy was claimed before it was published. */
     uint64_t header = parallel ? __atomic_load_n(obj, __ATOMIC_ACQUIRE) : ha_load(obj);
     if (parallel && ha_is_moved(header)) {
-        if (!ha_cheney_copy_ok(c, header & HA_MOVED_MASK))
+        if (!ha_cheney_copy_ok(c->team, c->begin, header & HA_MOVED_MASK))
             return ha_fail(c->st, HA_ERR_HEADER, off, root);
         *slot = ha_encode(&c->h, header & HA_MOVED_MASK);
         return HA_OK;
@@ -89,14 +98,19 @@ forward(struct cheney *c, ha_ref *slot, ha_off where, int64_t root, int parallel
     }
     uint64_t bytes = ha_words(header) * 8;
     ha_off copy = c->top;
-    if (parallel) {
-        int rc = ha_cheney_allocate(c, bytes, &copy);
-        if (rc)
-            return ha_fail(c->st, rc, off, root);
-    } else if (c->end - c->top < bytes) {
+    if (c->end - c->top >= bytes) {
+        c->top += bytes;
+    } else if (!parallel) {
         return ha_fail(c->st, HA_ERR_FULL, off, root);
     } else {
-        c->top += bytes;
+        ha_refill r = ha_cheney_refill(c->team, c->deque, c->h.base, c->lab_scan, c->top,
+                                       c->end, bytes);
+        c->lab_scan = r.scan;
+        c->top = r.top;
+        c->end = r.end;
+        if (r.rc)
+            return ha_fail(c->st, r.rc, off, root);
+        copy = r.copy;
     }
     uint64_t *dst = ha_at(&c->h, copy);
     const uint64_t *src = (const uint64_t *)(uintptr_t)(c->h.load_base + off);
@@ -105,16 +119,21 @@ forward(struct cheney *c, ha_ref *slot, ha_off where, int64_t root, int parallel
     dst[0] = header; /* the header checked, whatever the load view held */
     if (parallel) {
         uint64_t seen = header;
+        /* The room a copy took: the end of the buffer's, or a place of its own. */
+        int own_place = copy + bytes != c->top;
         if (!__atomic_compare_exchange_n(obj, &seen, ha_moved_header(copy), 0, __ATOMIC_RELEASE,
                                          __ATOMIC_ACQUIRE)) {
-            ha_cheney_lost(c, copy, bytes);
-            if (!ha_is_moved(seen) || !ha_cheney_copy_ok(c, seen & HA_MOVED_MASK))
+            if (own_place)
+                ha_cheney_fill(c->h.base, copy, bytes); /* to-space must still parse */
+            else
+                c->top = copy;
+            if (!ha_is_moved(seen) || !ha_cheney_copy_ok(c->team, c->begin, seen & HA_MOVED_MASK))
                 return ha_fail(c->st, HA_ERR_HEADER, off, root); /* a writer races us */
             *slot = ha_encode(&c->h, seen & HA_MOVED_MASK);
             return HA_OK;
         }
         c->copied += bytes;
-        int rc = ha_cheney_won(c, copy, bytes);
+        int rc = own_place ? ha_cheney_push_range(c->deque, copy, copy) : HA_OK;
         if (rc)
             return ha_fail(c->st, rc, off, root);
     } else {

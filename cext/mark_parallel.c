@@ -27,7 +27,7 @@ struct mark_thread {
 
 /* While another thread is idle and nothing waits in this one's deque, move
  * the newest half of the grey stack there. */
-static void share(struct marker *m, ha_team *team)
+static inline __attribute__((always_inline)) void share(struct marker *m, ha_team *team)
 {
     if (m->depth < 2 || !__atomic_load_n(&team->idle, __ATOMIC_RELAXED) ||
         !ha_deque_looks_empty(m->deque))
