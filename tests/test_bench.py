@@ -289,6 +289,11 @@ def test_every_limit_a_case_names_is_measured() -> None:
     small = case_named("cheney_small")
     assert small.limit_for(fresh_4k) == "mlp" and small.beside_for(fresh_4k) == ("latency",)
     assert small.limit_for(dataclasses.replace(fresh_4k, detail="steady")) is None
+    # One core's parallelism bounds one thread, and is only a figure beside more threads.
+    scaling = case_named("parallel")
+    one, two = (Variant("memfd", "4k", "mark", f"{n} thread{'s' * (n > 1)}") for n in (1, 2))
+    assert scaling.limit_for(one) == "mlp" and scaling.beside_for(one) == ("latency",)
+    assert scaling.limit_for(two) is None and "mlp" in scaling.beside_for(two)
 
 
 def test_the_parallelism_sweep_finds_where_chases_saturate() -> None:

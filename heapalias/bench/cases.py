@@ -675,6 +675,13 @@ class Parallel(GraphCase):
         return next((v for v in variants if v.pages == variant.pages
                      and v.strategy == variant.strategy and v.detail == threads_label(1)), None)
 
+    def limit_for(self, variant):
+        """The memory-parallelism limit is one core's: it bounds one thread only."""
+        return self.limit if variant.detail == threads_label(1) else None
+
+    def beside_for(self, variant):
+        return self.beside if variant.detail == threads_label(1) else (*self.beside, "mlp")
+
     def footprint(self, ctx, variant):
         """The variants of one loop and page size share a heap: the one-thread one holds it."""
         return (graph_size(ctx.size, ctx.suite) if variant.detail == threads_label(1) else 0), 0
