@@ -248,3 +248,20 @@ def test_many_large_objects_grow_the_deques_and_copy_through_a_read_only_view() 
             assert stats.objects == 2001 and objects.shape(roots) == before
             collectors.verify(objects, roots, spaces=[semi.from_space.name])
         alias.close()
+
+
+def test_the_parallel_case_gives_its_hugetlb_pages_back(pool_2m) -> None:
+    """Its heaps are shared by the thread counts through a cache, which kept the 2 MiB pages
+    of every closed heap until the process ended."""
+    from heapalias.bench.cases import Context, Variant, case_named
+    from heapalias.probe import probe
+    from heapalias.system import hugepage_pool
+
+    ctx, case = Context(size=8 << 20, suite="quick", probe=probe()), case_named("parallel")
+    before = hugepage_pool(2 << 20).available
+    for loop in case.loops:
+        trial = case.setup(ctx, Variant("memfd", "2m", loop, "1 thread"))
+        trial.run()
+        trial.close()
+    del trial
+    assert hugepage_pool(2 << 20).available == before

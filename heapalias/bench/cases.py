@@ -217,6 +217,13 @@ def _sample(stats: collectors.LoopStats) -> Sample:
     return Sample(stats.seconds, stats.bytes, max(stats.objects, 1))
 
 
+def _forget(cache: dict, key: object) -> Callable[[], None]:
+    """A Trial's cleanup for a case that shares heaps between its variants: drop ``key`` from
+    the case's cache once a trial closes, or what it holds would keep the closed heap's memory
+    (a heap is unmapped only once no array refers to it)."""
+    return lambda: cache.pop(key, None)
+
+
 def _timed(call: Callable[[], object]) -> float:
     begin = time.perf_counter_ns()
     call()
@@ -715,7 +722,8 @@ class Parallel(GraphCase):
     def setup(self, ctx, variant):
         heap, sample = self._graph(ctx, variant)
         threads = int(variant.detail.split()[0])
-        return Trial(lambda: sample(threads), [heap])
+        return Trial(lambda: sample(threads), [heap],
+                     cleanup=_forget(self._graphs, (variant.pages, variant.strategy)))
 
 
 def dump_cache() -> Path:
@@ -831,7 +839,8 @@ class RealHeap(Case):
             stats = loop()
             return Sample(stats.seconds, stats.bytes, 1)
 
-        return Trial(run, [heap])
+        return Trial(run, [heap],
+                     cleanup=_forget(self._imports, (str(self._path(ctx)), variant.pages)))
 
 
 class GCSweep(Case):
