@@ -16,7 +16,7 @@ import statistics
 import pytest
 
 from heapalias.bench.cases import CASES, Context, Sample
-from heapalias.bench.runner import limit_ratio
+from heapalias.bench.runner import limit_ratio, limit_value
 from heapalias.errors import HeapAliasError
 from heapalias.probe import probe
 from heapalias.system import hugepage_pools
@@ -55,8 +55,10 @@ def test_case(benchmark, bench_context, bench_limits, reference_medians, case, v
     reference_medians[(case.name, variant.label)] = median
     info = benchmark.extra_info
     info[case.unit] = median
-    if case.limit:
-        info[f"x_{case.limit}"] = limit_ratio(case, median, bench_limits[case.limit])
+    for name in (case.limit_for(variant), *case.beside_for(variant)):
+        figure = limit_value(bench_limits, name, variant) if name else None
+        if figure:
+            info[f"x_{name}"] = limit_ratio(case, median, figure)
     siblings = [v for v, why_not in case.variants(bench_context) if not why_not]
     reference = case.reference(variant, siblings) or siblings[0]
     ref = reference_medians.get((case.name, reference.label))

@@ -130,6 +130,16 @@ int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
             const ha_ref *roots, size_t nroots, ha_ref *stack,
             size_t stack_capacity, ha_stats *st);
 int ha_clear_marks(const ha_heap *h, const ha_space *space, ha_stats *st);
+
+/* The same loops on a team of `threads` threads (1 to HA_MAX_THREADS), the calling
+ * thread among them; 1 runs the single-thread loop. Every thread is joined before
+ * they return, whatever happened (mark_parallel.c, cheney_parallel.c). */
+enum { HA_MAX_THREADS = 1024 };
+int ha_mark_parallel(const ha_heap *h, const ha_space *spaces, size_t nspaces,
+                     const ha_ref *roots, size_t nroots, ha_ref *stack,
+                     size_t stack_capacity, uint32_t threads, ha_stats *st);
+int ha_cheney_parallel(const ha_heap *h, const ha_space *from, ha_space *to,
+                       ha_ref *roots, size_t nroots, uint32_t threads, ha_stats *st);
 int ha_walk(const ha_heap *h, const ha_space *space, ha_off *offsets,
             size_t capacity, ha_stats *st);
 int ha_verify(const ha_heap *h, const ha_space *spaces, size_t nspaces,
@@ -176,6 +186,15 @@ uint64_t ha_write_read_ns(uint64_t write_to, uint64_t read_from, uint64_t length
                           int streaming, int prefetch, uint64_t *sum);
 uint64_t ha_gather_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t seed,
                       uint64_t *sum);
+/* The memory's parallelism: ha_link_cycle links a buffer's cache lines into one random
+ * cycle, ha_chases_ns follows `chases` (at most HA_MAX_CHASES) independent chases
+ * around it at once. */
+enum { HA_MAX_CHASES = 64 };
+void ha_link_cycle(uint64_t buffer, uint64_t slots, uint64_t seed);
+uint64_t ha_read_threads_ns(uint64_t src, uint64_t length, uint32_t threads, int prefetch,
+                            uint64_t *sum);
+uint64_t ha_chases_ns(uint64_t buffer, uint64_t slots, uint32_t chases, uint64_t steps,
+                      uint64_t seed, uint64_t *last);
 
 /* ---- collectors: plans a mutator allocates, stores and collects through ---- */
 
@@ -226,6 +245,7 @@ typedef struct ha_collector {
     ha_heap heap;
     ha_space spaces[4];   /* HA_MAX_SPACES */
     ha_generations generations; /* the generational plan's state; zero for the others */
+    uint32_t threads;     /* threads a collection may run on (semispace); 0 or 1: one */
 } ha_collector;
 
 /* Collect with the plan's own collection hook; the roots are updated in place. */

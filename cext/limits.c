@@ -6,6 +6,7 @@
  * returns nanoseconds for the whole job. */
 #include "object_model.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
@@ -51,6 +52,59 @@ uint64_t ha_read_ns(uint64_t src, uint64_t length, uint32_t repeats, int prefetc
         __asm__ volatile("" ::: "memory");
     }
     uint64_t ns = ha_now_ns() - start;
+    *sum = total;
+    return ns;
+}
+
+/* One thread's share of a read on several cores. */
+struct read_share {
+    const uint64_t *words;
+    uint64_t n;
+    int prefetch;
+    uint64_t sum;
+};
+
+static void *read_share(void *arg)
+{
+    struct read_share *r = arg;
+    r->sum = sum_words(r->words, r->n, r->prefetch);
+    return NULL;
+}
+
+/* Read `length` bytes on `threads` threads at once (1 to HA_MAX_THREADS), each
+ * its own contiguous share: the bandwidth every core streaming together gets,
+ * which caps what parallel loops can gain. A thread that cannot be started has
+ * its share read by the caller. */
+uint64_t ha_read_threads_ns(uint64_t src, uint64_t length, uint32_t threads, int prefetch,
+                            uint64_t *sum)
+{
+    if (threads < 1)
+        threads = 1;
+    if (threads > HA_MAX_THREADS)
+        threads = HA_MAX_THREADS;
+    struct read_share shares[HA_MAX_THREADS];
+    pthread_t ids[HA_MAX_THREADS];
+    int started[HA_MAX_THREADS];
+    uint64_t n = length / 8, per = (n / threads + 7) / 8 * 8, total = 0;
+    for (uint32_t i = 0; i < threads; i++) {
+        uint64_t first = per * i < n ? per * i : n;
+        uint64_t last = per * (i + 1) < n && i + 1 < threads ? per * (i + 1) : n;
+        shares[i] = (struct read_share){(const uint64_t *)(uintptr_t)src + first, last - first,
+                                        prefetch, 0};
+    }
+    uint64_t start = ha_now_ns();
+    for (uint32_t i = 1; i < threads; i++)
+        started[i] = pthread_create(&ids[i], NULL, read_share, &shares[i]) == 0;
+    read_share(&shares[0]);
+    for (uint32_t i = 1; i < threads; i++) {
+        if (started[i])
+            pthread_join(ids[i], NULL);
+        else
+            read_share(&shares[i]);
+    }
+    uint64_t ns = ha_now_ns() - start;
+    for (uint32_t i = 0; i < threads; i++)
+        total += shares[i].sum;
     *sum = total;
     return ns;
 }
@@ -136,15 +190,14 @@ uint64_t ha_gather_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t 
     return ns;
 }
 
-/* Link `slots` cache-line-spaced words into one random cycle, then follow it
- * `steps` times: each load's address is the previous load's value. */
-uint64_t ha_chase_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t seed,
-                     uint64_t *last)
+/* Link `slots` cache-line-spaced words of `buffer` into one random cycle: each
+ * slot's word becomes the address of the next slot. */
+void ha_link_cycle(uint64_t buffer, uint64_t slots, uint64_t seed)
 {
     uint64_t *w = (uint64_t *)(uintptr_t)buffer;
     const uint64_t stride = 8; /* words: one slot per 64-byte line */
     if (slots < 2)
-        return 0;
+        return;
     for (uint64_t i = 0; i < slots; i++)
         w[i * stride] = i;
     for (uint64_t i = slots - 1; i > 0; i--) { /* Sattolo: a single cycle */
@@ -155,6 +208,61 @@ uint64_t ha_chase_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t s
     }
     for (uint64_t i = 0; i < slots; i++) /* slot numbers to addresses */
         w[i * stride] = buffer + w[i * stride] * stride * 8;
+}
+
+/* `rounds` steps of each of `k` chases at once: the k loads of a step do not
+ * depend on each other, so up to k misses are in flight. With k a constant
+ * (inlined), the pointers live in registers. */
+static inline __attribute__((always_inline)) void
+chase_together(uint64_t *p, unsigned k, uint64_t rounds)
+{
+    for (uint64_t r = 0; r < rounds; r++)
+        for (unsigned j = 0; j < k; j++)
+            p[j] = *(volatile uint64_t *)(uintptr_t)p[j];
+}
+
+/* Follow `chases` (1 to HA_MAX_CHASES) chases around a cycle ha_link_cycle
+ * made, each from a random slot, `steps` loads in all: the memory's
+ * parallelism, which bounds a trace whose graph offers `chases` independent
+ * edges at a time. *last gets a sum of where they ended. */
+uint64_t ha_chases_ns(uint64_t buffer, uint64_t slots, uint32_t chases, uint64_t steps,
+                      uint64_t seed, uint64_t *last)
+{
+    uint64_t p[HA_MAX_CHASES];
+    if (slots < 2 || chases == 0)
+        return 0;
+    if (chases > HA_MAX_CHASES)
+        chases = HA_MAX_CHASES;
+    for (unsigned j = 0; j < chases; j++) { /* far apart on the cycle, almost surely */
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        p[j] = ((const uint64_t *)(uintptr_t)buffer)[((seed >> 33) % slots) * 8];
+    }
+    uint64_t rounds = steps / chases, start = ha_now_ns();
+    switch (chases) { /* the common counts with k a constant */
+    case 1: chase_together(p, 1, rounds); break;
+    case 2: chase_together(p, 2, rounds); break;
+    case 4: chase_together(p, 4, rounds); break;
+    case 8: chase_together(p, 8, rounds); break;
+    case 16: chase_together(p, 16, rounds); break;
+    case 32: chase_together(p, 32, rounds); break;
+    case 64: chase_together(p, 64, rounds); break;
+    default: chase_together(p, chases, rounds);
+    }
+    uint64_t ns = ha_now_ns() - start, sum = 0;
+    for (unsigned j = 0; j < chases; j++)
+        sum += p[j];
+    *last = sum;
+    return ns;
+}
+
+/* Link a random cycle through `slots` cache-line-spaced words, then follow it
+ * `steps` times: each load's address is the previous load's value. */
+uint64_t ha_chase_ns(uint64_t buffer, uint64_t slots, uint64_t steps, uint64_t seed,
+                     uint64_t *last)
+{
+    if (slots < 2)
+        return 0;
+    ha_link_cycle(buffer, slots, seed);
     uint64_t p = buffer, start = ha_now_ns();
     for (uint64_t s = 0; s < steps; s++)
         p = *(volatile uint64_t *)(uintptr_t)p;

@@ -19,6 +19,15 @@
  *   moved:  | 63..58 zero | 57 forwarded | 56 zero | 55..48 magic 0x5A |
  *           | 47..0 the copy's heap offset                              |
  *
+ * A parallel copy leaves gaps at the ends of its threads' allocation buffers,
+ * and fills each with one filler, so to-space still parses:
+ *
+ *   filler: | 63..56 zero | 55..48 magic 0xF1 | 47..32 zero | 31..0 size in words |
+ *
+ * A filler may be one word long; it is no object, and no reference may name
+ * it. The heap walk (ha_next_object) steps over fillers, so every loop that
+ * parses a heap accepts them without seeing them.
+ *
  * Offset 0 of a heap is never an object, so the reference 0 is null in every
  * encoding. heapalias/objects.py reads the layout constants below through the
  * cdef (heapalias.cdef.h) and mirrors the checks in numpy, so a new header
@@ -51,6 +60,7 @@
 #define HA_MIN_WORDS 2ULL           /* room for the header and a forwarding reference */
 #define HA_MOVED_MAGIC 0x5AULL      /* a header moved by a concurrent copy */
 #define HA_MOVED_MASK 0xffffffffffffULL
+#define HA_FILLER_MAGIC 0xF1ULL     /* a gap a parallel copy left */
 #define HA_MAX_REFS HA_NREFS_MASK
 #define HA_MAX_WORDS HA_WORDS_MASK
 
@@ -82,6 +92,20 @@ static inline uint64_t ha_moved_header(uint64_t off)
 static inline int ha_is_moved(uint64_t header)
 {
     return (header & ~HA_MOVED_MASK) == (HA_FORWARDED | HA_MOVED_MAGIC << HA_MAGIC_SHIFT);
+}
+
+/* The filler of a gap of `words` words (1 or more), and whether `header` is a
+ * filler that fits in [off, limit). */
+static inline uint64_t ha_filler_header(uint64_t words)
+{
+    return HA_FILLER_MAGIC << HA_MAGIC_SHIFT | words;
+}
+
+static inline int ha_filler_ok(uint64_t header, ha_off off, ha_off limit)
+{
+    uint64_t words = header & HA_WORDS_MASK;
+    return (header & ~HA_WORDS_MASK) == HA_FILLER_MAGIC << HA_MAGIC_SHIFT && words >= 1 &&
+           words <= (limit - off) / 8;
 }
 
 /* Words of an object with these reference slots and payload words. */
@@ -223,21 +247,24 @@ static inline ha_cursor ha_cursor_of(const ha_space *s)
     return ha_cursor_over(s->start, s->top);
 }
 
-/* Step to the next object: 1 with c->off and c->header set; 0 at the end, or
- * at a bad header, where *rc is set to a HEADER error naming it. */
+/* Step to the next object, over any fillers: 1 with c->off and c->header set;
+ * 0 at the end, or at a bad header, where *rc is set to a HEADER error naming it. */
 static inline __attribute__((always_inline)) int
 ha_next_object(const ha_heap *h, ha_cursor *c, int *rc, ha_stats *st)
 {
-    c->off = c->next;
-    if (c->off >= c->top)
-        return 0;
-    c->header = ha_load(ha_at(h, c->off));
-    if (!ha_header_ok(c->header, c->off, c->top)) {
-        *rc = ha_fail(st, HA_ERR_HEADER, c->off, -1);
-        return 0;
+    for (;;) {
+        c->off = c->next;
+        if (c->off >= c->top)
+            return 0;
+        c->header = ha_load(ha_at(h, c->off));
+        c->next = c->off + ha_words(c->header) * 8;
+        if (ha_header_ok(c->header, c->off, c->top))
+            return 1;
+        if (!ha_filler_ok(c->header, c->off, c->top)) {
+            *rc = ha_fail(st, HA_ERR_HEADER, c->off, -1);
+            return 0;
+        }
     }
-    c->next = c->off + ha_words(c->header) * 8;
-    return 1;
 }
 
 /* The slot visitor: call visit(ctx, slot, where) on the reference slots of

@@ -1,14 +1,6 @@
 /* Loops that read the heap in place: mark/trace, linear walk, verify, and the
  * card table (write barrier and card scan). */
-#include "liveness.h"
-
-static int spaces_ok(const ha_heap *h, const ha_space *spaces, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!ha_space_ok(h, &spaces[i]))
-            return 0;
-    return 1;
-}
+#include "marking.h"
 
 /* ---- mark/trace: header mark bit, explicit stack, overflow by rescanning ----
  *
@@ -17,117 +9,25 @@ static int spaces_ok(const ha_heap *h, const ha_space *spaces, size_t n)
  * an object start, and not a payload word that looks like one, takes a walk of
  * the heap to know; verify does that walk, mark does not. */
 
-/* Two queues keep misses overlapping instead of each one stalling the loop.
- * Edges are enqueued, not followed at once: each target's header is
- * prefetched when its edge enters a FIFO and marked only when the edge leaves
- * it. A marked object then waits in a second, shorter queue, its reference
- * slots prefetched, before it is scanned: a third of the objects' slots lie on
- * another line than the header. On a 1 GiB random graph (4 KiB pages, 2 vCPUs
- * with other work on the other) the scan queue took marking from 94 to 71-75 ns
- * per object; the edge FIFO's length (16, 32, 64) made no difference then. */
-enum { PREFETCH_EDGES = 32, SCAN_AHEAD = 8 };
-
-struct edge {
-    ha_ref ref;
-    ha_off where; /* the slot's heap offset, for errors */
-};
-
-struct marker {
-    ha_heap h;
-    const ha_space *spaces;
-    size_t nspaces;
-    ha_ref *stack; /* references still to scan */
-    size_t capacity, depth;
-    int overflowed;
-    uint64_t objects, bytes, refs;
-    uint64_t budget; /* objects the spaces can hold: marking more means the heap changed */
-    uint64_t *live;  /* ha_mark_live's table, or NULL */
-    struct edge fifo[PREFETCH_EDGES];
-    unsigned head, queued;
-    ha_ref ahead[SCAN_AHEAD]; /* marked objects waiting for their slots */
-    unsigned ahead_head, ahead_count;
-    ha_stats *st;
-};
-
-static inline const ha_space *space_of(const struct marker *m, ha_off off)
+/* Move the top of the stack into the scan queue, prefetching its slots: its
+ * header is in cache (grey() just read it), its slots may not be. */
+static inline __attribute__((always_inline)) void queue_for_scan(struct marker *m)
 {
-    for (size_t i = 0; i < m->nspaces; i++)
-        if (off >= m->spaces[i].start && off < m->spaces[i].top)
-            return &m->spaces[i];
-    return NULL;
+    ha_ref ref = m->stack[--m->depth];
+    ha_off off = 0;
+    uint64_t header, *obj = grey_object(m, ref, &off, &header);
+    uint64_t last = ha_nrefs(header) < ha_words(header) ? ha_nrefs(header) : 0;
+    __builtin_prefetch(obj + (last < 8 ? last : 8));
+    m->ahead[(m->ahead_head + m->ahead_count++) % SCAN_AHEAD] = ref;
 }
 
-/* Mark the object `ref` names and queue it for scanning. A full stack drops
- * the push and sets `overflowed`: the object is marked, and a heap walk later
- * scans it, so no recursion and no lost objects. */
-static inline __attribute__((always_inline)) int
-grey(struct marker *m, ha_ref ref, ha_off where, int64_t root)
+/* Scan the oldest object of the scan queue, which must hold one. */
+static inline __attribute__((always_inline)) int scan_oldest(struct marker *m)
 {
-    ha_off off;
-    const ha_space *s;
-    m->refs++;
-    if (!ha_decode(&m->h, ref, &off) || !(s = space_of(m, off)))
-        return ha_fail(m->st, HA_ERR_REF, where, root);
-    uint64_t *obj = ha_deref(&m->h, ref, off);
-    uint64_t header = ha_load(obj);
-    if (!ha_header_ok(header, off, s->top))
-        return ha_fail(m->st, HA_ERR_HEADER, off, root);
-    if (header & HA_MARKED)
-        return HA_OK;
-    /* Another writer clearing mark bits could otherwise keep the loop going forever. */
-    if (m->objects == m->budget)
-        return ha_fail(m->st, HA_ERR_HEADER, off, root);
-    obj[0] = header | HA_MARKED;
-    m->objects++;
-    m->bytes += ha_words(header) * 8;
-    if (m->live)
-        ha_set_live(m->live, off, ha_words(header) * 8);
-    if (m->depth == m->capacity)
-        m->overflowed = 1;
-    else
-        m->stack[m->depth++] = ref;
-    return HA_OK;
-}
-
-/* Enqueue the edge in the slot at `where`; once the FIFO is full, the oldest
- * edge, whose target has had time to arrive, leaves it and is followed. */
-static inline __attribute__((always_inline)) int
-follow(struct marker *m, ha_ref ref, ha_off where)
-{
-    if (ref == 0)
-        return HA_OK;
-    __builtin_prefetch(ha_prefetch_address(&m->h, ref), 1);
-    if (m->queued < PREFETCH_EDGES) {
-        m->fifo[(m->head + m->queued++) % PREFETCH_EDGES] = (struct edge){ref, where};
-        return HA_OK;
-    }
-    struct edge oldest = m->fifo[m->head];
-    m->fifo[m->head] = (struct edge){ref, where};
-    m->head = (m->head + 1) % PREFETCH_EDGES;
-    return grey(m, oldest.ref, oldest.where, -1);
-}
-
-static inline __attribute__((always_inline)) int
-follow_slot(void *m, uint64_t *slot, ha_off where)
-{
-    return follow(m, ha_load(slot), where);
-}
-
-/* Follow the slots of the object at `off`, whose checked header is `header`. */
-static inline __attribute__((always_inline)) int
-scan_refs(struct marker *m, uint64_t *obj, ha_off off, uint64_t header)
-{
-    return ha_visit_slots(obj, off, header, follow_slot, m);
-}
-
-/* The object a checked reference names, and its header as read now. */
-static inline __attribute__((always_inline)) uint64_t *
-object_of(const struct marker *m, ha_ref ref, ha_off *off, uint64_t *header)
-{
-    ha_decode(&m->h, ref, off); /* checked when it was pushed */
-    uint64_t *obj = ha_deref(&m->h, ref, *off);
-    *header = ha_load(obj);
-    return obj;
+    ha_ref ref = m->ahead[m->ahead_head];
+    m->ahead_head = (m->ahead_head + 1) % SCAN_AHEAD;
+    m->ahead_count--;
+    return scan_grey(m, ref, 0);
 }
 
 /* Scan the stack and both queues empty. The state is copied into a local for
@@ -137,31 +37,10 @@ static int drain(struct marker *state)
     struct marker m = *state;
     int rc = HA_OK;
     while (!rc && (m.depth || m.queued || m.ahead_count)) {
-        ha_off off = 0;
-        uint64_t header;
-        if (m.depth && m.ahead_count < SCAN_AHEAD) {
-            /* Its header is in cache (grey() just read it); its slots may not be. */
-            ha_ref ref = m.stack[--m.depth];
-            uint64_t *obj = object_of(&m, ref, &off, &header);
-            uint64_t last = ha_nrefs(header) < ha_words(header) ? ha_nrefs(header) : 0;
-            __builtin_prefetch(obj + (last < 8 ? last : 8));
-            m.ahead[(m.ahead_head + m.ahead_count++) % SCAN_AHEAD] = ref;
-        } else if (m.ahead_count) {
-            ha_ref ref = m.ahead[m.ahead_head];
-            m.ahead_head = (m.ahead_head + 1) % SCAN_AHEAD;
-            m.ahead_count--;
-            uint64_t *obj = object_of(&m, ref, &off, &header);
-            /* The header may have changed since grey() checked it: check it again. */
-            if (ha_header_ok(header, off, m.h.size) && (header & HA_MARKED))
-                rc = scan_refs(&m, obj, off, header);
-            else
-                rc = ha_fail(m.st, HA_ERR_HEADER, off, -1);
-        } else {
-            struct edge oldest = m.fifo[m.head];
-            m.head = (m.head + 1) % PREFETCH_EDGES;
-            m.queued--;
-            rc = grey(&m, oldest.ref, oldest.where, -1);
-        }
+        if (m.depth && m.ahead_count < SCAN_AHEAD)
+            queue_for_scan(&m);
+        else
+            rc = m.ahead_count ? scan_oldest(&m) : follow_oldest(&m, 0);
     }
     *state = m;
     return rc;
@@ -175,12 +54,22 @@ static int rescan(struct marker *m)
         ha_cursor c = ha_cursor_of(&m->spaces[i]);
         while (!rc && ha_next_object(&m->h, &c, &rc, m->st)) {
             if (c.header & HA_MARKED)
-                rc = scan_refs(m, ha_at(&m->h, c.off), c.off, c.header);
+                rc = scan_refs(m, ha_at(&m->h, c.off), c.off, c.header, 0);
             if (!rc && m->depth) /* edges may wait in the FIFO; new grey objects may not */
                 rc = drain(m);
         }
     }
     return rc ? rc : drain(m);
+}
+
+int ha_mark_rescans(struct marker *m)
+{
+    int rc = HA_OK;
+    while (!rc && m->overflowed) {
+        m->overflowed = 0;
+        rc = rescan(m);
+    }
+    return rc;
 }
 
 int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
@@ -195,19 +84,17 @@ int ha_mark_live(const ha_heap *h, const ha_space *spaces, size_t nspaces,
                  uint64_t *live, ha_stats *st)
 {
     int rc = ha_begin(h, st);
-    if (!rc && (!spaces_ok(h, spaces, nspaces) || stack_capacity == 0))
+    if (!rc && (!ha_spaces_ok(h, spaces, nspaces) || stack_capacity == 0))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     struct marker m = {.h = *h, .spaces = spaces, .nspaces = nspaces, .stack = stack,
                        .capacity = stack_capacity, .live = live, .st = st};
     for (size_t i = 0; !rc && i < nspaces; i++) /* objects are at least 16 bytes */
         m.budget += (spaces[i].top - spaces[i].start) / (8 * HA_MIN_WORDS);
     for (size_t i = 0; i < nroots && !rc; i++)
-        if (roots[i] && !(rc = grey(&m, roots[i], 0, (int64_t)i)))
+        if (roots[i] && !(rc = grey(&m, roots[i], 0, (int64_t)i, 0)))
             rc = drain(&m);
-    while (!rc && m.overflowed) {
-        m.overflowed = 0;
-        rc = rescan(&m);
-    }
+    if (!rc)
+        rc = ha_mark_rescans(&m);
     st->objects = m.objects;
     st->bytes = m.bytes;
     st->refs = m.refs;
@@ -287,7 +174,7 @@ int ha_verify(const ha_heap *h, const ha_space *spaces, size_t nspaces,
               ha_stats *st)
 {
     int rc = ha_begin(h, st);
-    if (!rc && !spaces_ok(h, spaces, nspaces))
+    if (!rc && !ha_spaces_ok(h, spaces, nspaces))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     for (size_t i = 0; i < nspaces && !rc; i++) {
         ha_cursor c = ha_cursor_of(&spaces[i]);

@@ -21,6 +21,7 @@ from .backing import format_size
 from .collectors import plan_named, registered
 from .concurrent import DESIGNS
 from .errors import HeapAliasError, SpaceFull
+from .native import lib
 from .probe import ProbeResult, probe
 from .system import PAGE_SIZES, SystemInfo, hugepage_pool, hugepage_pools, reserve_hugepages
 
@@ -343,8 +344,10 @@ def _too_small(exc: SpaceFull, collector: str, depth: int | None, size: int) -> 
 @click.option("--binary-trees", "depth", type=click.IntRange(0, 30), default=None,
               help="Run binary-trees with this depth instead of GCBench.")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--threads", type=click.IntRange(1, lib.HA_MAX_THREADS), default=None,
+              help="Threads each collection copies on (semispace; default: one per core).")
 @click.option("--json", "as_json", is_flag=True)
-def gcbench_command(backing, pages, size, collector, depth, repeat, as_json) -> None:
+def gcbench_command(backing, pages, size, collector, depth, repeat, threads, as_json) -> None:
     """Run GCBench (or binary-trees) in C over a collector; report mutator and GC time."""
     import warnings
 
@@ -357,6 +360,11 @@ def gcbench_command(backing, pages, size, collector, depth, repeat, as_json) -> 
         heap = Heap(size, backing=backing, pages=pages, name="gcbench")
     with heap:
         plan = plan_named(collector).over(heap)
+        if threads is not None:
+            if not hasattr(plan, "threads"):
+                raise click.UsageError(f"the {collector} plan collects on one thread: "
+                                       "--threads goes with --collector semispace")
+            plan.threads = threads
         program = (lambda: drivers.binary_trees(plan, depth)) if depth is not None else (
             lambda: drivers.gcbench(plan))
         try:
@@ -370,7 +378,7 @@ def gcbench_command(backing, pages, size, collector, depth, repeat, as_json) -> 
                 else drivers.expected_gcbench_checks())
     summary = {
         "program": best.program, "collector": collector, "backing": backing, "pages": pages,
-        "obtained": obtained,
+        "obtained": obtained, "threads": getattr(plan, "threads", 1),
         "heap_bytes": heap.size, "runs": repeat, "total_ms": best.total_ns / 1e6,
         "mutator_ms": best.mutator_ns / 1e6, "gc_ms": best.gc_ns / 1e6,
         "collections": best.collections, "pauses": best.pause_summary(),
@@ -389,7 +397,8 @@ def gcbench_command(backing, pages, size, collector, depth, repeat, as_json) -> 
     for what, value in [
         ("total", f"{summary['total_ms']:.1f} ms"),
         ("mutator", f"{summary['mutator_ms']:.1f} ms"),
-        ("GC", f"{summary['gc_ms']:.1f} ms in {best.collections} collections"),
+        ("GC", f"{summary['gc_ms']:.1f} ms in {best.collections} collections on "
+               f"{summary['threads']} thread{'s' if summary['threads'] > 1 else ''}"),
         ("pauses", f"min {pauses['min_ms']:.2f} / median {pauses['median_ms']:.2f} / "
                    f"max {pauses['max_ms']:.2f} ms"),
         ("copied", format_size(best.bytes_copied) if best.bytes_copied % 1024 == 0

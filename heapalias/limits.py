@@ -8,10 +8,16 @@ this machine, so it stays at or below 1.0 unless the hardware is really beaten:
 - read: a sequential read, with or without software prefetch;
 - write+read: write a buffer, then read it back, through one view (bytes counted twice);
 - random load: independent loads to random cache lines, with as many in flight as
-  the memory system allows.
+  the memory system allows;
+- mlp (memory-level parallelism): k interleaved dependent-load chases around one random
+  cycle through a buffer the size of the graph heaps, on each page size, k = 1 ... 64. A
+  trace whose graph offers k independent edges at a time can do no better; k = 1 is the
+  dependent-load latency on those pages (the "latency" figure marking is shown against).
 
-The dependent-load latency and the cost of a first-touch page fault are measured
-too, as facts about the machine rather than as limits.
+The dependent-load latency (4 KiB pages) and the cost of a first-touch page fault are
+measured too, as facts about the machine rather than as limits, and so is the read
+bandwidth of every core streaming at once: what it adds to one core's is the most that
+running a loop on every core can gain, where memory is what holds it back.
 """
 
 from __future__ import annotations
@@ -25,13 +31,47 @@ import numpy as np
 
 from . import native
 from .backing import parse_size
-from .errors import HeapAliasWarning, InvalidArgument
+from .collectors.threads import default_threads
+from .errors import HeapAliasError, HeapAliasWarning, InvalidArgument
 from .heap import Heap
 from .native import lib
 from .system import PAGE_SIZES
 
 #: Random loads per measurement: enough for a steady rate, a few milliseconds long.
 GATHER_STEPS = 2_000_000
+#: The chase counts of the memory-parallelism sweep, and the loads each one makes.
+CHASES = tuple(1 << i for i in range(7))
+CHASE_STEPS = 1 << 20
+#: A chase count saturates the memory once it comes this close to the best count's time.
+SATURATION = 1.05
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """k interleaved dependent chases over one buffer of ``pages`` pages: ns per load by k."""
+
+    pages: str
+    buffer_bytes: int
+    ns_per_load: dict[int, float]
+
+    @property
+    def latency_ns(self) -> float:
+        """One chase: each load waits for the one before (the dependent-load latency)."""
+        return self.ns_per_load[1]
+
+    @property
+    def mlp_ns(self) -> float:
+        """The fewest ns per load any chase count reached: the memory-parallelism limit."""
+        return min(self.ns_per_load.values())
+
+    @property
+    def saturating_chases(self) -> int:
+        """The fewest chases within SATURATION of the best: more in flight gain nothing."""
+        return min(k for k, ns in self.ns_per_load.items() if ns <= SATURATION * self.mlp_ns)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "latency_ns": self.latency_ns, "mlp_ns": self.mlp_ns,
+                "saturating_chases": self.saturating_chases}
 
 
 @dataclass(frozen=True)
@@ -49,6 +89,16 @@ class Limits:
     random_bytes: int
     load_latency_ns: float
     fault_ns_per_page: float
+    #: The memory-parallelism sweep on each page size that could be had (see Parallelism).
+    parallelism: tuple[Parallelism, ...] = ()
+    #: Every core this process may use reading at once (``read_threads`` of them), GB/s.
+    read_threads: int = 1
+    read_threads_gb_per_s: float = 0.0
+
+    @property
+    def read_scaling(self) -> float:
+        """How much faster every core reads than one: the memory's cap on parallel speed-up."""
+        return self.read_threads_gb_per_s / self.read_gb_per_s if self.read_gb_per_s else 0.0
 
     @property
     def copy_gb_per_s(self) -> float:
@@ -56,7 +106,9 @@ class Limits:
         return max(self.memcpy_gb_per_s, self.stream_copy_gb_per_s)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "copy_gb_per_s": self.copy_gb_per_s}
+        return {**asdict(self), "copy_gb_per_s": self.copy_gb_per_s,
+                "parallelism": [p.as_dict() for p in self.parallelism],
+                "read_scaling": self.read_scaling}
 
 
 def _best_gb_per_s(nbytes: int, timed_ns: Callable[[], int], repeats: int) -> float:
@@ -90,6 +142,14 @@ def read_gb_per_s(src: np.ndarray, repeats: int = 3) -> float:
         src.ctypes.data, src.nbytes, prefetch=prefetch), repeats) for prefetch in (False, True))
 
 
+def read_threads_gb_per_s(src: np.ndarray, threads: int, repeats: int = 3) -> float:
+    """Best read bandwidth over ``src`` with ``threads`` threads reading a share each, with
+    and without software prefetch (GB/s)."""
+    return max(_best_gb_per_s(src.nbytes, lambda prefetch=prefetch: native.read_threads_ns(
+        src.ctypes.data, src.nbytes, threads, prefetch=prefetch), repeats)
+        for prefetch in (False, True))
+
+
 def write_read_gb_per_s(buffer: np.ndarray, repeats: int = 3) -> float:
     """Write ``buffer`` then read it back through the same address, the fastest of memset or
     streaming stores and of a read with or without prefetch; bytes written plus bytes read,
@@ -116,6 +176,49 @@ def random_load_ns(buffer: np.ndarray, steps: int = GATHER_STEPS, seed: int = 1)
     return native.gather_ns(buffer.ctypes.data, _cache_lines(buffer), steps, seed) / steps
 
 
+def chase_sweep(buffer: np.ndarray, chases: tuple[int, ...] = CHASES, steps: int = CHASE_STEPS,
+                repeats: int = 2, seed: int = 1) -> dict[int, float]:
+    """Nanoseconds per load of k interleaved dependent chases through ``buffer``, for each k
+    in ``chases`` (1 to 64), the best of ``repeats``: one random cycle, linked once."""
+    slots = _cache_lines(buffer)
+    if not all(isinstance(k, int) and 1 <= k <= lib.HA_MAX_CHASES for k in chases):
+        raise InvalidArgument(f"chase counts must lie in 1..{lib.HA_MAX_CHASES}, not {chases}")
+    native.link_cycle(buffer.ctypes.data, slots, seed)
+    return {k: min(native.chases_ns(buffer.ctypes.data, slots, k, steps, seed + r)
+                   / (steps // k * k) for r in range(repeats))
+            for k in chases}
+
+
+def parallelism(size: int | str, pages: str = "4k", **sweep) -> Parallelism:
+    """The memory-parallelism sweep (:func:`chase_sweep`) over a private buffer of ``size``
+    bytes on ``pages`` pages; HugePagesUnavailable if a hugetlb pool cannot hold it."""
+    nbytes = parse_size(size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HeapAliasWarning)  # THP may be off: then 4k it is
+        heap = Heap(nbytes, backing="private", pages=pages)
+    with heap:
+        buffer = heap.view.array(np.uint8)
+        ns = chase_sweep(buffer, **sweep)
+        del buffer
+    return Parallelism(pages, nbytes, ns)
+
+
+def parallelism_by_pages(size: int, pages: tuple[str, ...] = ("4k", "thp", "2m")
+                         ) -> tuple[Parallelism, ...]:
+    """:func:`parallelism` on each of ``pages`` that a heap of ``size`` bytes can have now:
+    a size that is no multiple of the page, or a hugetlb pool that cannot hold it, leaves
+    that page size out."""
+    found = []
+    for kind in pages:
+        if size % PAGE_SIZES[kind]:
+            continue
+        try:
+            found.append(parallelism(size, kind))
+        except HeapAliasError:  # a short hugetlb pool, or no memory for the buffer
+            continue
+    return tuple(found)
+
+
 def fault_ns_per_page(size: int = 64 << 20, pages: str = "4k") -> float:
     """Nanoseconds to fault in one page of fresh private memory (4k, thp or 2m)."""
     flags = lib.MAP_HUGETLB | lib.MAP_HUGE_2MB if pages == "2m" else 0
@@ -135,6 +238,7 @@ def _rates(nbytes: int, span: int, pages: str, repeats: int) -> dict[str, float]
             "stream_copy_gb_per_s": stream_copy_gb_per_s(dst, src, repeats),
             "write_gb_per_s": write_gb_per_s(dst, repeats),
             "read_gb_per_s": read_gb_per_s(src, repeats),
+            "read_threads_gb_per_s": read_threads_gb_per_s(src, default_threads(), repeats),
             "write_read_gb_per_s": write_read_gb_per_s(dst, repeats),
             "random_load_ns": min(random_load_ns(src[:span]) for _ in range(repeats)),
         }
@@ -143,13 +247,16 @@ def _rates(nbytes: int, span: int, pages: str, repeats: int) -> dict[str, float]
 
 
 def measure(size: int | str = "256M", pages: tuple[str, ...] = ("4k", "thp"),
-            repeats: int = 3, random_size: int | str | None = None) -> Limits:
+            repeats: int = 3, random_size: int | str | None = None,
+            parallelism_size: int | str | None = None) -> Limits:
     """Every limit, each the best over buffers of ``size`` bytes with each of ``pages``.
 
     Huge pages spare TLB misses, so a case on 2m pages could beat a limit taken
     on 4k pages only: THP buffers (2 MiB pages where THP is on) take part too.
     ``random_size`` (at most ``size``; ``size`` by default) is the span of the
-    random loads: the size of the heaps the graph cases trace.
+    random loads: the size of the heaps the graph cases trace. ``parallelism_size``, if
+    given, is the buffer of the memory-parallelism sweep on 4k, thp and 2m pages (the
+    graph heaps' size, uncapped).
     """
     nbytes = parse_size(size)
     span = min(parse_size(random_size), nbytes) if random_size is not None else nbytes
@@ -163,8 +270,11 @@ def measure(size: int | str = "256M", pages: tuple[str, ...] = ("4k", "thp"),
         latency = load_latency_ns(chase.view.array(np.uint8))
     return Limits(
         buffer_bytes=nbytes, pages="+".join(pages), **best, random_bytes=span,
+        read_threads=default_threads(),
         load_latency_ns=latency,
         # The first faults after boot (or a pool refill) are far slower: warm up.
         fault_ns_per_page=min(fault_ns_per_page(min(nbytes, 64 << 20))
                               for _ in range(repeats + 1)),
+        parallelism=() if parallelism_size is None else parallelism_by_pages(
+            parse_size(parallelism_size)),
     )

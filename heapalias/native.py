@@ -733,3 +733,32 @@ def collect_young(gc, roots: np.ndarray) -> tuple[int, object]:
     """Run the plan's young-generation collection; ``(rc, stats)`` as :func:`collect`."""
     st = new_stats()
     return lib.ha_collect_young(gc, words_or_null(roots), len(roots), st), st
+
+
+# ---- The memory's parallelism and parallel loops (issue 15) ----
+
+def link_cycle(buffer: int, slots: int, seed: int) -> None:
+    """Link ``slots`` cache lines at ``buffer`` into one random cycle for :func:`chases_ns`."""
+    lib.ha_link_cycle(buffer, slots, seed)
+
+
+def chases_ns(buffer: int, slots: int, chases: int, steps: int, seed: int) -> int:
+    """Nanoseconds for ``chases`` (1 to ``HA_MAX_CHASES``) interleaved dependent chases around
+    the cycle :func:`link_cycle` made, ``steps // chases`` loads each."""
+    return lib.ha_chases_ns(buffer, slots, chases, steps, seed, ffi.new("uint64_t *"))
+
+
+def mark_parallel(heap, spaces, roots: np.ndarray, stack: np.ndarray, threads: int) -> LoopStats:
+    """:func:`mark` on ``threads`` threads (1: the single-thread loop); ``stack`` bounds each
+    thread's deque, and holds the rescan after an overflow."""
+    st = new_stats()
+    rc = lib.ha_mark_parallel(heap, spaces_struct(spaces), len(spaces), words_or_null(roots),
+                              len(roots), words(stack), len(stack), threads, st)
+    return loop_result(rc, st, "mark")
+
+
+
+def read_threads_ns(src: int, length: int, threads: int, prefetch: bool = False) -> int:
+    """Nanoseconds for ``threads`` threads to read ``length`` bytes at ``src`` together, each
+    its own share."""
+    return lib.ha_read_threads_ns(src, length, threads, int(prefetch), ffi.new("uint64_t *"))

@@ -49,6 +49,7 @@ RESERVED_SHIFT = lib.HA_RESERVED_SHIFT
 MIN_WORDS = lib.HA_MIN_WORDS
 MAX_REFS = lib.HA_MAX_REFS
 MAX_WORDS = lib.HA_MAX_WORDS
+FILLER_MAGIC = lib.HA_FILLER_MAGIC
 ENCODINGS = {
     "offset": lib.HA_REF_OFFSET,
     "address": lib.HA_REF_ADDRESS,
@@ -104,6 +105,15 @@ def header_ok(header: int, offset: int, limit: int) -> bool:
         (header >> MAGIC_SHIFT) & MAGIC_MASK == MAGIC and header >> RESERVED_SHIFT == 0
         and words >= MIN_WORDS and nrefs < words and words <= (limit - offset) // 8
     )
+
+
+def filler_ok(header: int, offset: int, limit: int) -> bool:
+    """The same test as ``ha_filler_ok`` in C: a gap a parallel copy filled, which heap walks
+    step over."""
+    header = int(header)
+    words = header & WORDS_MASK
+    return (header & ~WORDS_MASK == FILLER_MAGIC << MAGIC_SHIFT and words >= 1
+            and words <= (limit - offset) // 8)
 
 
 @dataclass
@@ -611,14 +621,16 @@ class ObjectHeap:
         return Obj(self, offset)
 
     def objects(self, space: str | None = None) -> Iterator[Obj]:
-        """Every object of a space, bottom to top (the pure-Python heap walk)."""
+        """Every object of a space, bottom to top, over any fillers (the pure-Python heap
+        walk)."""
         target = self.space(space)
         offset = target.start
         while offset < target.top:
             header = int(self.words[offset >> 3])
-            if not header_ok(header, offset, target.top):
+            if header_ok(header, offset, target.top):
+                yield Obj(self, offset)
+            elif not filler_ok(header, offset, target.top):
                 raise HeapCorruption(offset, "not an object header")
-            yield Obj(self, offset)
             offset += header_fields(header)[0] * 8
 
     def reachable(self, roots: Iterable[int]) -> list[Obj]:

@@ -67,7 +67,9 @@ def test_compare_needs_significance_and_a_change_beyond_the_noise() -> None:
 FAKE_LIMITS = Limits(8 << 20, "4k", memcpy_gb_per_s=10.0, stream_copy_gb_per_s=12.0,
                      write_gb_per_s=20.0, read_gb_per_s=10.0, write_read_gb_per_s=9.0,
                      random_load_ns=5.0, random_bytes=8 << 20, load_latency_ns=100.0,
-                     fault_ns_per_page=1000.0)
+                     fault_ns_per_page=1000.0,
+                     parallelism=(limits.Parallelism("4k", 8 << 20, {1: 100.0, 2: 50.0, 64: 6.0}),
+                                  limits.Parallelism("2m", 8 << 20, {1: 80.0, 2: 40.0, 64: 4.0})))
 
 
 @pytest.fixture(scope="module")
@@ -270,12 +272,60 @@ def test_every_limit_a_case_names_is_measured() -> None:
     table = limit_values(FAKE_LIMITS)
     for case in CASES:
         assert case.limit is None or case.limit in table, case.name
+        for name in case.beside:
+            assert name in table, case.name
     # The copy limit is the faster of memcpy and the streaming copy Cheney uses.
     assert table["copy"] == FAKE_LIMITS.stream_copy_gb_per_s == 12.0
     assert case_named("cheney_large").limit == "copy"
     # alias_rw writes and reads every byte: its limit does both, through one view.
     assert case_named("alias_rw").limit == "write+read"
-    assert case_named("mark").limit == case_named("encodings").limit == "random load"
+    # Marking is judged against the memory's parallelism on the heap's own pages, and shown
+    # against the dependent-load latency beside it; so is Cheney's fresh (scattered) copy.
+    assert case_named("mark").limit == case_named("encodings").limit == "mlp"
+    mark_2m, fresh_4k = Variant("memfd", "2m"), Variant("memfd", "4k", detail="fresh")
+    assert runner.limit_value(table, "mlp", mark_2m) == 4.0
+    assert runner.limit_value(table, "latency", mark_2m) == 80.0
+    assert runner.limit_value(table, "mlp", Variant("memfd", "1g")) == 4.0  # the best measured
+    small = case_named("cheney_small")
+    assert small.limit_for(fresh_4k) == "mlp" and small.beside_for(fresh_4k) == ("latency",)
+    assert small.limit_for(dataclasses.replace(fresh_4k, detail="steady")) is None
+    # One core's parallelism bounds one thread, and is only a figure beside more threads.
+    scaling = case_named("parallel")
+    one, two = (Variant("memfd", "4k", "mark", f"{n} thread{'s' * (n > 1)}") for n in (1, 2))
+    assert scaling.limit_for(one) == "mlp" and scaling.beside_for(one) == ("latency",)
+    assert scaling.limit_for(two) is None and "mlp" in scaling.beside_for(two)
+
+
+def test_the_parallelism_sweep_finds_where_chases_saturate() -> None:
+    sweep = limits.Parallelism("4k", 1 << 20, {1: 200.0, 2: 100.0, 4: 50.0, 8: 26.0, 16: 25.0})
+    assert sweep.latency_ns == 200.0 and sweep.mlp_ns == 25.0 and sweep.saturating_chases == 8
+    with ha.Heap("4M") as heap:
+        buffer = heap.view.array(np.uint8)
+        ns = limits.chase_sweep(buffer, steps=1 << 14, repeats=1)
+        assert set(ns) == set(limits.CHASES) and all(v > 0 for v in ns.values())
+        # The buffer holds one cycle through every line: following it comes back to the start.
+        lines = buffer.view(np.uint64)[::8]
+        slot, seen = 0, 0
+        while True:
+            slot = (int(lines[slot]) - heap.view.address) // 64
+            seen += 1
+            if slot == 0:
+                break
+        assert seen == heap.size // 64
+        for bad in ((0,), (65,)):
+            with pytest.raises(ha.InvalidArgument):
+                limits.chase_sweep(buffer, bad)
+        del buffer, lines
+    measured = limits.parallelism_by_pages(4 << 20, ("4k", "1g"))  # 4 MiB is no 1g multiple
+    assert [p.pages for p in measured] == ["4k"]
+
+
+def test_mark_shows_x_latency_beside_x_mlp() -> None:
+    result = {"case": "mark", "label": "memfd/4k", "limit": "mlp", "ratio_to_limit": 0.125,
+              "beside": {"latency": 2.5}}
+    assert report.ratio_columns([result]) == ["latency", "mlp"]
+    line = report.limits_line({**FAKE_LIMITS.as_dict()})
+    assert "mlp over 8 MiB: 4k 6.0 ns from k=64 (latency 100 ns)" in line
 
 
 def test_limit_helpers_do_the_work_they_time() -> None:

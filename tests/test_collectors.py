@@ -19,18 +19,25 @@ HEAP = 1 << 20
 HALF = HEAP // 2
 
 
+def encoding_heaps(heap: ha.Heap, shift: int) -> dict[str, ha.ObjectHeap]:
+    """One ObjectHeap per encoding over ``heap``, with from/to halves; the colored ones over
+    three views ``1 << shift`` apart, storing color 1."""
+    colors = heap.multimap(3, shift=shift)
+    half = heap.size // 2
+    spaces = {"from": (8, half), "to": (half, heap.size)}
+    return {
+        enc: ha.ObjectHeap(heap, encoding=enc, spaces=dict(spaces),
+                           colors=colors if enc in ("colored", "masked") else None,
+                           store_color=1 if enc in ("colored", "masked") else 0)
+        for enc in ENCODINGS
+    }
+
+
 @pytest.fixture(scope="module")
 def heaps():
     """One ObjectHeap per encoding, with from/to halves, reused across examples."""
     with ha.Heap(HEAP, name="gc") as heap:
-        colors = heap.multimap(3, shift=21)
-        spaces = {"from": (8, HALF), "to": (HALF, HEAP)}
-        yield {
-            enc: ha.ObjectHeap(heap, encoding=enc, spaces=dict(spaces),
-                               colors=colors if enc in ("colored", "masked") else None,
-                               store_color=1 if enc in ("colored", "masked") else 0)
-            for enc in ENCODINGS
-        }
+        yield encoding_heaps(heap, 21)
 
 
 @st.composite
@@ -71,7 +78,7 @@ def test_cheney_preserves_the_reachable_graph(heaps, graph, encoding) -> None:
     _, roots = build(objects, graph)
     before = objects.shape(roots)
     reachable = objects.reachable(roots)
-    semi = ha.SemiSpace(objects)
+    semi = ha.SemiSpace(objects, threads=1)  # copies back to back (tests/test_parallel.py)
     stats = semi.collect(roots)
     assert stats.objects == len(reachable)
     assert stats.bytes == sum(o.size_words * 8 for o in reachable)

@@ -149,6 +149,8 @@ class Case:
     description = ""
     unit = "GB/s"  # or "us/op", "ns/obj", "ns/op", "ms"
     limit: str | None = None  # a key of runner.limit_values: "copy", "write", "read", ...
+    #: Figures shown beside the limit, never bounds: "latency" (one dependent load at a time).
+    beside: tuple[str, ...] = ()
     suites = ("quick", "full")
     #: Backings the case runs on, in the full suite and in the quick one.
     backings: tuple[str, ...] = ("memfd", "anon", "private")
@@ -170,6 +172,14 @@ class Case:
     def variants(self, ctx: Context) -> Iterator[Choice]:
         """Every variant, with why it cannot run on this machine ("" when it can)."""
         yield from ctx.heaps(self.quick_backings if ctx.suite == "quick" else self.backings)
+
+    def limit_for(self, variant: Variant) -> str | None:
+        """The limit ``variant`` is judged against (by default the case's)."""
+        return self.limit
+
+    def beside_for(self, variant: Variant) -> tuple[str, ...]:
+        """The figures ``variant`` is shown against beside its limit (by default the case's)."""
+        return self.beside
 
     def footprint(self, ctx: Context, variant: Variant) -> tuple[int, int]:
         """Bytes of heap a variant holds once set up, and bytes more while one sample runs:
@@ -205,6 +215,13 @@ def _heap(size: int, variant: Variant, populate: bool = True) -> Heap:
 def _sample(stats: collectors.LoopStats) -> Sample:
     """A loop's own timing and counts as one sample."""
     return Sample(stats.seconds, stats.bytes, max(stats.objects, 1))
+
+
+def _forget(cache: dict, key: object) -> Callable[[], None]:
+    """A Trial's cleanup for a case that shares heaps between its variants: drop ``key`` from
+    the case's cache once a trial closes, or what it holds would keep the closed heap's memory
+    (a heap is unmapped only once no array refers to it)."""
+    return lambda: cache.pop(key, None)
 
 
 def _timed(call: Callable[[], object]) -> float:
@@ -327,13 +344,14 @@ class Scan(GraphCase):
 
 
 def _marking(heap: Heap, objects: ObjectHeap, roots: np.ndarray) -> Trial:
-    """Each sample: clear the marks (untimed), then mark from the roots (the C loop's time).
-    The stack can hold every object, so the figure is the trace itself, not overflow rescans."""
+    """Each sample: clear the marks (untimed), then mark from the roots (the C loop's time),
+    on one thread (the parallel case has the others). The stack can hold every object, so
+    the figure is the trace itself, not overflow rescans."""
     stack = heap.size // GRAPH_BYTES_PER_OBJECT
 
     def run() -> Sample:
         collectors.clear_marks(objects)
-        return _sample(collectors.mark(objects, roots, stack_capacity=stack))
+        return _sample(collectors.mark(objects, roots, stack_capacity=stack, threads=1))
 
     return Trial(run, [heap])
 
@@ -342,7 +360,8 @@ class Mark(GraphCase):
     name = "mark"
     description = "trace a random graph from 64 roots (marks cleared between samples)"
     unit = "ns/obj"
-    limit = "random load"
+    limit = "mlp"
+    beside = ("latency",)
 
     def setup(self, ctx, variant):
         heap, objects, roots = _graph_heap(ctx, variant)
@@ -354,7 +373,8 @@ class Encodings(GraphCase):
     name = "encodings"
     description = "mark the same graph with offset, address, colored and masked references"
     unit = "ns/obj"
-    limit = "random load"
+    limit = "mlp"
+    beside = ("latency",)
 
     def variants(self, ctx):
         for variant, reason in ctx.heaps(("memfd",)):
@@ -375,8 +395,16 @@ class Encodings(GraphCase):
         return _marking(heap, objects, roots)
 
 
+def _one_thread(heap: Heap) -> collectors.SemiSpace:
+    """A SemiSpace over ``heap`` that collects on one thread: the cases that time the loops
+    on one (the parallel case has the others)."""
+    semi = collectors.SemiSpace.over(heap)
+    semi.threads = 1
+    return semi
+
+
 class Evacuation(Case):
-    """Cheney evacuation between the halves of one heap."""
+    """Cheney evacuation between the halves of one heap, on one thread."""
 
     limit = "copy"
 
@@ -387,7 +415,7 @@ class Evacuation(Case):
 
     def setup(self, ctx, variant):
         heap = _heap(ctx.size, variant)
-        semi = collectors.SemiSpace.over(heap)
+        semi = _one_thread(heap)
         roots = self.build(semi.objects)
         semi.collect(roots)  # survivors now lie in breadth-first order, as in steady state
 
@@ -416,6 +444,13 @@ class EvacuateSmall(Evacuation):
     def variants(self, ctx):
         return _each_detail(super().variants(ctx), ("steady", "fresh"))
 
+    def limit_for(self, variant):
+        """A fresh tree is copied in scattered order: one miss per object, overlapped."""
+        return "mlp" if variant.detail == "fresh" else None
+
+    def beside_for(self, variant):
+        return ("latency",) if variant.detail == "fresh" else ()
+
     def reference(self, variant, variants):
         return next((v for v in variants
                      if v.pages == variant.pages and v.detail == "steady"), None)
@@ -428,7 +463,7 @@ class EvacuateSmall(Evacuation):
         if variant.detail == "steady":
             return super().setup(ctx, variant)
         heap = _heap(ctx.size, variant)
-        semi = collectors.SemiSpace.over(heap)
+        semi = _one_thread(heap)
 
         def run() -> Sample:  # a new tree each time: the copy reads it in allocation order
             semi.reset()
@@ -495,7 +530,8 @@ def _parse_label(label: str) -> int:
 
 
 class Program(Case):
-    """A whole program driven in C over the semispace plan, on a heap of the run's size."""
+    """A whole program driven in C over the semispace plan, on a heap of the run's size,
+    collecting on one thread."""
 
     unit = "ms"
     backings = quick_backings = ("memfd",)
@@ -505,7 +541,7 @@ class Program(Case):
 
     def setup(self, ctx, variant):
         heap = _heap(ctx.size, variant)
-        plan = collectors.SemiSpace.over(heap)
+        plan = _one_thread(heap)
 
         def run() -> Sample:
             result = self.go(plan, ctx)
@@ -605,6 +641,89 @@ class Concurrent(Case):
             return Sample(result.mutator_ns / 1e9, 0, result.operations)
 
         return Trial(run, [heap])
+
+
+def thread_counts() -> list[int]:
+    """1, 2, 4 ... up to one thread per core, and that count: the scaling the bench reports."""
+    most = collectors.default_threads()
+    return sorted({1 << k for k in range(most.bit_length()) if 1 << k < most} | {most})
+
+
+def threads_label(threads: int) -> str:
+    return f"{threads} thread{'s' if threads > 1 else ''}"
+
+
+class Parallel(GraphCase):
+    """Mark and Cheney on 1 to N threads over one big graph per loop and page size."""
+
+    name = "parallel"
+    description = ("mark the random graph, and evacuate one a quarter of the heap back and "
+                   "forth (Cheney), on 1, 2, 4 ... threads up to one per core; x ref is the "
+                   "speed-up over one thread, and the limits line has the cap memory sets on it "
+                   "(every core reading at once, against one)")
+    unit = "ns/obj"
+    limit = "mlp"
+    beside = ("latency",)
+    backings = quick_backings = ("memfd",)
+    loops = ("mark", "cheney")
+
+    def __init__(self) -> None:
+        self._graphs: dict[tuple[str, str], tuple[Heap, Callable[[int], Sample]]] = {}
+
+    def variants(self, ctx):
+        for variant, reason in ctx.heaps(self.backings):
+            if variant.pages not in ("4k", "2m"):
+                continue
+            for loop in self.loops:
+                for threads in thread_counts():
+                    yield replace(variant, strategy=loop, detail=threads_label(threads)), reason
+
+    def reference(self, variant, variants):
+        return next((v for v in variants if v.pages == variant.pages
+                     and v.strategy == variant.strategy and v.detail == threads_label(1)), None)
+
+    def limit_for(self, variant):
+        """The memory-parallelism limit is one core's: it bounds one thread only."""
+        return self.limit if variant.detail == threads_label(1) else None
+
+    def beside_for(self, variant):
+        return self.beside if variant.detail == threads_label(1) else (*self.beside, "mlp")
+
+    def footprint(self, ctx, variant):
+        """The variants of one loop and page size share a heap: the one-thread one holds it."""
+        return (graph_size(ctx.size, ctx.suite) if variant.detail == threads_label(1) else 0), 0
+
+    def _graph(self, ctx: Context, variant: Variant) -> tuple[Heap, Callable[[int], Sample]]:
+        """The heap of this loop and page size, built once and shared by its thread counts,
+        and a sample on n threads: mark's graph as the mark case has it (half the heap), or
+        Cheney's a quarter of the heap (half of from-space), evacuated back and forth."""
+        key = (variant.pages, variant.strategy)
+        if key not in self._graphs or self._graphs[key][0].closed:
+            if variant.strategy == "mark":
+                heap, objects, roots = _graph_heap(ctx, variant)
+                stack = heap.size // GRAPH_BYTES_PER_OBJECT
+
+                def sample(threads: int) -> Sample:
+                    collectors.clear_marks(objects)  # untimed
+                    return _sample(collectors.mark(objects, roots, stack_capacity=stack,
+                                                   threads=threads))
+            else:
+                heap = _heap(graph_size(ctx.size, ctx.suite), variant)
+                semi = collectors.SemiSpace.over(heap)
+                n = heap.size // GRAPH_BYTES_PER_OBJECT // 2
+                roots = workloads.random_graph(semi.objects, n, 2, (0, 6), seed=11, nroots=64,
+                                               space=semi.from_space.name).roots.copy()
+
+                def sample(threads: int) -> Sample:
+                    return _sample(semi.collect(roots, threads=threads))
+            self._graphs[key] = (heap, sample)
+        return self._graphs[key]
+
+    def setup(self, ctx, variant):
+        heap, sample = self._graph(ctx, variant)
+        threads = int(variant.detail.split()[0])
+        return Trial(lambda: sample(threads), [heap],
+                     cleanup=_forget(self._graphs, (variant.pages, variant.strategy)))
 
 
 def dump_cache() -> Path:
@@ -707,20 +826,21 @@ class RealHeap(Case):
 
         def mark() -> collectors.LoopStats:
             collectors.clear_marks(objects, semi.from_space.name)  # untimed
-            return collectors.mark(objects, roots, stack_capacity=stack)
+            return collectors.mark(objects, roots, stack_capacity=stack, threads=1)
 
-        loop = {
+        loop = {  # on one thread, as the JVM's SerialGC
             "mark": mark,
             "walk": lambda: collectors.walk(objects, semi.from_space.name),
             "verify": lambda: collectors.verify(objects, roots),
-            "cheney": lambda: semi.collect(roots),
+            "cheney": lambda: semi.collect(roots, threads=1),
         }[variant.detail]
 
         def run() -> Sample:  # one whole pass over the heap, as a full GC is
             stats = loop()
             return Sample(stats.seconds, stats.bytes, 1)
 
-        return Trial(run, [heap])
+        return Trial(run, [heap],
+                     cleanup=_forget(self._imports, (str(self._path(ctx)), variant.pages)))
 
 
 class GCSweep(Case):
@@ -782,7 +902,7 @@ class GCSweep(Case):
 CASES: list[Case] = [
     AliasCreation(), Populate(), AliasedReadWrite(), Scan(), Mark(), Encodings(),
     EvacuateLarge(), EvacuateSmall(), Relocation(), BinaryTrees(), GCBench(), GCSweep(),
-    Concurrent(), RealHeap(),
+    Concurrent(), RealHeap(), Parallel(),
 ]
 
 

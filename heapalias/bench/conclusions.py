@@ -169,6 +169,21 @@ def encodings(results: list[dict]) -> list[str]:
     return lines
 
 
+def scaling(results: list[dict]) -> list[str]:
+    """What each loop gains on every core against one thread, per page size."""
+    lines = []
+    for one in (r for r in results
+                if r["case"] == "parallel" and r["variant"]["detail"] == "1 thread"):
+        stem = one["label"].removesuffix(" 1 thread")
+        most = max((r for r in results if r["case"] == "parallel"
+                    and r["label"].startswith(f"{stem} ")),
+                   key=lambda r: int(r["variant"]["detail"].split()[0]))
+        if most is not one:
+            lines.append(_gain(Versus(most, one), f"{one['variant']['strategy']} on "
+                               f"{most['variant']['detail']} against 1"))
+    return lines
+
+
 #: Each conclusion, in the order they are told; each returns nothing when its case did not run.
 RULES: list[Callable[[list[dict]], str | list[str] | None]] = [
     aliasing,
@@ -176,6 +191,7 @@ RULES: list[Callable[[list[dict]], str | list[str] | None]] = [
     _hugetlb_gain("mark", "", "marking a graph"),
     crossovers,
     encodings,
+    scaling,
 ]
 
 

@@ -42,9 +42,42 @@ def limits_line(limits: dict) -> str:
             f"streaming {limits['stream_copy_gb_per_s']:.2f}), write "
             f"{limits['write_gb_per_s']:.2f} GB/s, read {limits['read_gb_per_s']:.2f} GB/s, "
             f"write+read {limits['write_read_gb_per_s']:.2f} GB/s, random load "
-            f"{limits['random_load_ns']:.1f} ns over {limits['random_bytes'] >> 20} MiB. "
+            f"{limits['random_load_ns']:.1f} ns over {limits['random_bytes'] >> 20} MiB"
+            f"{parallelism_text(limits.get('parallelism', []))}"
+            f"{cores_text(limits)}. "
             f"For reference: dependent load {limits['load_latency_ns']:.1f} ns, first-touch "
             f"fault {limits['fault_ns_per_page'] / 1000:.2f} us per 4 KiB page")
+
+
+def parallelism_text(sweeps: list[dict]) -> str:
+    """The memory-parallelism limit per page size: where k chases saturate, and the ns per
+    load there (then the latency, k = 1)."""
+    if not sweeps:
+        return ""
+    parts = [f"{s['pages']} {s['mlp_ns']:.1f} ns from k={s['saturating_chases']} "
+             f"(latency {s['latency_ns']:.0f} ns)" for s in sweeps]
+    return f", mlp over {sweeps[0]['buffer_bytes'] >> 20} MiB: " + ", ".join(parts)
+
+
+def cores_text(limits: dict) -> str:
+    """The read bandwidth of every core at once, against one core's: the cap on the speed-up
+    of parallel loops where memory holds them back."""
+    threads = limits.get("read_threads", 1)
+    if threads < 2 or not limits.get("read_threads_gb_per_s"):
+        return ""
+    return (f", read on {threads} cores {limits['read_threads_gb_per_s']:.2f} GB/s "
+            f"({limits['read_threads_gb_per_s'] / limits['read_gb_per_s']:.2f}x one core)")
+
+
+def ratio_columns(results: list[dict]) -> list[str]:
+    """The limits and beside-figures a case's results are shown against, in order: the
+    figures beside a limit first (x latency), then the limit (x mlp)."""
+    names: list[str] = []
+    for r in results:
+        for name in [*r.get("beside", {}), r["limit"]]:
+            if name and name not in names:
+                names.append(name)
+    return names
 
 
 def suspects(results: list[dict]) -> list[dict]:
@@ -81,12 +114,11 @@ def print_report(data: dict, console: Console) -> None:
     for case, results in by_case.items():
         unit = results[0]["unit"]
         better = "higher" if results[0]["higher_is_better"] else "lower"
-        limit = results[0]["limit"]
+        ratios = ratio_columns(results)
         table = Table(title=f"{case} ({unit}, {better} is better)", title_justify="left")
-        for column in ("variant", "median", "IQR", "CV", f"x {limit}" if limit else "",
+        for column in ("variant", "median", "IQR", "CV", *(f"x {name}" for name in ratios),
                        "x ref", "faults/run", "pages"):
-            if column:
-                table.add_column(column, justify="right" if column != "variant" else "left")
+            table.add_column(column, justify="right" if column != "variant" else "left")
         best = winners(results)
         for i, r in enumerate(results):
             s = r["summary"]
@@ -94,9 +126,13 @@ def print_report(data: dict, console: Console) -> None:
             cv = f"{s['cv'] * 100:.0f}%{flag}"
             row = [("* " if i in best else "  ") + r["label"], _fmt(s["median"]),
                    _fmt(s["iqr"]), cv]
-            if limit:
-                suspect = r["ratio_to_limit"] > SUSPECT_RATIO
-                row.append(_fmt(r["ratio_to_limit"]) + (" [yellow]?[/yellow]" if suspect else ""))
+            for name in ratios:
+                if name == r["limit"] and r["ratio_to_limit"] is not None:
+                    suspect = r["ratio_to_limit"] > SUSPECT_RATIO
+                    row.append(_fmt(r["ratio_to_limit"])
+                               + (" [yellow]?[/yellow]" if suspect else ""))
+                else:
+                    row.append(_fmt(r.get("beside", {}).get(name)))
             row += [_fmt(r["ratio_to_reference"]), f"{r['minor_faults']:.0f}", r["obtained"]]
             table.add_row(*row)
         console.print(table)

@@ -47,6 +47,8 @@ class Result:
     limit: str | None = None
     limit_value: float | None = None
     ratio_to_limit: float | None = None
+    #: Ratios to figures shown beside the limit, never bounds (e.g. "latency"), by name.
+    beside: dict[str, float] = field(default_factory=dict)
     reference: str = ""
     ratio_to_reference: float = 1.0
     minor_faults: float = 0.0
@@ -114,22 +116,39 @@ def metadata() -> dict:
 
 
 def limit_values(measured: limits.Limits) -> dict[str, float]:
-    """Each limit in the unit its cases report: GB/s, or ns per random load."""
-    return {
+    """Each limit in the unit its cases report: GB/s, or ns per load. The figures measured
+    per page size are keyed ``"<name> <pages>"`` (``"mlp 2m"``); the bare name holds the
+    best over page sizes (``"mlp"``) or the 4 KiB figure (``"latency"``). See limit_value."""
+    table = {
         "copy": measured.copy_gb_per_s,
         "write": measured.write_gb_per_s,
         "read": measured.read_gb_per_s,
         "write+read": measured.write_read_gb_per_s,
         "random load": measured.random_load_ns,
+        "latency": measured.load_latency_ns,
     }
+    for sweep in measured.parallelism:
+        table[f"mlp {sweep.pages}"] = sweep.mlp_ns
+        table[f"latency {sweep.pages}"] = sweep.latency_ns
+    if measured.parallelism:
+        table["mlp"] = min(sweep.mlp_ns for sweep in measured.parallelism)
+    return table
+
+
+def limit_value(table: dict[str, float], name: str, variant: Variant) -> float | None:
+    """Limit ``name`` for ``variant``: the figure measured on its pages if there is one, else
+    the run-wide figure; None if the run has neither."""
+    return table.get(f"{name} {variant.pages}", table.get(name))
 
 
 def measure_limits(size: int, suite: str) -> limits.Limits:
     """The limits for a run of ``suite`` at ``size``: buffers up to 256 MiB, random loads over
-    the span of the graph cases' heaps."""
+    the span of the graph cases' heaps (capped there too), and the memory-parallelism sweep
+    over a buffer the size of those heaps, on each page size."""
     cap = 256 << 20
     return limits.measure(min(size, cap), repeats=3,
-                          random_size=min(graph_size(size, suite), cap))
+                          random_size=min(graph_size(size, suite), cap),
+                          parallelism_size=graph_size(size, suite))
 
 
 def limit_ratio(case: Case, median: float, bound: float) -> float:
@@ -242,9 +261,15 @@ def run_variants(case: Case, ctx: Context, variants: list[Variant], repeat: int,
         result.reference = reference.label
         ratio = medians[variant] / medians[reference] if medians[reference] else math.nan
         result.ratio_to_reference = ratio if case.higher_is_better else 1 / ratio
-        if case.limit:
-            result.limit_value = limit_table[case.limit]
-            result.ratio_to_limit = limit_ratio(case, result.summary.median, result.limit_value)
+        result.limit = case.limit_for(variant)
+        bound = limit_value(limit_table, result.limit, variant) if result.limit else None
+        if bound:
+            result.limit_value = bound
+            result.ratio_to_limit = limit_ratio(case, result.summary.median, bound)
+        for name in case.beside_for(variant):
+            figure = limit_value(limit_table, name, variant)
+            if figure:
+                result.beside[name] = limit_ratio(case, result.summary.median, figure)
     return results, skipped
 
 

@@ -5,7 +5,9 @@ One plan per module, composed from shared policies (MMTk's split):
 - plans: :class:`SemiSpace` (:mod:`.semispace`) and :class:`Generational`
   (:mod:`.generational`), all built on :class:`Plan` and listed by :func:`registered`;
 - policies: :mod:`.marking` (:func:`mark`, :func:`clear_marks`), :mod:`.tracing`
-  (:func:`walk`, :func:`verify`) and :mod:`.cards` (:class:`CardTable`).
+  (:func:`walk`, :func:`verify`) and :mod:`.cards` (:class:`CardTable`);
+- :mod:`.threads`: how many threads mark and SemiSpace collections run on
+  (:func:`default_threads`: one per core).
 
 Each loop returns :class:`LoopStats`. A loop that meets a corrupt header or
 reference stops there and raises :class:`~heapalias.errors.HeapCorruption`
@@ -24,6 +26,7 @@ from .generational import Generational, generational_layout
 from .marking import clear_marks, mark
 from .plan import Plan, plan_named, register, registered
 from .semispace import SEMISPACE_GAP, SemiSpace, semispace_layout
+from .threads import default_threads
 from .tracing import verify, walk
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "Plan",
     "SemiSpace",
     "clear_marks",
+    "default_threads",
     "generational_layout",
     "mark",
     "plan_named",

@@ -7,11 +7,16 @@ barriers: nothing a mutator stores can hide an object from the next evacuation.
 
 from __future__ import annotations
 
+import numpy as np
+
+from .. import native
 from ..backing import read_only
 from ..errors import InvalidArgument
-from ..native import lib
+from ..native import LoopStats, lib
 from ..objects import ObjectHeap, Space
+from ..views import View
 from .plan import Plan, register
+from .threads import require_threads
 
 #: Gap left between the semispaces; see semispace_layout.
 SEMISPACE_GAP = 64 << 10
@@ -37,6 +42,11 @@ class SemiSpace(Plan):
     Args:
         objects: the heap; it must have the two spaces.
         from_space, to_space: their names (default ``"from"`` and ``"to"``).
+        threads: the threads each collection copies on (default: one per core; 1 runs
+            the single-thread Cheney loop). In parallel each thread copies into its own
+            64 KiB buffers, so the copies lie in another order, the ends of buffers hold
+            fillers (walks skip them), and to-space needs up to 1/8 more room than the
+            objects take.
     """
 
     name = "semispace"
@@ -46,14 +56,25 @@ class SemiSpace(Plan):
     steps = ("evacuate: copy what the roots reach from from-space into to-space (Cheney)",
              "flip: to-space becomes the allocation space; from-space is emptied")
 
-    def __init__(self, objects: ObjectHeap, from_space: str = "from", to_space: str = "to") -> None:
+    def __init__(self, objects: ObjectHeap, from_space: str = "from", to_space: str = "to",
+                 *, threads: int | None = None) -> None:
         super().__init__(objects)
+        self._threads = require_threads(threads)
         self._from = objects.space(from_space)
         self._to = objects.space(to_space)
         if self._from is self._to:
             raise InvalidArgument("from-space and to-space must differ")
 
     from_space = read_only("_from", "The space the next collection empties.")
+
+    @property
+    def threads(self) -> int:
+        """The threads each collection copies on (settable; None: one per core)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads: int | None) -> None:
+        self._threads = require_threads(threads)
     to_space = read_only("_to", "The space the next collection fills.")
 
     layout = staticmethod(semispace_layout)
@@ -62,6 +83,24 @@ class SemiSpace(Plan):
     def halves(cls, heap, **objects_options) -> SemiSpace:
         """A SemiSpace over the two halves of ``heap`` (see :func:`semispace_layout`)."""
         return cls.over(heap, **objects_options)
+
+    def to_native(self):
+        gc = super().to_native()
+        gc.threads = self._threads
+        return gc
+
+    def collect(self, roots: np.ndarray, *, through: View | None = None,
+                threads: int | None = None) -> LoopStats:
+        """Collect (see :meth:`Plan.collect`); ``threads`` overrides the plan's for this one."""
+        if threads is None:
+            return super().collect(roots, through=through)
+        threads = require_threads(threads)
+
+        def on_threads(gc, roots):
+            gc.threads = threads
+            return native.collect(gc, roots)
+
+        return self._run_collection(on_threads, roots, through)
 
     @property
     def spaces(self) -> tuple[Space, ...]:

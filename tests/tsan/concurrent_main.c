@@ -8,13 +8,14 @@
  *   concurrent_main race                                 a deliberate data race,
  *       which TSan must report (proof the build is instrumented) */
 #include "concurrent.h"
+#include "multimapped.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { HEAP = 8 << 20, OBJECTS = 20000, ROOTS = 64, COLORS = 3, SHIFT = 23 };
+enum { OBJECTS = 20000, ROOTS = 64 };
 
 static int racy;
 static void *bump_racy(void *unused)
@@ -33,33 +34,12 @@ static int race(void)
     return racy == 2 ? 0 : 1;
 }
 
-/* A memfd heap mapped COLORS times, view k at base + (k << SHIFT); 0 on failure. */
-static uint64_t multimapped(void)
-{
-    uintptr_t base, view;
-    int fd = ha_memfd_create("tsan", 0);
-    if (fd < 0 || ha_ftruncate(fd, HEAP) ||
-        ha_mmap(0, (size_t)COLORS << SHIFT, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0,
-                &base))
-        return 0;
-    for (int k = 0; k < COLORS; k++)
-        if (ha_mmap(base + ((uint64_t)k << SHIFT), HEAP, PROT_READ | PROT_WRITE,
-                    MAP_SHARED | MAP_FIXED, fd, 0, &view))
-            return 0;
-    ha_close(fd);
-    return base;
-}
-
 /* Build the seeded graph in a fresh semispace heap and run `design` on it. */
 static int run(uint64_t base, uint32_t encoding, uint32_t design, const ha_mutator_mix *mix,
                uint64_t seed, ha_concurrent_run *out)
 {
     memset((void *)(uintptr_t)base, 0, HEAP);
-    ha_heap h = {.base = base, .load_base = base, .size = HEAP, .encoding = encoding,
-                 .ncolors = 1};
-    if (encoding != HA_REF_OFFSET)
-        h = (ha_heap){.base = base, .load_base = base, .size = HEAP, .ref_base = base,
-                      .encoding = encoding, .shift = SHIFT, .ncolors = COLORS};
+    ha_heap h = heap_at(base, encoding);
     ha_collector gc = {.plan = HA_PLAN_SEMISPACE, .nspaces = 2, .heap = h,
                        .spaces = {{8, HEAP / 2, 8}, {HEAP / 2, HEAP, HEAP / 2}}};
     ha_ref roots[ROOTS];

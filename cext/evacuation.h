@@ -1,0 +1,217 @@
+/* The Cheney visitors, shared by the single-thread evacuation (copy.c) and
+ * the parallel one (cheney_parallel.c): each function takes `parallel`, a
+ * constant where it is inlined, so each loop compiles to its own code.
+ *
+ * Single-threaded, a forwarded object keeps its header with the forwarded bit
+ * set, and slot 1 names the copy, so from-space still parses. In parallel two
+ * threads may copy one object at once: each copies it into its own allocation
+ * buffer, then installs the moved header (object_model.h) with one
+ * compare-and-swap; the loser takes the winner's copy and gives its buffer the
+ * room back. */
+#ifndef HEAPALIAS_EVACUATION_H
+#define HEAPALIAS_EVACUATION_H
+
+#include "workers.h"
+
+/* Everything the loop touches, by value, so the compiler can keep it in
+ * registers instead of reloading it after every store into the heap. */
+struct cheney {
+    ha_heap h;
+    ha_off from_start, from_top;
+    /* Single-threaded: this collection's copies lie in [begin, top), with room
+     * up to end. In parallel: begin is the to-space's, and [top, end) the room
+     * left in this thread's allocation buffer. */
+    ha_off begin, top, end;
+    uint64_t objects, refs;
+    ha_off from_next; /* where in from-space the last copied object ended */
+    ha_stats *st;
+    /* Parallel only. */
+    struct cheney_team *team;
+    ha_deque *deque;
+    ha_off lab_scan;  /* the first copy in the allocation buffer not yet scanned */
+    uint64_t copied;  /* bytes copied */
+    int in_order;     /* the last copies read from-space in order: no prefetching */
+};
+
+/* Parallel, out of line (cheney_parallel.c), and given values, never the
+ * loop's struct cheney, whose address would otherwise escape and keep it out
+ * of registers: room for `bytes` once this thread's allocation buffer
+ * [top, end) is short of it, in a new buffer or, for a large object, a place
+ * of its own (`scan` is where the buffer's unscanned copies start, handed on
+ * when it is left); hand the copies in [start, end) on to a deque (end ==
+ * start: the one object there); fill a gap; and whether `to` can be a copy
+ * this collection made (the to-space claimed). */
+typedef struct ha_refill {
+    int rc;
+    ha_off copy, scan, top, end;
+} ha_refill;
+ha_refill ha_cheney_refill(struct cheney_team *team, ha_deque *q, uint64_t base, ha_off scan,
+                           ha_off top, ha_off end, uint64_t bytes);
+int ha_cheney_push_range(ha_deque *q, ha_off start, ha_off end);
+void ha_cheney_fill(uint64_t base, ha_off at, uint64_t bytes);
+int ha_cheney_copy_ok(struct cheney_team *team, ha_off begin, ha_off to);
+
+/* Whether `to`, the forwarding reference of the from-space object whose header
+ * is `header`, can name the copy this collection made of it: a reference as
+ * ha_encode writes it (every encoding adds a constant to the offset) to a word
+ * of [begin, top), the copies made so far, with room for the object there. A
+ * stale FORWARDED bit, whose word names anything older, fails this. (Reading
+ * the copy's header to match it would cost a cache miss per shared object.) */
+static inline __attribute__((always_inline)) int
+forwarded_ok(const struct cheney *c, ha_ref to, uint64_t header)
+{
+    uint64_t rel = to - ha_encode(&c->h, c->begin), span = c->top - c->begin;
+    return rel < span && !(rel & 7) && ha_words(header) * 8 <= span - rel;
+}
+
+/* Copy the object `*slot` names out of from-space once, and point the slot at
+ * the copy. `where` is the slot's heap offset (for errors), `root` its root index. */
+static inline __attribute__((always_inline)) int
+forward(struct cheney *c, ha_ref *slot, ha_off where, int64_t root, int parallel)
+{
+    ha_ref ref = ha_load(slot);
+    ha_off off;
+    if (ref == 0)
+        return HA_OK;
+    c->refs++;
+    if (!ha_decode(&c->h, ref, &off))
+        return ha_fail(c->st, HA_ERR_REF, where, root);
+    if (off < c->from_start || off >= c->from_top)
+        return HA_OK; /* not being evacuated */
+    uint64_t *obj = ha_deref(&c->h, ref, off);
+    /* In parallel, acquire: a moved header's copy was claimed before it was published. */
+    uint64_t header = parallel ? __atomic_load_n(obj, __ATOMIC_ACQUIRE) : ha_load(obj);
+    if (parallel && ha_is_moved(header)) {
+        if (!ha_cheney_copy_ok(c->team, c->begin, header & HA_MOVED_MASK))
+            return ha_fail(c->st, HA_ERR_HEADER, off, root);
+        *slot = ha_encode(&c->h, header & HA_MOVED_MASK);
+        return HA_OK;
+    }
+    if (!ha_header_ok(header, off, c->from_top))
+        return ha_fail(c->st, HA_ERR_HEADER, off, root);
+    if (header & HA_FORWARDED) { /* in parallel, never this collection's: stale */
+        ha_ref to = ha_load(&obj[1]);
+        if (parallel || !forwarded_ok(c, to, header))
+            return ha_fail(c->st, HA_ERR_HEADER, off, root);
+        *slot = to;
+        return HA_OK;
+    }
+    uint64_t bytes = ha_words(header) * 8;
+    ha_off copy = c->top;
+    if (c->end - c->top >= bytes) {
+        c->top += bytes;
+    } else if (!parallel) {
+        return ha_fail(c->st, HA_ERR_FULL, off, root);
+    } else {
+        ha_refill r = ha_cheney_refill(c->team, c->deque, c->h.base, c->lab_scan, c->top,
+                                       c->end, bytes);
+        c->lab_scan = r.scan;
+        c->top = r.top;
+        c->end = r.end;
+        if (r.rc)
+            return ha_fail(c->st, r.rc, off, root);
+        copy = r.copy;
+    }
+    uint64_t *dst = ha_at(&c->h, copy);
+    const uint64_t *src = (const uint64_t *)(uintptr_t)(c->h.load_base + off);
+    /* In parallel the header word is another thread's to swap: copy the rest. */
+    ha_copy_words(dst + parallel, src + parallel, bytes - 8 * parallel);
+    dst[0] = header; /* the header checked, whatever the load view held */
+    if (parallel) {
+        uint64_t seen = header;
+        /* The room a copy took: the end of the buffer's, or a place of its own. */
+        int own_place = copy + bytes != c->top;
+        if (!__atomic_compare_exchange_n(obj, &seen, ha_moved_header(copy), 0, __ATOMIC_RELEASE,
+                                         __ATOMIC_ACQUIRE)) {
+            if (own_place)
+                ha_cheney_fill(c->h.base, copy, bytes); /* to-space must still parse */
+            else
+                c->top = copy;
+            if (!ha_is_moved(seen) || !ha_cheney_copy_ok(c->team, c->begin, seen & HA_MOVED_MASK))
+                return ha_fail(c->st, HA_ERR_HEADER, off, root); /* a writer races us */
+            *slot = ha_encode(&c->h, seen & HA_MOVED_MASK);
+            return HA_OK;
+        }
+        c->copied += bytes;
+        int rc = own_place ? ha_cheney_push_range(c->deque, copy, copy) : HA_OK;
+        if (rc)
+            return ha_fail(c->st, rc, off, root);
+    } else {
+        obj[0] = header | HA_FORWARDED;
+        obj[1] = ha_encode(&c->h, copy);
+    }
+    c->from_next = off + bytes;
+    *slot = ha_encode(&c->h, copy);
+    c->objects++;
+    return HA_OK;
+}
+
+static inline __attribute__((always_inline)) int
+forward_slot(void *c, uint64_t *slot, ha_off where)
+{
+    return forward(c, slot, where, -1, 0);
+}
+
+static inline __attribute__((always_inline)) int
+forward_slot_parallel(void *c, uint64_t *slot, ha_off where)
+{
+    return forward(c, slot, where, -1, 1);
+}
+
+/* Forward every reference of the grey object at `*grey`, which must end by
+ * `limit`, then step past it. In parallel the step comes first: an allocation
+ * buffer that fills while the object is scanned hands on what lies after it. */
+static inline __attribute__((always_inline)) int
+scan(struct cheney *c, ha_off *grey, ha_off limit, int parallel)
+{
+    ha_off at = *grey;
+    uint64_t *obj = ha_at(&c->h, at);
+    uint64_t header = ha_load(obj);
+    if (!ha_header_ok(header, at, limit))
+        return ha_fail(c->st, HA_ERR_HEADER, at, -1);
+    if (parallel)
+        *grey = at + ha_words(header) * 8;
+    int rc = ha_visit_slots(obj, at, header, parallel ? forward_slot_parallel : forward_slot, c);
+    if (!rc && !parallel)
+        *grey += ha_words(header) * 8;
+    return rc;
+}
+
+/* A freshly allocated graph is scattered in breadth-first order, and the loop
+ * would wait on one from-space miss after another; so the referents of grey
+ * objects a little ahead of the scan are prefetched. Once the graph has been
+ * copied, from-space reads run in order, the hardware prefetcher covers them,
+ * and parsing ahead would only cost time: every SAMPLE grey objects the loop
+ * checks whether the copies they made read one run of from-space, and
+ * prefetches for the next SAMPLE only if they did not. */
+enum { PREFETCH_OBJECTS = 12, PREFETCH_REFS = 4, SAMPLE = 256 };
+
+/* Prefetch what the grey object at `*ahead` references, and step past it.
+ * Prefetches never fault, so the references need no checks here (forward()
+ * checks them before any load); the header does, as it says which words to
+ * read. A bad one, or one past `limit`, ends the prefetching, and scan()
+ * reports it. */
+static inline __attribute__((always_inline)) void
+prefetch(struct cheney *c, ha_off *ahead, ha_off limit)
+{
+    const uint64_t *obj = ha_at(&c->h, *ahead);
+    uint64_t header = ha_load(obj);
+    if (!ha_header_ok(header, *ahead, limit)) {
+        *ahead = limit;
+        return;
+    }
+    /* Written out, not ha_visit_slots: a visitor that only prefetches is
+     * dropped by the compiler (see object_model.h), and this loop follows
+     * nothing; it reads at most PREFETCH_REFS slots, unchecked. */
+    uint64_t nrefs = ha_nrefs(header);
+    for (uint64_t i = 1; i <= nrefs && i <= PREFETCH_REFS; i++) {
+        /* An integer, not a pointer: a corrupt slot may name an address whose
+         * next line would wrap, and pointer arithmetic may not. */
+        uintptr_t target = (uintptr_t)ha_prefetch_address(&c->h, obj[i]);
+        __builtin_prefetch((const void *)target, 1);
+        __builtin_prefetch((const void *)(target + 32), 1); /* an object may straddle lines */
+    }
+    *ahead += ha_words(header) * 8;
+}
+
+#endif
