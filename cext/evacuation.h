@@ -186,32 +186,13 @@ scan(struct cheney *c, ha_off *grey, ha_off limit, int parallel)
  * prefetches for the next SAMPLE only if they did not. */
 enum { PREFETCH_OBJECTS = 12, PREFETCH_REFS = 4, SAMPLE = 256 };
 
-/* Prefetch what the grey object at `*ahead` references, and step past it.
- * Prefetches never fault, so the references need no checks here (forward()
- * checks them before any load); the header does, as it says which words to
- * read. A bad one, or one past `limit`, ends the prefetching, and scan()
- * reports it. */
+/* Prefetch what the grey object at `*ahead` references, and step past it
+ * (object_model.h); a bad header, or one past `limit`, ends the prefetching,
+ * and scan() reports it. */
 static inline __attribute__((always_inline)) void
 prefetch(struct cheney *c, ha_off *ahead, ha_off limit)
 {
-    const uint64_t *obj = ha_at(&c->h, *ahead);
-    uint64_t header = ha_load(obj);
-    if (!ha_header_ok(header, *ahead, limit)) {
-        *ahead = limit;
-        return;
-    }
-    /* Written out, not ha_visit_slots: a visitor that only prefetches is
-     * dropped by the compiler (see object_model.h), and this loop follows
-     * nothing; it reads at most PREFETCH_REFS slots, unchecked. */
-    uint64_t nrefs = ha_nrefs(header);
-    for (uint64_t i = 1; i <= nrefs && i <= PREFETCH_REFS; i++) {
-        /* An integer, not a pointer: a corrupt slot may name an address whose
-         * next line would wrap, and pointer arithmetic may not. */
-        uintptr_t target = (uintptr_t)ha_prefetch_address(&c->h, obj[i]);
-        __builtin_prefetch((const void *)target, 1);
-        __builtin_prefetch((const void *)(target + 32), 1); /* an object may straddle lines */
-    }
-    *ahead += ha_words(header) * 8;
+    ha_prefetch_referents(&c->h, ahead, limit, PREFETCH_REFS);
 }
 
 #endif
