@@ -472,18 +472,17 @@ static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
 /* The compaction table (ha_generations.compaction) is liveness.h's: two words
  * per 512-byte block (a card), its live words' bitmap and where they move. */
 _Static_assert(HA_LIVE_BLOCK_SHIFT == HA_CARD_SHIFT, "a table block is a card");
-#define block ha_live_block
 
 static inline int live_word(uint64_t *table, ha_off off)
 {
-    return (block(table, off)[0] >> ((off >> 3) & 63)) & 1;
+    return (ha_live_block(table, off)[0] >> ((off >> 3) & 63)) & 1;
 }
 
 /* Where the live object at `off` moves: its block's destination, plus the live
  * words before it in the block. */
 static inline ha_off destination(uint64_t *table, ha_off off)
 {
-    const uint64_t *b = block(table, off);
+    const uint64_t *b = ha_live_block(table, off);
     return b[1] + 8 * (uint64_t)__builtin_popcountll(b[0] & ((1ULL << ((off >> 3) & 63)) - 1));
 }
 
@@ -491,7 +490,7 @@ static inline ha_off destination(uint64_t *table, ha_off off)
 static inline ha_off next_live(uint64_t *table, ha_off off, ha_off top)
 {
     while (off < top) {
-        uint64_t bits = block(table, off)[0] >> ((off >> 3) & 63);
+        uint64_t bits = ha_live_block(table, off)[0] >> ((off >> 3) & 63);
         if (bits) {
             off += 8 * (uint64_t)__builtin_ctzll(bits);
             return off < top ? off : top;
@@ -580,7 +579,7 @@ static void clear_table(uint64_t *table, ha_space *const order[], int n)
 {
     for (int i = 0; i < n; i++)
         if (used(order[i]))
-            memset(block(table, order[i]->start), 0,
+            memset(ha_live_block(table, order[i]->start), 0,
                    16 * (((order[i]->top - 1) >> SHIFT) - (order[i]->start >> SHIFT) + 1));
 }
 
@@ -621,8 +620,8 @@ static int full(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
     ha_off to = old->start;
     for (int i = 0; i < 4; i++)
         for (ha_off b = order[i]->start; b < order[i]->top; b += CARD) {
-            block(k.table, b)[1] = to;
-            to += 8 * (uint64_t)__builtin_popcountll(block(k.table, b)[0]);
+            ha_live_block(k.table, b)[1] = to;
+            to += 8 * (uint64_t)__builtin_popcountll(ha_live_block(k.table, b)[0]);
         }
     for (size_t i = 0; i < nroots && !rc; i++)
         rc = update(&k, &roots[i], 0, (int64_t)i);
