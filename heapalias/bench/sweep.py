@@ -283,7 +283,8 @@ def _jobs(sweep: Sweep, program: Program) -> list[tuple[str, str, int, int]]:
         if side == "jvm" and jvm.unavailable():
             continue
         # The C run reuses its heap; Epsilon never frees, so its heap holds every round.
-        count = warmup + 1 if side == "c" else min(warmup + 1, room // allocated)
+        # 10% headroom over what the rounds allocate; Epsilon runs as many rounds as fit.
+        count = warmup + 1 if side == "c" else min(warmup + 1, int(room / (allocated * 1.1)))
         heap = -(-int(allocated * (1 if side == "c" else max(count, 1)) * 1.1) // MIB) * MIB
         if count < 1 or heap > room:
             sweep.notes.append(f"{program.label}: no no-collection run on {name}: it needs a "
