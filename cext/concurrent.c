@@ -117,9 +117,11 @@ int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, 
         (ops == &ha_design_colored &&
          (gc->heap.encoding < HA_REF_COLORED || gc->heap.ncolors < 2)))
         return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
-    struct ha_conc c = {.gc = gc, .design = ops, .mix = mix, .roots = roots, .nroots = nroots,
-                        .run = run, .stalls = stalls, .stall_capacity = stall_capacity,
-                        .st = st};
+    struct ha_conc c = {.gc = gc, .design = ops, .roots = roots, .nroots = nroots,
+                        .stalls = stalls, .stall_capacity = stall_capacity, .st = st,
+                        .mix_copy = *mix};
+    c.mix = &c.mix_copy;
+    c.run = &c.counts;
     c.mutator_st.error_root = -1;
     if (mix->verify && !(c.verify_bitmap = calloc(gc->heap.size / 512 + 1, 8)))
         return ha_end(st, ha_fail(st, HA_ERR_NOMEM, 0, -1));
@@ -135,6 +137,7 @@ int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, 
         ha_conc_release_mutator(&c);
     pthread_join(mutator, NULL);
     free(c.verify_bitmap);
+    *run = c.counts;
     run->bytes_relocated += c.mutator_bytes_relocated;
     run->objects_relocated += c.mutator_objects_relocated;
     rc = HA_ATOMIC_LOAD(&c.failed);

@@ -30,39 +30,57 @@ typedef struct ha_design_ops {
     int (*cycle)(struct ha_conc *c);
 } ha_design_ops;
 
+/* Fields are grouped by who writes them and how often, one cache line per
+ * group: a word the mutator writes every operation on a line the collector
+ * reads at every copy cost the mutator a coherence miss per operation (about
+ * half its throughput while relocating). */
+#define HA_LINE _Alignas(64)
+
 struct ha_conc {
+    /* Set before the mutator starts; read by both. */
     ha_collector *gc;             /* spaces[0] is where the mutator allocates */
     const ha_design_ops *design;  /* NULL: no collection at all (the reference run) */
     const ha_mutator_mix *mix;
     ha_ref *roots;
     size_t nroots;
     ha_concurrent_run *run;
-
-    /* The handshake: the collector raises `requested` to epoch e; the mutator
-     * parks by setting `parked` to e and waits for `released` to reach e. */
-    uint64_t requested, parked, released;
-    uint32_t need_gc;     /* the mutator could not allocate: collect now */
-    uint32_t done;        /* the mutator has finished (or failed) */
-    int32_t failed;       /* the first HA_ERR_* either thread hit, 0 while none */
-    uint64_t operations;  /* operations the mutator has completed (for the schedule) */
-
-    /* Stall records: the mutator writes them, the caller reads them after the join. */
-    ha_stall *stalls;
+    ha_stall *stalls;             /* the mutator writes them, the caller reads them after the join */
     size_t stall_capacity;
-
-    ha_stats *st;         /* the collector's error details */
-    uint64_t *verify_bitmap; /* for mix->verify: one bit per heap word */
-    ha_stats mutator_st;  /* the mutator's */
+    ha_stats *st;                 /* the collector's error details */
+    uint64_t *verify_bitmap;      /* for mix->verify: one bit per heap word */
+    ha_mutator_mix mix_copy;      /* `mix` points here: the caller's may share a line with
+                                     something another thread writes */
 
     /* Relocation beside the mutator (design_colored.c). Set in the flip pause,
      * cleared in the pause that ends the cycle: `relocating` changes only while
      * the mutator is parked. Meanwhile both threads allocate in to-space by
      * atomically bumping `to_top`, and each publishes an object by storing its
      * header last (to-space is zeroed before a cycle, so 0 means unpublished). */
-    uint32_t relocating;
+    HA_LINE uint32_t relocating;
     ha_off from_start, from_top, to_start, to_end;
-    uint64_t to_top;
-    uint64_t mutator_bytes_relocated, mutator_objects_relocated; /* written after its run */
+
+    /* The handshake, written at pauses only: the collector raises `requested`
+     * to epoch e; the mutator parks by setting `parked` to e and waits for
+     * `released` to reach e. */
+    HA_LINE uint64_t requested;
+    uint64_t parked, released;
+    uint32_t need_gc;     /* the mutator could not allocate: collect now */
+    uint32_t done;        /* the mutator has finished (or failed) */
+    int32_t failed;       /* the first HA_ERR_* either thread hit, 0 while none */
+
+    /* The mutator's progress (for the schedule), written every operation. */
+    HA_LINE uint64_t operations;
+
+    /* To-space's top, bumped by both threads at every copy and allocation. */
+    HA_LINE uint64_t to_top;
+
+    /* The run's counts (`run` points here; copied out after the join): the
+     * collector adds to them at every copy. */
+    HA_LINE ha_concurrent_run counts;
+
+    /* The mutator's, written when it fails and after its run. */
+    HA_LINE ha_stats mutator_st;
+    uint64_t mutator_bytes_relocated, mutator_objects_relocated;
 };
 
 /* Wait until *word == value (the other thread is on another core, or will be
