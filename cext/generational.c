@@ -18,10 +18,14 @@
  * says where the object covering each old card begins, so a card is scanned
  * without walking the old space.
  *
- * A minor collection never runs out of old space halfway: it runs only when the
- * old space can take every young object (the worst case), and after each
- * collection the nursery's end is lowered, if it must be, so that this holds at
- * the next one; when the nursery would get too small, a full collection runs.
+ * When the nursery fills, the plan collects as HotSpot's Serial collector
+ * decides: a minor collection if the old space has room for what minor
+ * collections have promoted lately (a weighted average, padded by three mean
+ * deviations) or for every young object, a full collection otherwise. A minor
+ * collection that runs out of old space anyway keeps the objects it could not
+ * promote where they are (a promotion failure), finishes, and a full collection
+ * follows at once. A minor collection asked for by name runs only when the old
+ * space can take every young object, so it never fails halfway.
  *
  * The full collection is a sliding mark-compact (Lisp-2's order of passes with
  * the Compressor's forwarding): ha_mark_live marks the live objects and records
@@ -132,19 +136,53 @@ struct young {
     uint64_t objects, bytes, refs, dirty;
     ha_off copied;  /* the copy the last evacuate() made, or 0 */
     int overflowed; /* the depth-first stack was full: a copy went unscanned */
+    int may_keep;   /* a young object the old space cannot take stays in place */
+    struct kept *kept; /* those objects, in the order they were kept */
+    size_t nkept, kept_capacity;
     ha_stats *st;
 };
 
-/* Whether `to`, the forwarding reference of a young object whose header is
- * `header`, names a copy this collection made, with room for the object. */
-static inline int forwarded_ok(const struct young *y, ha_ref to, uint64_t header)
+/* A young object kept in place by a promotion failure: forwarded to itself
+ * until the collection ends, which restores the two words that took. */
+struct kept {
+    ha_off off;
+    uint64_t header, first_word;
+};
+
+/* Whether `to`, the forwarding reference of the young object at `from` whose
+ * header is `header`, names a copy this collection made, with room for the
+ * object, or the object itself (kept in place). */
+static inline int forwarded_ok(const struct young *y, ha_ref to, ha_off from, uint64_t header)
 {
     uint64_t bytes = ha_words(header) * 8;
     ha_off off;
     if (!ha_decode(&y->h, to, &off) || to != ha_encode(&y->h, off))
         return 0;
     return (in_range(off, y->to_begin, y->to_top) && bytes <= y->to_top - off) ||
-           (in_range(off, y->promoted, y->old_top) && bytes <= y->old_top - off);
+           (in_range(off, y->promoted, y->old_top) && bytes <= y->old_top - off) ||
+           (off == from && y->nkept);
+}
+
+/* The old space cannot take the young object at `off`: keep it where it is,
+ * forwarded to itself, for the scan of kept objects to visit its slots. */
+static __attribute__((noinline)) int keep(struct young *y, uint64_t *obj, ha_off off,
+                                          uint64_t header, ha_ref *slot, int64_t root)
+{
+    if (!y->may_keep)
+        return ha_fail(y->st, HA_ERR_FULL, off, root);
+    if (y->nkept == y->kept_capacity) {
+        size_t capacity = y->kept_capacity ? 2 * y->kept_capacity : 1024;
+        struct kept *grown = realloc(y->kept, capacity * sizeof *grown);
+        if (!grown)
+            return ha_fail(y->st, HA_ERR_NOMEM, off, root);
+        y->kept = grown;
+        y->kept_capacity = capacity;
+    }
+    y->kept[y->nkept++] = (struct kept){off, header, obj[1]};
+    obj[0] = header | HA_FORWARDED;
+    obj[1] = *slot = ha_encode(&y->h, off);
+    y->copied = 0;
+    return HA_OK;
 }
 
 /* Evacuate the young object `*slot` names, once, and point the slot at its copy:
@@ -173,7 +211,7 @@ evacuate(struct young *y, ha_ref *slot, ha_off where, int64_t root)
         return ha_fail(y->st, HA_ERR_HEADER, off, root);
     if (header & HA_FORWARDED) {
         ha_ref to = ha_load(&obj[1]);
-        if (!forwarded_ok(y, to, header))
+        if (!forwarded_ok(y, to, off, header))
             return ha_fail(y->st, HA_ERR_HEADER, off, root);
         *slot = to;
         return HA_OK;
@@ -184,8 +222,8 @@ evacuate(struct young *y, ha_ref *slot, ha_off where, int64_t root)
         copy = y->to_top;
         y->to_top += bytes;
     } else {
-        if (y->old_end - y->old_top < bytes) /* only if the heap changed under the plan */
-            return ha_fail(y->st, HA_ERR_FULL, off, root);
+        if (y->old_end - y->old_top < bytes)
+            return keep(y, obj, off, header, slot, root);
         copy = y->old_top;
         y->old_top += bytes;
         note_crossing(y->crossing, copy, bytes);
@@ -236,6 +274,31 @@ scan(struct young *y, ha_off *grey, ha_off top, ha_slot_visitor visit)
     if (!rc)
         *grey += ha_words(header) * 8;
     return rc;
+}
+
+/* Forward the slots of the kept object number `i`; its first word is on the
+ * side while the object is forwarded to itself. */
+static int scan_kept(struct young *y, size_t i)
+{
+    ha_off off = y->kept[i].off;
+    uint64_t header = y->kept[i].header;
+    if (!ha_nrefs(header))
+        return HA_OK;
+    ha_ref first = y->kept[i].first_word; /* evacuate may grow (move) the array */
+    int rc = evacuate(y, &first, off + 8, -1);
+    y->kept[i].first_word = first;
+    return rc ? rc : ha_visit_slot_range(ha_at(&y->h, off), off, header, 2, ha_nrefs(header) + 1,
+                                         evacuate_slot, y);
+}
+
+/* Give the kept objects their own two words back, failed or not. */
+static void restore_kept(struct young *y)
+{
+    for (size_t i = 0; i < y->nkept; i++) {
+        uint64_t *obj = ha_at(&y->h, y->kept[i].off);
+        obj[0] = y->kept[i].header;
+        obj[1] = y->kept[i].first_word;
+    }
 }
 
 /* Keep `*ahead` PREFETCH_BYTES past the scan at `grey`, prefetching as it goes. */
@@ -382,14 +445,15 @@ evacuate_young(struct young *y, ha_ref *roots, size_t nroots, ha_off old_start, 
                    : evacuate(y, &roots[i], 0, (int64_t)i);
     if (!rc)
         rc = scan_cards(y, old_start, y->promoted, stack);
-    if (stack && !y->overflowed)
+    if (stack && !y->overflowed && !y->nkept)
         return rc;
     /* The young objects lie in allocation order, not the scan's: what each grey
      * object references is prefetched a little ahead of the scan, as copy.c does
      * (the first minor collection of GCBench at 2x its minimum heap: 9.3-10.1 ms
      * without, 8.1-8.3 with). */
     ha_off ahead_young = grey_young, ahead_old = grey_old;
-    while (!rc && (grey_young < y->to_top || grey_old < y->old_top)) {
+    size_t grey_kept = 0;
+    while (!rc && (grey_young < y->to_top || grey_old < y->old_top || grey_kept < y->nkept)) {
         while (!rc && grey_young < y->to_top) {
             scan_ahead(y, grey_young, &ahead_young, y->to_top);
             rc = scan(y, &grey_young, y->to_top, evacuate_slot);
@@ -398,6 +462,8 @@ evacuate_young(struct young *y, ha_ref *roots, size_t nroots, ha_off old_start, 
             scan_ahead(y, grey_old, &ahead_old, y->old_top);
             rc = scan(y, &grey_old, y->old_top, evacuate_old_slot);
         }
+        while (!rc && grey_kept < y->nkept)
+            rc = scan_kept(y, grey_kept++);
     }
     return rc;
 }
@@ -410,14 +476,43 @@ static int promotion_fits(const ha_collector *gc)
            used(&gc->spaces[HA_GEN_NURSERY]) + used(&gc->spaces[HA_GEN_SURVIVOR]);
 }
 
-static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
+/* The promotion estimate (HotSpot's for Serial: a weighted average of the bytes
+ * each minor collection promoted, weight 10%, padded by three mean deviations). */
+enum { PROMOTED_WEIGHT_PERCENT = 10, PROMOTED_PADDING = 3 };
+
+static void note_promoted(ha_generations *g, uint64_t bytes)
+{
+    int64_t error = (int64_t)bytes - (int64_t)g->promoted_average;
+    g->promoted_average += error * PROMOTED_WEIGHT_PERCENT / 100;
+    int64_t deviation = (error < 0 ? -error : error) - (int64_t)g->promoted_deviation;
+    g->promoted_deviation += deviation * PROMOTED_WEIGHT_PERCENT / 100;
+}
+
+/* Whether a minor collection is worth attempting when the nursery fills: the
+ * old space has room for the padded estimate, or for every young object. */
+static int minor_is_safe(const ha_collector *gc)
+{
+    const ha_generations *g = &gc->generations;
+    const ha_space *old = &gc->spaces[HA_GEN_OLD];
+    return !used(&gc->spaces[HA_GEN_SURVIVOR_TO]) &&
+           (promotion_fits(gc) || old->end - old->top >= g->promoted_average +
+                                                          PROMOTED_PADDING * g->promoted_deviation);
+}
+
+/* A minor collection. Unless `may_fail_promotion`, it runs only when the old
+ * space can take every young object. Otherwise the young objects the old space
+ * cannot take stay where they are, the collection completes, *failed is set,
+ * and the spaces are left as they are for a full collection to follow. */
+static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, int may_fail_promotion,
+                 int *failed, ha_stats *st)
 {
     ha_generations *g = &gc->generations;
     ha_space *nursery = &gc->spaces[HA_GEN_NURSERY], *old = &gc->spaces[HA_GEN_OLD];
     ha_space *survivor = &gc->spaces[HA_GEN_SURVIVOR], *to = &gc->spaces[HA_GEN_SURVIVOR_TO];
+    *failed = 0;
     if (used(to))
         return ha_fail(st, HA_ERR_ARGUMENT, to->start, -1); /* only a full collection empties it */
-    if (!promotion_fits(gc))
+    if (!may_fail_promotion && !promotion_fits(gc))
         return ha_fail(st, HA_ERR_FULL, old->top, -1);
     int rc = update_crossing(gc, st);
     if (rc)
@@ -430,7 +525,8 @@ static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
         .survivor_start = survivor->start, .survivor_top = survivor->top,
         .to_begin = to->top, .to_top = to->top, .to_end = to->end,
         .promoted = old->top, .old_top = old->top, .old_end = old->end,
-        .tenure_age = g->tenure_age, .cards = g->cards, .crossing = g->crossing, .st = st,
+        .tenure_age = g->tenure_age, .cards = g->cards, .crossing = g->crossing,
+        .may_keep = may_fail_promotion, .st = st,
     };
     switch (gc->heap.encoding) { /* one loop per encoding, each with the encoding a constant */
     case HA_REF_OFFSET:
@@ -446,6 +542,8 @@ static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
         rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_MASKED, stack);
     }
     free(stack);
+    restore_kept(&y);
+    free(y.kept);
     st->objects += y.objects;
     st->bytes += y.bytes;
     st->refs += y.refs;
@@ -455,6 +553,13 @@ static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
     old->top = g->crossing_top = y.old_top;
     if (rc)
         return rc;
+    note_promoted(g, y.old_top - y.promoted);
+    g->minor_collections++;
+    if (y.nkept) {
+        g->promotion_failures++;
+        *failed = 1;
+        return HA_OK;
+    }
     nursery->top = nursery->start;
     survivor->top = survivor->start;
     ha_space emptied = *survivor;
@@ -463,7 +568,6 @@ static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
     clear_cards(g->cards, nursery->start, g->nursery_end);
     clear_cards(g->cards, survivor->start, survivor->end);
     clear_cards(g->cards, to->start, to->end);
-    g->minor_collections++;
     return HA_OK;
 }
 
@@ -664,17 +768,6 @@ static int full(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st)
 
 /* ---- the hooks ---- */
 
-/* The most the nursery may hold so that the old space can take every young
- * object at the next minor collection. */
-static ha_off nursery_limit(const ha_collector *gc)
-{
-    const ha_space *nursery = &gc->spaces[HA_GEN_NURSERY], *old = &gc->spaces[HA_GEN_OLD];
-    uint64_t room = old->end - old->top, kept = used(&gc->spaces[HA_GEN_SURVIVOR]);
-    uint64_t most = (room > kept ? room - kept : 0) & ~7ULL;
-    uint64_t whole = gc->generations.nursery_end - nursery->start;
-    return nursery->start + (most < whole ? most : whole);
-}
-
 int ha_generational_alloc_slow(ha_collector *gc, ha_ref *roots, size_t nroots, uint64_t bytes,
                                ha_stats *st)
 {
@@ -684,15 +777,14 @@ int ha_generational_alloc_slow(ha_collector *gc, ha_ref *roots, size_t nroots, u
         return ha_end(st, rc);
     if (bytes > gc->generations.nursery_end - nursery->start) /* no collection makes room */
         return ha_end(st, ha_fail(st, HA_ERR_FULL, nursery->top, -1));
-    int minor_ok = promotion_fits(gc) && !used(&gc->spaces[HA_GEN_SURVIVOR_TO]);
-    rc = minor_ok ? minor(gc, roots, nroots, st) : full(gc, roots, nroots, st);
-    if (!rc && minor_ok && nursery_limit(gc) - nursery->start < bytes)
-        rc = full(gc, roots, nroots, st); /* the old space is too full for the next nursery */
-    if (!rc) {
-        nursery->end = nursery_limit(gc);
-        if (nursery->end - nursery->top < bytes)
-            rc = ha_fail(st, HA_ERR_FULL, nursery->top, -1);
-    }
+    int failed = 1; /* a promotion failure: a full collection follows at once */
+    if (minor_is_safe(gc))
+        rc = minor(gc, roots, nroots, 1, &failed, st);
+    if (!rc && failed)
+        rc = full(gc, roots, nroots, st);
+    nursery->end = gc->generations.nursery_end;
+    if (!rc && nursery->end - nursery->top < bytes)
+        rc = ha_fail(st, HA_ERR_FULL, nursery->top, -1);
     return ha_end(st, rc);
 }
 
@@ -707,8 +799,8 @@ int ha_generational_collect(ha_collector *gc, ha_ref *roots, size_t nroots, ha_s
 int ha_generational_collect_young(ha_collector *gc, ha_ref *roots, size_t nroots,
                                   ha_stats *st)
 {
-    int rc = ha_begin(&gc->heap, st);
+    int failed, rc = ha_begin(&gc->heap, st);
     if (!rc)
-        rc = minor(gc, roots, nroots, st);
+        rc = minor(gc, roots, nroots, 0, &failed, st);
     return ha_end(st, rc);
 }

@@ -225,13 +225,15 @@ typedef struct ha_generations {
     uint64_t *compaction;   /* two zeroed words per card for full collections: a bitmap of the
                                card's live words, and where the first of them moves to */
     uint64_t ncards;        /* entries in cards and crossing: (heap size >> HA_CARD_SHIFT) + 1 */
-    ha_off nursery_end;     /* the nursery's real end: spaces[0].end may be lowered so that
-                               the old space can always take every survivor */
+    ha_off nursery_end;     /* the nursery's end (spaces[0].end) */
     ha_off crossing_top;    /* the old objects below this offset have their crossing entries */
     uint32_t tenure_age;    /* minor collections an object survives before it is promoted
                                (1: at the first one; at most 16) */
     uint32_t copy_order;    /* enum ha_copy_order: the order minor collections copy in */
     uint64_t minor_collections, full_collections; /* counted from 0 in each call */
+    uint64_t promoted_average;   /* bytes promoted per minor collection, a weighted average, */
+    uint64_t promoted_deviation; /* and its mean deviation: the promotion policy's estimate */
+    uint64_t promotion_failures; /* minor collections the old space ran out during */
 } ha_generations;
 
 enum { HA_MAX_SPACES = 4 };
@@ -253,6 +255,11 @@ int ha_collect(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st);
 /* Collect the young generation only (a minor collection); HA_ERR_ARGUMENT for a plan
  * without generations. */
 int ha_collect_young(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *st);
+/* Make room for an allocation of `bytes` in spaces[0]: the collection the plan's
+ * policy picks when its allocation space fills (the drivers' slow path);
+ * HA_ERR_FULL if no collection makes that room. */
+int ha_collect_for(ha_collector *gc, ha_ref *roots, size_t nroots, uint64_t bytes,
+                   ha_stats *st);
 
 /* ---- mutator drivers: allocate in C, collect through the plan's hooks ---- */
 typedef struct ha_gc_run {

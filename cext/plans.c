@@ -48,3 +48,12 @@ int ha_collect_young(ha_collector *gc, ha_ref *roots, size_t nroots, ha_stats *s
         return ha_end(st, rc);
     return ha_plan_hooks_of(gc->plan)->collect_young(gc, roots, nroots, st);
 }
+
+int ha_collect_for(ha_collector *gc, ha_ref *roots, size_t nroots, uint64_t bytes,
+                   ha_stats *st)
+{
+    int rc = ha_begin_collector(gc, st);
+    if (rc)
+        return ha_end(st, rc);
+    return ha_plan_hooks_of(gc->plan)->alloc_slow(gc, roots, nroots, bytes, st);
+}

@@ -383,6 +383,12 @@ def collect(gc, roots: np.ndarray) -> tuple[int, object]:
     return lib.ha_collect(gc, words_or_null(roots), len(roots), st), st
 
 
+def collect_for(gc, roots: np.ndarray, nbytes: int) -> tuple[int, object]:
+    """Run the plan's allocation slow path for ``nbytes``; ``(rc, stats)`` as :func:`collect`."""
+    st = new_stats()
+    return lib.ha_collect_for(gc, words_or_null(roots), len(roots), nbytes, st), st
+
+
 def gc_program(program: str, gc, shadow: np.ndarray, pauses: np.ndarray, *args):
     """Run driver ``program`` (``"gcbench"``, ``"binary_trees"``) with its extra ``args``;
     ``(rc, stats, run)``, as :func:`collect`."""
@@ -706,10 +712,12 @@ def hprof_fill(heap: np.ndarray, ids: np.ndarray, lengths: np.ndarray, kinds: np
 
 def attach_generations(gc, cards: np.ndarray, crossing: np.ndarray, compaction: np.ndarray, *,
                        nursery_end: int, crossing_top: int, tenure_age: int,
-                       copy_order: int) -> None:
+                       copy_order: int, promoted: tuple[int, int] = (0, 0)) -> None:
     """Give an ``ha_collector`` the generational plan's state: its card table (uint8), crossing
     map (uint32, one entry per card) and compaction table (uint64, two per card, zeroed),
-    which the caller keeps alive across the call, and its policy. C checks the rest."""
+    which the caller keeps alive across the call, its policy, and its promotion estimate
+    (``promoted``: the average bytes a minor collection promotes, and their deviation).
+    C checks the rest."""
     if not len(cards) == len(crossing) == len(compaction) // 2:
         raise InvalidArgument("the card table, crossing map and compaction table must have "
                               "one entry per card (two for the compaction table)")
@@ -720,13 +728,17 @@ def attach_generations(gc, cards: np.ndarray, crossing: np.ndarray, compaction: 
     state.ncards = len(cards)
     state.nursery_end, state.crossing_top = nursery_end, crossing_top
     state.tenure_age, state.copy_order = tenure_age, copy_order
+    state.promoted_average, state.promoted_deviation = promoted
 
 
-def generations_state(gc) -> tuple[int, int, int]:
-    """``(crossing_top, minor_collections, full_collections)`` of an ``ha_collector``: the
-    collections are those of the calls made on this struct."""
+def generations_state(gc) -> dict[str, int]:
+    """What the calls made on an ``ha_collector`` changed in its generational state:
+    ``crossing_top``, the promotion estimate (``promoted_average``, ``promoted_deviation``),
+    and the ``minor_collections``, ``full_collections`` and ``promotion_failures`` they ran."""
     state = gc.generations
-    return int(state.crossing_top), int(state.minor_collections), int(state.full_collections)
+    return {name: int(getattr(state, name)) for name in (
+        "crossing_top", "promoted_average", "promoted_deviation", "minor_collections",
+        "full_collections", "promotion_failures")}
 
 
 def collect_young(gc, roots: np.ndarray) -> tuple[int, object]:

@@ -76,7 +76,8 @@ def check_heap(plan, roots: np.ndarray) -> list[ha.Obj]:
 
 
 def collect(plan, roots: np.ndarray, kind: str) -> None:
-    """A minor or full collection, checked against the graph it started from."""
+    """A minor or full collection, or the one the plan's policy picks when the nursery
+    fills ("slow"), checked against the graph it started from."""
     objects = plan.objects
     before = objects.shape(roots)
     live = objects.reachable(roots)
@@ -87,6 +88,15 @@ def collect(plan, roots: np.ndarray, kind: str) -> None:
                         for _ in objects.objects(space.name))
     live_bytes = sum(obj.size_words * 8 for obj in live)
     full_before = plan.full_collections
+    if kind == "slow":
+        failures_before = plan.promotion_failures
+        stats = plan.collect_for(roots)
+        if plan.promotion_failures > failures_before:  # a full collection followed at once
+            assert plan.full_collections == full_before + 1
+        if plan.full_collections > full_before:
+            assert plan.nursery.used == plan.survivors.used == 0
+            assert not plan.cards.dirty
+        assert plan.nursery.used == 0
     if kind == "minor":
         try:
             stats = plan.minor(roots)
@@ -114,7 +124,7 @@ STORE = st.tuples(st.just("store"), st.integers(0, 1 << 30), st.integers(0, 1 <<
 #: Weighted toward what a remembered set must get right: stores, then minor collections.
 STEP = st.one_of(ALLOC, ALLOC, STORE, STORE, STORE, st.tuples(st.just("drop"), st.integers()),
                  st.tuples(st.just("minor")), st.tuples(st.just("minor")),
-                 st.tuples(st.just("full")))
+                 st.tuples(st.just("slow")), st.tuples(st.just("full")))
 
 
 def store(plan, reach: list[ha.Obj], source: int, slot: int, target: int) -> None:
@@ -177,7 +187,7 @@ def test_programs_of_allocations_stores_and_drops_keep_their_graph(steps, encodi
                 store(plan, reach, *step[1:])
             elif step[0] == "drop" and roots:
                 del roots[step[1] % len(roots)]
-            elif step[0] in ("minor", "full"):
+            elif step[0] in ("minor", "slow", "full"):
                 array = np.array(roots, dtype=np.uint64)
                 collect(plan, array, step[0])
                 roots = [int(r) for r in array]
@@ -381,14 +391,61 @@ def test_the_drivers_give_the_semispace_checks(encoding) -> None:
         assert plan.minor_collections > 0
 
 
-def test_a_tight_heap_shrinks_the_nursery_and_collects_in_full() -> None:
-    """With the old space nearly full, the nursery is shortened so that every minor
-    collection can promote all it holds, and a full collection runs when it cannot."""
+def promotion_failure_setup(plan, filler_live: bool) -> np.ndarray:
+    """A nursery list of 8000 objects and an old space with room for half of it, filled
+    with a list that is garbage unless ``filler_live``; the roots."""
+    lists = workloads.linked_list(plan.objects, 8000, space="nursery")
+    node = plan.nursery.used // 8000
+    room_left = plan.nursery.used // 2
+    filler = workloads.linked_list(plan.objects, (plan.old.end - plan.old.top - room_left)
+                                   // node, space="old")
+    assert plan.old.end - plan.old.top < plan.nursery.used  # a minor cannot promote it all
+    return np.concatenate([filler.roots, lists.roots]) if filler_live else lists.roots
+
+
+def test_a_promotion_failure_keeps_objects_in_place_and_a_full_collection_follows() -> None:
+    """The old space has room for what minor collections promoted lately (no estimate yet)
+    but not for this one: the objects it cannot take stay where they were, the minor
+    collection completes, and a full collection moves everything live into the old space."""
+    with ha.Heap("1M", name="gen-promotion-failure") as heap:
+        plan = plan_over(heap, tenure_age=1)  # every survivor is promoted
+        roots = promotion_failure_setup(plan, filler_live=False)
+        before = plan.objects.shape(roots)
+        plan.collect_for(roots)
+        assert plan.promotion_failures == 1 and plan.full_collections == 1
+        assert plan.objects.shape(roots) == before
+        assert plan.nursery.used == plan.survivors.used == 0
+        reachable = check_heap(plan, roots)
+        assert not any(obj.marked or obj.forwarded for obj in reachable)
+        assert all(plan.old.contains(obj.offset) for obj in reachable)
+        average, deviation = plan.promoted_estimate
+        assert average > 0 and deviation > 0
+
+
+def test_a_promotion_failure_with_too_much_live_data_keeps_the_graph_whole() -> None:
+    """When even the full collection cannot fit what is live, SpaceFull is raised and the
+    graph is whole: the objects kept in place have their own words back."""
+    with ha.Heap("1M", name="gen-promotion-full") as heap:
+        plan = plan_over(heap, tenure_age=1)
+        roots = promotion_failure_setup(plan, filler_live=True)
+        before = plan.objects.shape(roots)
+        with pytest.raises(SpaceFull):
+            plan.collect_for(roots)
+        assert plan.promotion_failures == 1
+        assert plan.objects.shape(roots) == before
+        collectors.verify(plan.objects, roots, spaces=[space.name for space in plan.spaces])
+        assert not any(obj.marked or obj.forwarded for obj in plan.objects.reachable(roots))
+
+
+def test_a_tight_heap_collects_in_full() -> None:
+    """With the old space nearly full, the policy collects in full, and a promotion
+    failure is handled: binary-trees completes with its checks."""
     with ha.Heap("12M", name="gen-tight") as heap:
         plan = plan_over(heap)
         run = drivers.binary_trees(plan, 16)
         assert run.checks == drivers.expected_binary_trees_checks(16)
         assert plan.full_collections > 0 and plan.minor_collections > 0
+        check_heap(plan, np.zeros(0, dtype=np.uint64))
     with ha.Heap("8M", name="gen-small") as heap, pytest.raises(SpaceFull):
         drivers.binary_trees(plan_over(heap), 16)  # the stretch tree alone is 6 MiB
 

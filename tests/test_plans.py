@@ -76,14 +76,28 @@ def test_collections_preserve_the_reachable_graph(plans, graph, encoding, name) 
     roots = lay_out(plan, graph)
     objects = plan.objects
     before, reachable = objects.shape(roots), objects.reachable(roots)
-    for _ in range(3):
-        stats = plan.collect(roots)
+    for collect in (plan.collect, plan.collect, plan.collect_for, plan.collect_for):
+        stats = collect(roots)
         assert stats.objects <= len(reachable)  # nothing unreachable is moved or marked
         assert objects.shape(roots) == before
         assert in_plan_spaces(plan, roots)
         collectors.verify(objects, roots, spaces=[space.name for space in plan.spaces])
         live = sum(collectors.walk(objects, space.name).objects for space in plan.spaces)
         assert live >= len(reachable)
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_collect_for_refuses_what_no_collection_can_make_room_for(plans, name) -> None:
+    plan = plans[name, "offset"]
+    plan.reset()
+    roots = workloads.linked_list(plan.objects, 100, space=plan.allocation_space.name).roots
+    before = plan.objects.shape(roots)
+    with pytest.raises(SpaceFull):
+        plan.collect_for(roots, HEAP)
+    assert plan.objects.shape(roots) == before
+    for bad in (-1, 1 << 63, 1.5, "8"):
+        with pytest.raises(InvalidArgument):
+            plan.collect_for(roots, bad)
 
 
 @pytest.mark.parametrize("name", PLANS)

@@ -103,13 +103,24 @@ class Generational(Plan):
         self._crossing_top = 0
         self._tenure_age = DEFAULT_TENURE_AGE
         self._copy_order = DEFAULT_COPY_ORDER
-        self._minor_collections = self._full_collections = 0
+        self._minor_collections = self._full_collections = self._promotion_failures = 0
+        self._promoted = (0, 0)  # the promotion estimate: average bytes, and deviation
 
     nursery = read_only("_nursery", "Where the mutator allocates.")
     old = read_only("_old", "Where survivors are promoted, compacted by full collections.")
     cards = read_only("_cards", "The remembered set: a CardTable of CARD_BYTES cards.")
     minor_collections = read_only("_minor_collections", "Minor collections so far.")
     full_collections = read_only("_full_collections", "Full collections so far.")
+    promotion_failures = read_only(
+        "_promotion_failures", "Minor collections the old space ran out during (each kept "
+        "what it could not promote in place, and a full collection followed).")
+
+    @property
+    def promoted_estimate(self) -> tuple[int, int]:
+        """``(average, deviation)`` of the bytes a minor collection promotes (weighted 10%):
+        a minor collection runs when the old space has room for ``average + 3 * deviation``
+        or for every young object, a full collection otherwise (HotSpot Serial's policy)."""
+        return self._promoted
 
     layout = staticmethod(generational_layout)
 
@@ -169,14 +180,18 @@ class Generational(Plan):
         native.attach_generations(gc, self._cards.cards, self._crossing, self._compaction,
                                   nursery_end=self._nursery.end,
                                   crossing_top=self._crossing_top, tenure_age=self._tenure_age,
-                                  copy_order=COPY_ORDERS[self._copy_order])
+                                  copy_order=COPY_ORDERS[self._copy_order],
+                                  promoted=self._promoted)
         return gc
 
     def from_native(self, gc) -> None:
         super().from_native(gc)
-        self._crossing_top, minor, full = native.generations_state(gc)
-        self._minor_collections += minor  # C counts the collections of one call
-        self._full_collections += full
+        state = native.generations_state(gc)
+        self._crossing_top = state["crossing_top"]
+        self._promoted = state["promoted_average"], state["promoted_deviation"]
+        self._minor_collections += state["minor_collections"]  # C counts one call's
+        self._full_collections += state["full_collections"]
+        self._promotion_failures += state["promotion_failures"]
 
     def write(self, obj: Obj, slot: int, target: Obj | None) -> None:
         """``obj.refs[slot] = target`` through the write barrier: dirties the slot's card."""

@@ -19,7 +19,7 @@ from typing import ClassVar, TypeVar
 import numpy as np
 
 from .. import native
-from ..backing import read_only
+from ..backing import read_only, require_int
 from ..errors import InvalidArgument
 from ..native import LoopStats
 from ..objects import ObjectHeap, Space, require_object_heap, roots_array, view_of
@@ -105,6 +105,16 @@ class Plan(ABC):
         e.g. a read-only alias, as a concurrent copier would.
         """
         return self._run_collection(native.collect, roots, through)
+
+    def collect_for(self, roots: np.ndarray, nbytes: int = 0) -> LoopStats:
+        """Make room for an allocation of ``nbytes`` in the allocation space, as the drivers do
+        when it fills: the plan's policy picks the collection (for the generational plan, a
+        minor or a full one). ``roots`` are updated in place; SpaceFull if no collection can
+        make that room."""
+        nbytes = require_int(nbytes, "nbytes")
+        if not 0 <= nbytes < 1 << 63:
+            raise InvalidArgument(f"nbytes must be in 0..2**63 - 1, got {nbytes}")
+        return self._run_collection(lambda gc, r: native.collect_for(gc, r, nbytes), roots, None)
 
     def _run_collection(self, call, roots: np.ndarray, through: View | None) -> LoopStats:
         """Run ``call(gc, roots)``, a wrapper of a collection hook in native.py, on this plan's
