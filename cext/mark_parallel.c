@@ -4,8 +4,9 @@
  * each object is marked, counted and scanned by one thread. The roots are
  * dealt out round-robin.
  *
- * The grey stack is the thread's own, with no atomics: every SHARE_EVERY
- * pops, if another thread is idle and this one's work-stealing deque is
+ * The grey stack is the thread's own, with no atomics; a grey object leaves it
+ * through the scan queue (marking.h), as in the single-thread mark. Every
+ * SHARE_EVERY pops, if another thread is idle and this one's work-stealing deque is
  * empty, it moves the newest half of its stack (at most SHARE_MOST) there,
  * for the idle ones to steal. A stack that fills drops the push and flags an
  * overflow, as the single-thread one does: once the team is done, the
@@ -52,10 +53,12 @@ static void mark_worker(ha_worker *w)
     unsigned pops = 0;
     while (!rc) {
         while (!rc && !ha_team_stopped(team)) {
-            if (m.depth) {
+            if (m.depth && m.ahead_count < SCAN_AHEAD) {
                 if (++pops % SHARE_EVERY == 0)
                     share(&m, team);
-                rc = scan_grey(&m, m.stack[--m.depth], 1);
+                queue_for_scan(&m); /* share leaves one at least */
+            } else if (m.ahead_count) {
+                rc = scan_oldest(&m, 1);
             } else if (ha_deque_take(m.deque, &ref)) {
                 rc = scan_grey(&m, ref, 1);
             } else if (m.queued) {

@@ -9,27 +9,6 @@
  * an object start, and not a payload word that looks like one, takes a walk of
  * the heap to know; verify does that walk, mark does not. */
 
-/* Move the top of the stack into the scan queue, prefetching its slots: its
- * header is in cache (grey() just read it), its slots may not be. */
-static inline __attribute__((always_inline)) void queue_for_scan(struct marker *m)
-{
-    ha_ref ref = m->stack[--m->depth];
-    ha_off off = 0;
-    uint64_t header, *obj = grey_object(m, ref, &off, &header);
-    uint64_t last = ha_nrefs(header) < ha_words(header) ? ha_nrefs(header) : 0;
-    __builtin_prefetch(obj + (last < 8 ? last : 8));
-    m->ahead[(m->ahead_head + m->ahead_count++) % SCAN_AHEAD] = ref;
-}
-
-/* Scan the oldest object of the scan queue, which must hold one. */
-static inline __attribute__((always_inline)) int scan_oldest(struct marker *m)
-{
-    ha_ref ref = m->ahead[m->ahead_head];
-    m->ahead_head = (m->ahead_head + 1) % SCAN_AHEAD;
-    m->ahead_count--;
-    return scan_grey(m, ref, 0);
-}
-
 /* Scan the stack and both queues empty. The state is copied into a local for
  * the loop: stores into the heap cannot alias a local whose address stays here. */
 static int drain(struct marker *state)
@@ -40,7 +19,7 @@ static int drain(struct marker *state)
         if (m.depth && m.ahead_count < SCAN_AHEAD)
             queue_for_scan(&m);
         else
-            rc = m.ahead_count ? scan_oldest(&m) : follow_oldest(&m, 0);
+            rc = m.ahead_count ? scan_oldest(&m, 0) : follow_oldest(&m, 0);
     }
     *state = m;
     return rc;
