@@ -132,7 +132,9 @@ int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, 
         free(c.verify_bitmap);
         return ha_end(st, rc);
     }
+    uint64_t cpu_started = ha_thread_cpu_ns();
     rc = ops ? collect_beside(&c) : HA_OK;
+    c.counts.collector_cpu_ns = ha_thread_cpu_ns() - cpu_started;
     if (rc) /* a parked mutator sees the failure and stops */
         ha_conc_release_mutator(&c);
     pthread_join(mutator, NULL);

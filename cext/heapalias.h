@@ -327,6 +327,9 @@ typedef struct ha_concurrent_run {
     uint64_t collections;
     uint64_t started_ns, mutator_ns;  /* the mutator's start (CLOCK_MONOTONIC), wall time */
     uint64_t collector_ns;            /* the collector's time inside cycles */
+    uint64_t mutator_cpu_ns;          /* the mutator thread's CPU time: below mutator_ns by
+                                         its waits, and by the time it waited for a CPU */
+    uint64_t collector_cpu_ns;        /* the collector thread's, over the run */
     uint64_t bytes_relocated, objects_relocated;
     uint64_t slow_paths;              /* barrier slow paths the mutator took */
     uint64_t stalls;                  /* every stall, recorded or not */

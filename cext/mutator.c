@@ -273,9 +273,11 @@ void *ha_mutator_main(void *conc)
                         .end = c->gc->spaces[0].end, .rng = mix->seed | 1,
                         .identity = mix->first_identity};
     m.counts.started_ns = ha_now_ns();
+    uint64_t cpu_started = ha_thread_cpu_ns();
     int rc = c->design == &ha_design_colored ? program(&m, 1) : program(&m, 0);
     ha_conc_fail(c, rc);
     m.counts.mutator_ns = ha_now_ns() - m.counts.started_ns;
+    uint64_t cpu_ns = ha_thread_cpu_ns() - cpu_started;
     m.counts.operations = HA_ATOMIC_LOAD(&c->operations);
     if (!m.relocating)
         c->gc->spaces[0].top = m.top;
@@ -289,6 +291,7 @@ void *ha_mutator_main(void *conc)
     run->allocations = m.counts.allocations;
     run->started_ns = m.counts.started_ns;
     run->mutator_ns = m.counts.mutator_ns;
+    run->mutator_cpu_ns = cpu_ns;
     run->slow_paths = m.counts.slow_paths;
     run->stalls = m.counts.stalls;
     HA_ATOMIC_STORE(&c->done, 1);

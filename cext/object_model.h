@@ -371,6 +371,14 @@ static inline uint64_t ha_now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
 }
 
+/* The calling thread's CPU time. */
+static inline uint64_t ha_thread_cpu_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
 /* Start a loop: clear the stats and validate the heap description. */
 static inline int ha_begin(const ha_heap *h, ha_stats *st)
 {

@@ -66,6 +66,9 @@ def test_a_design_reads_and_leaves_what_the_reference_run_does(plans, mix, colle
         reference.operations, reference.loads, reference.stores, reference.allocations)
     assert run.collections == collections and reference.collections == 0
     assert run.complete
+    for r in (run, reference):  # CPU time never exceeds the wall time it was taken over
+        assert 0 < r.mutator_cpu_ns <= r.mutator_ns + 10**6 and 0 < r.mutator_on_cpu <= 1
+    assert run.collector_cpu_ns > 0 or not collections
     if design == "stw":
         assert run.stall_count <= collections and not run.slow_paths  # late cycles stall nobody
 
@@ -253,6 +256,7 @@ def test_the_cli_runs_every_design_side_by_side(tmp_path) -> None:
     assert set(rows) == {(d, p) for d in ("stw", "colored", "masked") for p in ("cold", "steady")}
     assert all(r["checksums_equal"] and r["collections"] == 4 for r in rows.values())
     assert set(rows["colored", "steady"]["mmu"]) == {"0.1ms", "1ms", "10ms"}
+    assert all(0 < r["mutator_on_cpu"] <= 1 for r in rows.values())
     assert "barrier_fast_path" in rows["masked", "steady"] and plot.stat().st_size > 10_000
     table = CliRunner().invoke(cli.main, [*args, "--design", "colored"])
     assert table.exit_code == 0 and "colored" in table.output and "stw" not in table.output

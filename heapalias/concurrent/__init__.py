@@ -88,6 +88,8 @@ class ConcurrentRun:
     started_ns: int
     mutator_ns: int
     collector_ns: int
+    mutator_cpu_ns: int
+    collector_cpu_ns: int
     bytes_relocated: int
     objects_relocated: int
     slow_paths: int
@@ -102,6 +104,12 @@ class ConcurrentRun:
     @property
     def operations_per_s(self) -> float:
         return self.operations / (self.mutator_ns / 1e9) if self.mutator_ns else float("inf")
+
+    @property
+    def mutator_on_cpu(self) -> float:
+        """The share of its wall time the mutator thread ran on a CPU: it spins at its
+        safepoints, so below 1 by the time it waited for a CPU (the machine was shared)."""
+        return min(self.mutator_cpu_ns / self.mutator_ns, 1.0) if self.mutator_ns else 1.0
 
     def pauses(self) -> dict[str, float]:
         """Stall count and p50/p99/p99.9/max in microseconds (zeros with no stall)."""
@@ -190,6 +198,7 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
         design, mix, int(result.checksum), int(result.operations), int(result.loads),
         int(result.stores), int(result.allocations), int(result.collections),
         int(result.started_ns), int(result.mutator_ns), int(result.collector_ns),
+        int(result.mutator_cpu_ns), int(result.collector_cpu_ns),
         int(result.bytes_relocated), int(result.objects_relocated), int(result.slow_paths),
         int(result.stalls), stalls[:recorded].copy())
 

@@ -66,6 +66,7 @@ class DesignStudy:
             "reference_operations_per_s": statistics.median(f.operations_per_s for f in refs),
             "collections": statistics.median(r.collections for r in runs),
             "collector_ms": statistics.median(r.collector_ns / 1e6 for r in runs),
+            "mutator_on_cpu": min(r.mutator_on_cpu for r in runs + refs),  # the worst run
             "relocated_mb": statistics.median(r.bytes_relocated / 2**20 for r in runs),
             "complete_logs": all(r.complete for r in runs),
         }
