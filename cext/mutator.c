@@ -136,10 +136,11 @@ static __attribute__((noinline)) ha_ref heal(struct mutator *m, uint64_t *slot, 
 
 /* What the barrier tests a reference against, in locals: the mutator's state
  * escapes to the slow path, so the compiler would reload it from memory after
- * every store into the heap. A reference is good iff (ref - base) >> shift is 0. */
+ * every store into the heap. A reference is good iff ref - base < span, one
+ * unsigned compare (a shift by a variable count would also tie up %cl). */
 struct good {
     uint64_t base; /* where the good color's view begins */
-    uint32_t shift;
+    uint64_t span; /* its length: 1 << the heap's color shift */
 };
 
 /* Every reference the program loads from the heap. 0 is null, or a failure
@@ -149,7 +150,7 @@ struct good {
 ALWAYS_INLINE ha_ref load_ref(struct mutator *m, uint64_t *slot, const struct good *good)
 {
     ha_ref ref = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (good && ref && __builtin_expect((ref - good->base) >> good->shift != 0, 0))
+    if (good && ref && __builtin_expect(ref - good->base >= good->span, 0))
         ref = heal(m, slot, ref);
     return ref;
 }
@@ -168,7 +169,7 @@ ALWAYS_INLINE int operation(struct mutator *m, int colored)
 {
     const ha_mutator_mix *mix = m->c->mix;
     const struct good colors = {m->h.ref_base + ((uint64_t)m->h.store_color << m->h.shift),
-                                m->h.shift};
+                                1ULL << m->h.shift};
     const struct good *good = colored ? &colors : NULL; /* NULL: no barrier */
     uint64_t roll = next_random(m) % 1000;
     int kind = roll < mix->store_permille ? STORE
