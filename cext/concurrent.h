@@ -68,7 +68,7 @@ struct ha_conc {
     uint32_t done;        /* the mutator has finished (or failed) */
     int32_t failed;       /* the first HA_ERR_* either thread hit, 0 while none */
 
-    /* The mutator's progress (for the schedule), written every operation. */
+    /* The mutator's progress (for the schedule), written every few operations. */
     HA_LINE uint64_t operations;
 
     /* To-space's top, bumped by both threads at every copy and allocation. */
