@@ -28,12 +28,18 @@ typedef struct ha_design_ops {
     int (*prepare)(struct ha_conc *c);
     /* One collection cycle, on the collector thread. HA_OK or an HA_ERR_* code. */
     int (*cycle)(struct ha_conc *c);
+    /* After the last cycle, on every path (a failure, prepare's own too), before the
+     * mutator is joined (NULL: nothing to do): release what prepare and the cycles
+     * hold, and leave the mutator nothing it could block on. */
+    void (*finish)(struct ha_conc *c);
 } ha_design_ops;
 
 struct ha_conc {
     ha_collector *gc;             /* spaces[0] is where the mutator allocates */
     const ha_design_ops *design;  /* NULL: no collection at all (the reference run) */
     const ha_mutator_mix *mix;
+    const ha_trap_view *trap; /* the page-trap designs' collector view; NULL otherwise */
+    void *design_state;   /* what a design's prepare made, for its cycles and finish */
     ha_ref *roots;
     size_t nroots;
     ha_concurrent_run *run;
@@ -46,9 +52,12 @@ struct ha_conc {
     int32_t failed;       /* the first HA_ERR_* either thread hit, 0 while none */
     uint64_t operations;  /* operations the mutator has completed (for the schedule) */
 
-    /* Stall records: the mutator writes them, the caller reads them after the join. */
+    /* Stall records: the mutator writes them (and a page-trap collector, the stalls it
+     * makes the mutator suffer), each claiming its record by bumping `stall_count`;
+     * the caller reads them after the join. */
     ha_stall *stalls;
     size_t stall_capacity;
+    uint64_t stall_count;
 
     ha_stats *st;         /* the collector's error details */
     uint64_t *verify_bitmap; /* for mix->verify: one bit per heap word */
@@ -62,6 +71,12 @@ struct ha_conc {
     uint32_t relocating;
     ha_off from_start, from_top, to_start, to_end;
     uint64_t to_top;
+    /* The minor design hands the mutator to-space in chunks (its own pages, which
+     * no copy shares): while relocating, [to_top, to_end) is the current chunk, and
+     * the mutator raises `need_chunk` and waits for the collector to clear it with
+     * a new one (or to stop it at a safepoint). */
+    uint32_t refills_chunks;
+    uint32_t need_chunk;
     uint64_t mutator_bytes_relocated, mutator_objects_relocated; /* written after its run */
 };
 
@@ -116,6 +131,9 @@ static inline int ha_has_color(const ha_heap *h, ha_ref ref, uint32_t good)
  * the mutator parked. A failure is the run's. */
 int ha_conc_verify(struct ha_conc *c);
 
+/* Record a stall of `kind` that began at `start` and ends now (either thread). */
+void ha_conc_record_stall(struct ha_conc *c, uint64_t start, uint32_t kind);
+
 /* Stop the mutator at its next safepoint; 1 once it is parked, 0 if it has
  * finished (or failed) instead, so the pause runs without it. */
 int ha_conc_stop_mutator(struct ha_conc *c);
@@ -128,5 +146,6 @@ void *ha_mutator_main(void *conc);
 /* ---- designs ---- */
 extern const ha_design_ops ha_design_stw;
 extern const ha_design_ops ha_design_colored;
+extern const ha_design_ops ha_design_minor;
 
 #endif

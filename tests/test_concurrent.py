@@ -250,7 +250,8 @@ def test_the_cli_runs_every_design_side_by_side(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output[:result.output.rindex("}") + 1])
     rows = {(r["design"], r["phase"]): r for r in data["results"]}
-    assert set(rows) == {(d, p) for d in ("stw", "colored", "masked") for p in ("cold", "steady")}
+    assert set(rows) == {(d, p) for d in ("stw", "colored", "masked", "minor")
+                         for p in ("cold", "steady")}
     assert all(r["checksums_equal"] and r["collections"] == 4 for r in rows.values())
     assert set(rows["colored", "steady"]["mmu"]) == {"0.1ms", "1ms", "10ms"}
     assert "barrier_fast_path" in rows["masked", "steady"] and plot.stat().st_size > 10_000

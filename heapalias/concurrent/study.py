@@ -67,6 +67,7 @@ class DesignStudy:
             "collections": statistics.median(r.collections for r in runs),
             "collector_ms": statistics.median(r.collector_ns / 1e6 for r in runs),
             "relocated_mb": statistics.median(r.bytes_relocated / 2**20 for r in runs),
+            "faults": statistics.median(r.faults for r in runs),
             "complete_logs": all(r.complete for r in runs),
         }
         barrier = self._phase(self.barrier_only, cold)

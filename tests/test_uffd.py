@@ -1,0 +1,221 @@
+"""userfaultfd: the probe, the relocation calls, and the page-trap design ``minor``, whose
+mutator has no barrier: every to-space page it may touch before the collector has
+scanned it traps to the collector. The checksum, verify and the shape must equal the
+no-collection run's, the trap path must really run, and no failure may leave the mutator
+blocked, a range registered, or an fd or mapping behind."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import heapalias as ha
+from heapalias import collectors, native, uffd
+from heapalias import concurrent as cc
+from heapalias.concurrent.metrics import STALL_KINDS
+from heapalias.native import lib
+
+from conftest import mapping_count, open_fds, run_isolated
+
+FAULT = STALL_KINDS.index("fault")
+
+
+def test_the_missing_uapi_constants_have_the_kernels_values() -> None:
+    """Linux 6.1 headers lack some of them; uffd_abi.h supplies the kernel's uapi values."""
+    assert lib.UFFD_FEATURE_MOVE == 1 << 16
+    assert (lib.UFFD_FEATURE_MINOR_SHMEM, lib.UFFD_FEATURE_MINOR_HUGETLBFS) == (1 << 10, 1 << 9)
+    assert lib.UFFDIO_REGISTER_MODE_MINOR == 1 << 2
+
+
+def test_the_probe_asks_the_kernel_and_its_answer_holds() -> None:
+    cap = uffd.capability()
+    assert set(cap.features) == set(uffd.FEATURES) and cap.usable == (cap.syscall or cap.device)
+    assert json.loads(json.dumps(cap.as_dict()))["features"] == cap.features
+    if not cap.usable:
+        with pytest.raises(ha.FeatureUnavailable) as info:
+            uffd.require("MINOR_SHMEM", "a test")
+        assert "unprivileged_userfaultfd" in info.value.remedy
+        return
+    # A feature the kernel offers can be asked for in the handshake; the answer is the same.
+    features, _ = native.uffd_features(not cap.syscall)
+    assert {name: bool(features & bit) for name, bit in uffd.FEATURES.items()} == cap.features
+    with pytest.raises(ha.FeatureUnavailable):
+        uffd.require("NO_SUCH_FEATURE", "a test")
+
+
+def test_probe_cli_reports_userfaultfd() -> None:
+    from click.testing import CliRunner
+
+    from heapalias import cli
+
+    result = CliRunner().invoke(cli.main, ["probe", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)["userfaultfd"]
+    assert set(report["features"]) == set(uffd.FEATURES) and "usable" in report
+
+
+@pytest.mark.parametrize("move", [False, True], ids=["copy", "move"])
+def test_relocation_through_a_userfaultfd_installs_the_bytes(move) -> None:
+    length = 16 << 12
+    src = native.mmap(length, lib.PROT_READ | lib.PROT_WRITE,
+                      lib.MAP_PRIVATE | lib.MAP_ANONYMOUS)
+    dst = native.mmap(length, lib.PROT_READ | lib.PROT_WRITE,
+                      lib.MAP_PRIVATE | lib.MAP_ANONYMOUS)
+    try:
+        words = np.frombuffer(native.ffi.buffer(native.ffi.cast("char *", src), length),
+                              dtype=np.uint64)
+        words[:] = np.arange(len(words), dtype=np.uint64) * 7
+        stats = native.relocate_uffd(dst, src, length, move)
+        assert stats.bytes == length
+        moved = np.frombuffer(native.ffi.buffer(native.ffi.cast("char *", dst), length),
+                              dtype=np.uint64)
+        assert (moved == np.arange(len(moved), dtype=np.uint64) * 7).all()
+        # MOVE takes the pages themselves: the source reads as fresh zero pages.
+        assert (words == 0).all() if move else (words == moved).all()
+    finally:
+        native.munmap(src, length)
+        native.munmap(dst, length)
+
+
+def test_relocation_through_a_userfaultfd_fails_typed() -> None:
+    """A destination that is not mapped: the ioctl's errno, as SyscallFailed."""
+    with pytest.raises(ha.SyscallFailed):
+        native.relocate_uffd(1 << 12, 2 << 12, 1 << 12, False)
+
+
+HEAP = 8 << 20
+OBJECTS = 5_000
+
+
+def reference_and_minor(heap, mix, collections, *, seed=1, delay=0, objects=OBJECTS):
+    plan = cc.plan_for(heap, "minor")
+    runs, shapes = [], []
+    for name in ("none", "minor"):
+        roots = cc.live_graph(plan, objects, seed=seed)
+        runs.append(cc.run(plan, roots, name, mix=mix, collections=collections, verify=True,
+                           collector_delay_ns=delay if name == "minor" else 0))
+        collectors.verify(plan.objects, roots, spaces=[plan.allocation_space.name])
+        shapes.append(plan.objects.shape(roots))
+    return runs, shapes
+
+
+@pytest.fixture(params=["4k", "2m"])
+def trap_heap(request):
+    if request.param == "2m":
+        request.getfixturevalue("pool_2m")
+    with ha.Heap(HEAP, pages=request.param, name=f"minor-{request.param}") as heap:
+        yield heap
+
+
+def test_the_trap_path_runs_and_reads_what_the_reference_run_does(trap_heap) -> None:
+    """A slowed collector, so that the mutator meets pages not yet scanned: every one of
+    them faults, is scanned by the collector and mapped, and the program cannot tell."""
+    mix = cc.MutatorMix(operations=300_000, store_permille=200, alloc_permille=150, seed=4)
+    (reference, run), (expected, shape) = reference_and_minor(trap_heap, mix, 6, delay=2_000)
+    assert run.checksum == reference.checksum and shape == expected
+    assert run.collections == 6 and run.faults > 0 and run.pages_exposed > 0
+    assert (run.stalls["kind"] == FAULT).sum() == run.faults
+    starts, ends = run.stalls["start_ns"], run.stalls["start_ns"] + run.stalls["ns"]
+    assert (starts[1:] >= ends[:-1]).all()  # one mutator: its stalls never overlap
+
+
+@settings(max_examples=12, deadline=None)
+@given(operations=st.integers(1, 30_000), store=st.integers(0, 500), alloc=st.integers(0, 300),
+       path=st.integers(1, 16), seed=st.integers(0, (1 << 64) - 1),
+       collections=st.integers(0, 10), delay=st.sampled_from([0, 0, 500, 5_000]))
+def test_minor_matches_the_reference_under_any_mix(operations, store, alloc, path, seed,
+                                                   collections, delay) -> None:
+    mix = cc.MutatorMix(operations=operations, store_permille=store, alloc_permille=alloc,
+                        path_length=path, seed=seed)
+    with ha.Heap(HEAP, name="minor-hypothesis") as heap:
+        (reference, run), (expected, shape) = reference_and_minor(heap, mix, collections,
+                                                                  seed=seed % 97, delay=delay)
+    assert run.checksum == reference.checksum and shape == expected
+    assert run.collections == collections
+
+
+def test_a_hundred_collections_with_traps() -> None:
+    mix = cc.MutatorMix(operations=120_000, alloc_permille=100, seed=11)
+    with ha.Heap(HEAP, name="minor-stress") as heap:
+        (reference, run), (expected, shape) = reference_and_minor(heap, mix, 100, delay=300)
+    assert run.collections == 100 and run.checksum == reference.checksum and shape == expected
+    assert run.faults > 0
+
+
+def fail_mid_cycle() -> None:
+    """Corrupt from-space objects the scan meets after the flip, with a slowed collector, so
+    that the mutator is likely blocked on a trap when the collector fails."""
+    with ha.Heap(HEAP, name="minor-fail") as heap:
+        plan = cc.plan_for(heap, "minor")
+        roots = cc.live_graph(plan, 20_000, seed=2)
+        for obj in list(plan.objects.objects(plan.allocation_space.name))[1000::400]:
+            plan.objects.words[obj.offset // 8] = 0xBAD
+        with pytest.raises(ha.HeapCorruption):
+            cc.run(plan, roots, "minor", mix=cc.MutatorMix(operations=2_000_000, seed=2),
+                   collections=4, collector_delay_ns=2_000)
+        # Every page reads, the trapped ones too: nothing is left registered.
+        assert int(heap.view.array(np.uint64).sum(dtype=np.uint64)) >= 0
+
+
+def test_a_failing_collector_leaves_nothing_behind() -> None:
+    fail_mid_cycle()  # glibc keeps the first thread's stack and arena for the next ones
+    before = (threading.active_count(), open_fds(), mapping_count())
+    for _ in range(3):
+        fail_mid_cycle()
+    with ha.Heap(HEAP, name="minor-leaks") as heap:
+        reference_and_minor(heap, cc.MutatorMix(operations=20_000, seed=3), 5, delay=1_000)
+    assert (threading.active_count(), open_fds(), mapping_count()) == before
+
+
+def test_touching_the_heap_after_a_failed_or_finished_run_never_hangs() -> None:
+    """In a child with a timeout: a hang there fails the test instead of the suite."""
+    proc = run_isolated("""
+        import numpy as np
+        import heapalias as ha
+        from heapalias import concurrent as cc
+        with ha.Heap(8 << 20) as heap:
+            plan = cc.plan_for(heap, "minor")
+            roots = cc.live_graph(plan, 20_000, seed=2)
+            cc.run(plan, roots, "minor", mix=cc.MutatorMix(operations=50_000), collections=3)
+            words = heap.view.array(np.uint64)
+            total = int(words.sum(dtype=np.uint64))  # a read of every page
+            idle = plan.spaces[1]
+            words[idle.start // 8:idle.end // 8:512] += 1  # a write to every page it holds
+            for obj in list(plan.objects.objects(plan.allocation_space.name))[500::300]:
+                plan.objects.words[obj.offset // 8] = 0xBAD
+            try:
+                cc.run(plan, roots, "minor", mix=cc.MutatorMix(operations=10**6),
+                       collections=4, collector_delay_ns=2_000)
+            except ha.HeapCorruption:
+                pass
+            print("sum", int(words.sum(dtype=np.uint64)) - total > 0)
+    """, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "sum True" in proc.stdout
+
+
+@pytest.mark.filterwarnings("ignore::heapalias.HeapAliasWarning")  # shmem THP may be off
+@pytest.mark.parametrize("make", [
+    lambda: ha.Heap(HEAP, backing="anon"),
+    lambda: ha.Heap(HEAP, backing="private"),
+    lambda: ha.Heap(HEAP, pages="thp"),
+    lambda: ha.Heap(1 << 16),
+])
+def test_minor_refuses_a_heap_it_cannot_trap(make) -> None:
+    with make() as heap, pytest.raises(ha.InvalidArgument):
+        cc.plan_for(heap, "minor")
+
+
+def test_minor_refuses_a_plan_off_the_primary_view() -> None:
+    with ha.Heap(HEAP) as heap:
+        alias = heap.alias("memfd")
+        plan = collectors.SemiSpace.over(alias)
+        roots = cc.live_graph(plan, 100)
+        with pytest.raises(ha.InvalidArgument):
+            cc.run(plan, roots, "minor")
+        alias.close()
