@@ -120,6 +120,12 @@ int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix,
     case HA_DESIGN_MINOR:
         ops = &ha_design_minor;
         break;
+    case HA_DESIGN_COPY:
+        ops = &ha_design_copy;
+        break;
+    case HA_DESIGN_MOVE:
+        ops = &ha_design_move;
+        break;
     default:
         return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
     }

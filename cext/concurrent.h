@@ -147,5 +147,7 @@ void *ha_mutator_main(void *conc);
 extern const ha_design_ops ha_design_stw;
 extern const ha_design_ops ha_design_colored;
 extern const ha_design_ops ha_design_minor;
+extern const ha_design_ops ha_design_copy;
+extern const ha_design_ops ha_design_move;
 
 #endif

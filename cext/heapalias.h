@@ -260,8 +260,11 @@ enum ha_design {
     HA_DESIGN_STW = 1,  /* stop the mutator, evacuate (Cheney), flip, resume */
     HA_DESIGN_COLORED = 2, /* relocate beside the mutator behind a colored load barrier
                              (multi-mapped colors, or masked: the heap's encoding says) */
-    HA_DESIGN_MINOR = 3   /* no barrier: the mutator's view of to-space pages not yet
+    HA_DESIGN_MINOR = 3,  /* no barrier: the mutator's view of to-space pages not yet
                              scanned traps (userfaultfd MINOR faults, design_minor.c) */
+    HA_DESIGN_COPY = 4,   /* no barrier: compaction in place, each page built and installed
+                             by UFFDIO_COPY on a MISSING fault (ART; design_copy.c) */
+    HA_DESIGN_MOVE = 5    /* the same, installed by UFFDIO_MOVE (Linux 6.8+) */
 };
 
 /* What a stall of the mutator was. */
@@ -495,7 +498,8 @@ int ha_uffd_move(int fd, uintptr_t dst, uintptr_t src, size_t length, int wake);
  * timeout_ms (0: do not wait). */
 int ha_uffd_next_fault(int fd, int timeout_ms, uint64_t *address, uint64_t *flags);
 /* Relocation through a userfaultfd (MISSING mode): UFFDIO_MOVE if `move`,
- * else UFFDIO_COPY; the relocation convention (0 or -errno, time in *st). */
+ * else UFFDIO_COPY; the relocation convention (0 or -errno; the ioctl's time,
+ * without the userfaultfd's set-up, in *st). */
 int ha_relocate_uffd(int move, uint64_t dst, uint64_t src, uint64_t length, ha_stats *st);
 /* cffi-end */
 

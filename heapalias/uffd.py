@@ -73,8 +73,9 @@ def capability() -> UffdCapability:
                           {name: bool(features & bit) for name, bit in FEATURES.items()})
 
 
-def require(feature: str, why: str) -> None:
-    """Raise FeatureUnavailable (with a remedy) unless this process can use ``feature``."""
+def require(feature: str | None, why: str) -> None:
+    """Raise FeatureUnavailable (with a remedy) unless this process can use userfaultfd
+    and ``feature`` (None: userfaultfd alone)."""
     cap = capability()
     if not cap.usable:
         raise FeatureUnavailable(
@@ -83,7 +84,18 @@ def require(feature: str, why: str) -> None:
             errno=_errno.EPERM,
             remedy="run as root, or allow it: `sysctl -w vm.unprivileged_userfaultfd=1` "
                    f"(or give this user read-write access to {DEVICE})")
-    if not cap.features.get(feature):
+    if feature is not None and not cap.features.get(feature):
         raise FeatureUnavailable(
             f"{why} needs the userfaultfd feature {feature}, which this kernel lacks",
             errno=_errno.EINVAL, remedy="run on a newer kernel (see `heapalias probe`)")
+
+
+def relocate(source, target, move: bool) -> native.LoopStats:
+    """Install the bytes of view ``source`` at view ``target`` (private anonymous 4k views
+    of one size, as a compactor's heap) through a userfaultfd: fill the source, empty the
+    target, then UFFDIO_MOVE (``move``: the pages themselves) or UFFDIO_COPY. Only the
+    ioctl is timed (the relocation bench case)."""
+    length = source.size
+    native.touch(source.address, length, 4096, True)
+    native.madvise(target.address, length, lib.MADV_DONTNEED)
+    return native.relocate_uffd(target.address, source.address, length, move)

@@ -20,7 +20,7 @@ from heapalias import concurrent as cc
 from heapalias.concurrent.metrics import STALL_KINDS
 from heapalias.native import lib
 
-from conftest import mapping_count, open_fds, run_isolated
+from conftest import mapping_count, maps_text, open_fds, run_isolated
 
 FAULT = STALL_KINDS.index("fault")
 
@@ -61,25 +61,20 @@ def test_probe_cli_reports_userfaultfd() -> None:
 
 @pytest.mark.parametrize("move", [False, True], ids=["copy", "move"])
 def test_relocation_through_a_userfaultfd_installs_the_bytes(move) -> None:
-    length = 16 << 12
-    src = native.mmap(length, lib.PROT_READ | lib.PROT_WRITE,
-                      lib.MAP_PRIVATE | lib.MAP_ANONYMOUS)
-    dst = native.mmap(length, lib.PROT_READ | lib.PROT_WRITE,
-                      lib.MAP_PRIVATE | lib.MAP_ANONYMOUS)
-    try:
-        words = np.frombuffer(native.ffi.buffer(native.ffi.cast("char *", src), length),
-                              dtype=np.uint64)
-        words[:] = np.arange(len(words), dtype=np.uint64) * 7
-        stats = native.relocate_uffd(dst, src, length, move)
-        assert stats.bytes == length
-        moved = np.frombuffer(native.ffi.buffer(native.ffi.cast("char *", dst), length),
-                              dtype=np.uint64)
-        assert (moved == np.arange(len(moved), dtype=np.uint64) * 7).all()
+    with ha.Heap(16 << 12, backing="private") as source, \
+            ha.Heap(16 << 12, backing="private") as target:
+        words, moved = source.view.array(np.uint64), target.view.array(np.uint64)
+        pattern = np.arange(len(words), dtype=np.uint64) * 7
+        native.touch(source.view.address, source.size, 4096, True)
+        words[:] = pattern
+        # uffd.relocate fills the source itself; time only the ioctl, as it does.
+        native.madvise(target.view.address, target.size, lib.MADV_DONTNEED)
+        stats = native.relocate_uffd(target.view.address, source.view.address, source.size,
+                                     move)
+        assert stats.bytes == source.size and (moved == pattern).all()
         # MOVE takes the pages themselves: the source reads as fresh zero pages.
-        assert (words == 0).all() if move else (words == moved).all()
-    finally:
-        native.munmap(src, length)
-        native.munmap(dst, length)
+        assert (words == 0).all() if move else (words == pattern).all()
+        assert uffd.relocate(source.view, target.view, move).bytes == source.size
 
 
 def test_relocation_through_a_userfaultfd_fails_typed() -> None:
@@ -118,7 +113,7 @@ def test_the_trap_path_runs_and_reads_what_the_reference_run_does(trap_heap) -> 
     mix = cc.MutatorMix(operations=300_000, store_permille=200, alloc_permille=150, seed=4)
     (reference, run), (expected, shape) = reference_and_minor(trap_heap, mix, 6, delay=2_000)
     assert run.checksum == reference.checksum and shape == expected
-    assert run.collections == 6 and run.faults > 0 and run.pages_exposed > 0
+    assert run.collections >= 6 and run.faults > 0 and run.pages_exposed > 0  # + any for room
     assert (run.stalls["kind"] == FAULT).sum() == run.faults
     starts, ends = run.stalls["start_ns"], run.stalls["start_ns"] + run.stalls["ns"]
     assert (starts[1:] >= ends[:-1]).all()  # one mutator: its stalls never overlap
@@ -162,14 +157,22 @@ def fail_mid_cycle() -> None:
         assert int(heap.view.array(np.uint64).sum(dtype=np.uint64)) >= 0
 
 
+def succeed() -> None:
+    with ha.Heap(HEAP, name="minor-leaks") as heap:
+        reference_and_minor(heap, cc.MutatorMix(operations=20_000, seed=3), 5, delay=1_000)
+
+
 def test_a_failing_collector_leaves_nothing_behind() -> None:
     fail_mid_cycle()  # glibc keeps the first thread's stack and arena for the next ones
+    succeed()
     before = (threading.active_count(), open_fds(), mapping_count())
     for _ in range(3):
         fail_mid_cycle()
-    with ha.Heap(HEAP, name="minor-leaks") as heap:
-        reference_and_minor(heap, cc.MutatorMix(operations=20_000, seed=3), 5, delay=1_000)
-    assert (threading.active_count(), open_fds(), mapping_count()) == before
+        succeed()
+    # Other mappings (an allocator's, a sanitizer's) may merge or split meanwhile; none of
+    # the heaps' views, the collector's among them, may be left.
+    assert (threading.active_count(), open_fds()) == before[:2]
+    assert mapping_count() <= before[2] and "memfd:minor-" not in maps_text()
 
 
 def test_touching_the_heap_after_a_failed_or_finished_run_never_hangs() -> None:

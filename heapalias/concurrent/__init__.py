@@ -26,6 +26,11 @@ Designs, by name (:data:`DESIGNS`):
   faults), and the collector, scanning through its own view, makes each page safe
   before mapping it (Appel, Ellis and Li's barrier; cext/design_minor.c). Faults from
   another process that attached the heap are not trapped: out of scope.
+- ``"copy"`` and ``"move"``: ART's concurrent compaction over a private anonymous heap
+  (4k pages). A pause marks, plans a sliding compaction and moves the heap's pages aside
+  (MREMAP_DONTUNMAP); the mutator's range, left empty, traps (MISSING faults), and each
+  page is built and installed whole with UFFDIO_COPY, or UFFDIO_MOVE for ``"move"``
+  (cext/design_copy.c).
 
 :func:`plan_for` lays a heap out as a design needs it.
 
@@ -50,12 +55,16 @@ from .metrics import STALL_DTYPE, mmu, pause_percentiles
 #: Every design, by name: the value is its C enum.
 DESIGNS = {"none": lib.HA_DESIGN_NONE, "stw": lib.HA_DESIGN_STW,
            "colored": lib.HA_DESIGN_COLORED, "masked": lib.HA_DESIGN_COLORED,
-           "minor": lib.HA_DESIGN_MINOR}
+           "minor": lib.HA_DESIGN_MINOR, "copy": lib.HA_DESIGN_COPY, "move": lib.HA_DESIGN_MOVE}
 #: The reference encoding each design needs (None: any).
 ENCODING = {"none": None, "stw": None, "colored": "colored", "masked": "masked",
-            "minor": "offset"}
-#: The page-trap designs: the userfaultfd feature each needs, per page size.
-TRAP_FEATURES = {"minor": {"4k": "MINOR_SHMEM", "2m": "MINOR_HUGETLBFS"}}
+            "minor": "offset", "copy": "offset", "move": "offset"}
+#: The page-trap designs: the userfaultfd feature each needs, per page size (None: only
+#: userfaultfd itself, MISSING faults on anonymous memory).
+TRAP_FEATURES = {"minor": {"4k": "MINOR_SHMEM", "2m": "MINOR_HUGETLBFS"},
+                 "copy": {"4k": None}, "move": {"4k": "MOVE"}}
+#: The backing each page-trap design's heap must have.
+TRAP_BACKING = {"minor": "memfd", "copy": "private", "move": "private"}
 #: Colors of the multi-mapped layout: a cycle moves the good color on by one.
 COLORS = 3
 
@@ -167,17 +176,20 @@ def _first_chunk_end(page: int, to_start: int) -> int:
 
 def trap_page_size(heap, design: str) -> int:
     """The page size a page-trap ``design`` traps in over ``heap``; InvalidArgument unless
-    the heap is a memfd :class:`~heapalias.heap.Heap` of a page size the design supports,
-    large enough that each semispace has pages of its own, room for the mutator's first
-    allocation chunk and some copies."""
+    the heap is a :class:`~heapalias.heap.Heap` of the design's backing
+    (:data:`TRAP_BACKING`) and a page size it supports; for ``minor``, large enough that
+    each semispace has pages of its own, room for the mutator's first allocation chunk
+    and some copies."""
     from ..heap import Heap  # heap imports objects, which this package's users import first
 
-    pages = TRAP_FEATURES[design]
-    if not isinstance(heap, Heap) or heap.backing != "memfd" or heap.pages not in pages:
+    pages, backing = TRAP_FEATURES[design], TRAP_BACKING[design]
+    if not isinstance(heap, Heap) or heap.backing != backing or heap.pages not in pages:
         raise InvalidArgument(
-            f"design {design!r} needs a memfd Heap of {' or '.join(pages)} pages, got {heap!r}",
-            remedy=f"Heap(size, backing='memfd', pages={next(iter(pages))!r})")
+            f"design {design!r} needs a {backing} Heap of {' or '.join(pages)} pages, got "
+            f"{heap!r}", remedy=f"Heap(size, backing={backing!r}, pages={next(iter(pages))!r})")
     page = heap.page_size
+    if design != "minor":  # compaction in place: any size will do
+        return page
     low, high = SemiSpace.layout(heap.size).values()
     if high[0] // page * page < -(-low[1] // page) * page or any(
             end < _first_chunk_end(page, start) + 4096 for start, end in (low, high)):
@@ -249,8 +261,9 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
             raise InvalidArgument(f"design {design!r} traps the heap's primary view; the plan "
                                   "must live there", remedy="lay it out with plan_for()")
         uffd.require(TRAP_FEATURES[design][heap.pages], f"design {design!r}")
-        collector_view = heap.alias("memfd")
-        trap = (collector_view.address, page_size)
+        if design == "minor":  # the collector's own view of the memfd
+            collector_view = heap.alias("memfd")
+            trap = (collector_view.address, page_size)
     try:
         gc = plan.to_native()
         rc, st, result = native.concurrent(gc, DESIGNS[design], fields, roots, stalls, trap)
@@ -269,6 +282,6 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
         int(result.pages_exposed))
 
 
-__all__ = ["COLORS", "DESIGNS", "ENCODING", "TRAP_FEATURES", "ConcurrentRun", "MutatorMix",
+__all__ = ["COLORS", "DESIGNS", "ENCODING", "TRAP_BACKING", "TRAP_FEATURES", "ConcurrentRun", "MutatorMix",
            "disjoint", "live_graph", "mmu", "pause_percentiles", "plan_for", "run",
            "trap_page_size"]

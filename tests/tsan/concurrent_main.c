@@ -4,8 +4,9 @@
  *
  *   concurrent_main DESIGN OPERATIONS COLLECTIONS SEED   run DESIGN (stw, colored,
  *       masked or minor) and the reference run on the same graph; exit 0 if their
- *       checksums agree. minor runs over view 0 and collects through view 1, with
- *       its collector slowed so that the mutator meets trapped pages
+ *       checksums agree. minor runs over view 0 and collects through view 1;
+ *       copy and move over a private anonymous heap; each page-trap design with
+ *       its collector slowed, so that the mutator meets trapped pages
  *   concurrent_main race                                 a deliberate data race,
  *       which TSan must report (proof the build is instrumented) */
 #include "concurrent.h"
@@ -95,6 +96,10 @@ int main(int argc, char **argv)
         encoding = HA_REF_MASKED;
     else if (!strcmp(argv[1], "minor"))
         design = HA_DESIGN_MINOR;
+    else if (!strcmp(argv[1], "copy"))
+        design = HA_DESIGN_COPY;
+    else if (!strcmp(argv[1], "move"))
+        design = HA_DESIGN_MOVE;
     else
         return 2;
     ha_mutator_mix mix = {.operations = strtoull(argv[2], NULL, 0), .seed = 7,
@@ -102,12 +107,20 @@ int main(int argc, char **argv)
                           .collections = (uint32_t)strtoul(argv[3], NULL, 0)};
     uint64_t seed = strtoull(argv[4], NULL, 0);
     uint64_t base = multimapped();
+    uintptr_t private_heap = 0;
+    int compacts = design == HA_DESIGN_COPY || design == HA_DESIGN_MOVE;
+    if (compacts && ha_mmap(0, HEAP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0,
+                            &private_heap))
+        return 3;
+    if (compacts)
+        base = private_heap;
     if (!base)
         return 3;
     ha_trap_view trap = {.collector_base = base + (1ULL << SHIFT), .page_size = 4096};
     ha_mutator_mix slowed = mix;
     if (design == HA_DESIGN_MINOR)
         slowed.collector_delay_ns = 1000;
+    /* copy and move have no delay knob: their pages are few and their faults many */
     ha_concurrent_run reference, run_with;
     if (run(base, encoding, HA_DESIGN_NONE, &mix, NULL, seed, &reference) ||
         run(base, encoding, design, &slowed, design == HA_DESIGN_MINOR ? &trap : NULL, seed,
