@@ -92,6 +92,16 @@ static inline void ha_wait_for(const uint64_t *word, uint64_t value)
     }
 }
 
+/* The knob mix->collector_delay_ns: a collector waits that long after each stale
+ * reference it fixes, so that its mutator meets more of its barrier's slow paths
+ * (or traps). */
+static inline void ha_conc_delay(const struct ha_conc *c)
+{
+    if (c->mix->collector_delay_ns)
+        for (uint64_t until = ha_now_ns() + c->mix->collector_delay_ns; ha_now_ns() < until;)
+            __builtin_ia32_pause();
+}
+
 /* Record `rc` as the run's failure, if it is the first; returns rc. */
 static inline int ha_conc_fail(struct ha_conc *c, int rc)
 {

@@ -183,6 +183,7 @@ static int build_page(struct ha_conc *c, struct compact *s, uint64_t p)
                 if (value % 8 || value / 8 >= heap_words || !bit(s->starts, value / 8))
                     return ha_conc_fail(c, ha_fail(c->st, HA_ERR_REF, 8 * (word + i), -1));
                 value = new_offset(s, value);
+                ha_conc_delay(c); /* a slowed collector: the mutator meets more traps */
             }
             s->buffer[(dest - page_start) / 8] = value;
         }

@@ -191,9 +191,7 @@ static int scan_object(struct ha_conc *c, struct minor *s, ha_off off, uint64_t 
         ha_ref moved = evacuate(c, s, ref);
         if (!moved)
             return HA_ATOMIC_LOAD(&c->failed);
-        if (c->mix->collector_delay_ns) /* a slowed collector: the mutator meets more traps */
-            for (uint64_t until = ha_now_ns() + c->mix->collector_delay_ns; ha_now_ns() < until;)
-                __builtin_ia32_pause();
+        ha_conc_delay(c); /* a slowed collector: the mutator meets more traps */
         __atomic_store_n(&obj[i], moved, __ATOMIC_RELAXED);
     }
     return HA_OK;

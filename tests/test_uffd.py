@@ -85,33 +85,39 @@ def test_relocation_through_a_userfaultfd_fails_typed() -> None:
 
 HEAP = 8 << 20
 OBJECTS = 5_000
+TRAPS = list(cc.TRAP_FEATURES)  # minor, copy, move
+#: Each page-trap design on each page size it traps.
+TRAPPED_PAGES = [(d, p) for d in TRAPS for p in cc.TRAP_FEATURES[d]]
 
 
-def reference_and_minor(heap, mix, collections, *, seed=1, delay=0, objects=OBJECTS):
-    plan = cc.plan_for(heap, "minor")
+def trap_heap(design: str, pages: str = "4k", name: str = "trap") -> ha.Heap:
+    return ha.Heap(HEAP, backing=cc.TRAP_BACKING[design], pages=pages, name=f"{name}-{design}")
+
+
+def reference_and(heap, design, mix, collections, *, seed=1, delay=0, objects=OBJECTS):
+    """The no-collection run and ``design``'s on the same graph: (runs, final shapes)."""
+    plan = cc.plan_for(heap, design)
     runs, shapes = [], []
-    for name in ("none", "minor"):
+    for name in ("none", design):
         roots = cc.live_graph(plan, objects, seed=seed)
         runs.append(cc.run(plan, roots, name, mix=mix, collections=collections, verify=True,
-                           collector_delay_ns=delay if name == "minor" else 0))
+                           collector_delay_ns=delay if name == design else 0))
         collectors.verify(plan.objects, roots, spaces=[plan.allocation_space.name])
         shapes.append(plan.objects.shape(roots))
     return runs, shapes
 
 
-@pytest.fixture(params=["4k", "2m"])
-def trap_heap(request):
-    if request.param == "2m":
+@pytest.mark.parametrize(("design", "pages"), TRAPPED_PAGES)
+def test_the_trap_path_runs_and_reads_what_the_reference_run_does(design, pages,
+                                                                  request) -> None:
+    """The mutator meets pages the collector has not made safe yet (minor's collector is
+    slowed to make sure of it): every one faults, is made safe and mapped, and the program
+    cannot tell."""
+    if pages == "2m":
         request.getfixturevalue("pool_2m")
-    with ha.Heap(HEAP, pages=request.param, name=f"minor-{request.param}") as heap:
-        yield heap
-
-
-def test_the_trap_path_runs_and_reads_what_the_reference_run_does(trap_heap) -> None:
-    """A slowed collector, so that the mutator meets pages not yet scanned: every one of
-    them faults, is scanned by the collector and mapped, and the program cannot tell."""
     mix = cc.MutatorMix(operations=300_000, store_permille=200, alloc_permille=150, seed=4)
-    (reference, run), (expected, shape) = reference_and_minor(trap_heap, mix, 6, delay=2_000)
+    with trap_heap(design, pages) as heap:
+        (reference, run), (expected, shape) = reference_and(heap, design, mix, 6, delay=2_000)
     assert run.checksum == reference.checksum and shape == expected
     assert run.collections >= 6 and run.faults > 0 and run.pages_exposed > 0  # + any for room
     assert (run.stalls["kind"] == FAULT).sum() == run.faults
@@ -119,72 +125,78 @@ def test_the_trap_path_runs_and_reads_what_the_reference_run_does(trap_heap) -> 
     assert (starts[1:] >= ends[:-1]).all()  # one mutator: its stalls never overlap
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(operations=st.integers(1, 30_000), store=st.integers(0, 500), alloc=st.integers(0, 300),
        path=st.integers(1, 16), seed=st.integers(0, (1 << 64) - 1),
-       collections=st.integers(0, 10), delay=st.sampled_from([0, 0, 500, 5_000]))
-def test_minor_matches_the_reference_under_any_mix(operations, store, alloc, path, seed,
-                                                   collections, delay) -> None:
+       collections=st.integers(0, 10), delay=st.sampled_from([0, 0, 500, 5_000]),
+       design=st.sampled_from(TRAPS))
+def test_a_trap_design_matches_the_reference_under_any_mix(operations, store, alloc, path,
+                                                           seed, collections, delay,
+                                                           design) -> None:
     mix = cc.MutatorMix(operations=operations, store_permille=store, alloc_permille=alloc,
                         path_length=path, seed=seed)
-    with ha.Heap(HEAP, name="minor-hypothesis") as heap:
-        (reference, run), (expected, shape) = reference_and_minor(heap, mix, collections,
-                                                                  seed=seed % 97, delay=delay)
+    with trap_heap(design, name="hypothesis") as heap:
+        (reference, run), (expected, shape) = reference_and(heap, design, mix, collections,
+                                                            seed=seed % 97, delay=delay)
     assert run.checksum == reference.checksum and shape == expected
     assert run.collections == collections
 
 
-def test_a_hundred_collections_with_traps() -> None:
+@pytest.mark.parametrize("design", TRAPS)
+def test_a_hundred_collections_with_traps(design) -> None:
     mix = cc.MutatorMix(operations=120_000, alloc_permille=100, seed=11)
-    with ha.Heap(HEAP, name="minor-stress") as heap:
-        (reference, run), (expected, shape) = reference_and_minor(heap, mix, 100, delay=300)
+    with trap_heap(design, name="stress") as heap:
+        (reference, run), (expected, shape) = reference_and(heap, design, mix, 100, delay=300)
     assert run.collections == 100 and run.checksum == reference.checksum and shape == expected
     assert run.faults > 0
 
 
-def fail_mid_cycle() -> None:
-    """Corrupt from-space objects the scan meets after the flip, with a slowed collector, so
-    that the mutator is likely blocked on a trap when the collector fails."""
-    with ha.Heap(HEAP, name="minor-fail") as heap:
-        plan = cc.plan_for(heap, "minor")
+def fail_mid_cycle(design: str) -> None:
+    """Corrupt objects the collector meets: minor's scan after the flip, with its collector
+    slowed, so that the mutator is likely blocked on a trap when it fails; copy's mark."""
+    with trap_heap(design, name="fail") as heap:
+        plan = cc.plan_for(heap, design)
         roots = cc.live_graph(plan, 20_000, seed=2)
         for obj in list(plan.objects.objects(plan.allocation_space.name))[1000::400]:
             plan.objects.words[obj.offset // 8] = 0xBAD
         with pytest.raises(ha.HeapCorruption):
-            cc.run(plan, roots, "minor", mix=cc.MutatorMix(operations=2_000_000, seed=2),
+            cc.run(plan, roots, design, mix=cc.MutatorMix(operations=2_000_000, seed=2),
                    collections=4, collector_delay_ns=2_000)
         # Every page reads, the trapped ones too: nothing is left registered.
         assert int(heap.view.array(np.uint64).sum(dtype=np.uint64)) >= 0
 
 
-def succeed() -> None:
-    with ha.Heap(HEAP, name="minor-leaks") as heap:
-        reference_and_minor(heap, cc.MutatorMix(operations=20_000, seed=3), 5, delay=1_000)
+def succeed(design: str) -> None:
+    with trap_heap(design, name="leaks") as heap:
+        reference_and(heap, design, cc.MutatorMix(operations=20_000, seed=3), 5, delay=1_000)
 
 
-def test_a_failing_collector_leaves_nothing_behind() -> None:
-    fail_mid_cycle()  # glibc keeps the first thread's stack and arena for the next ones
-    succeed()
+@pytest.mark.parametrize("design", TRAPS)
+def test_a_failing_collector_leaves_nothing_behind(design) -> None:
+    fail_mid_cycle(design)  # glibc keeps the first thread's stack and arena for the next ones
+    succeed(design)
     before = (threading.active_count(), open_fds(), mapping_count())
     for _ in range(3):
-        fail_mid_cycle()
-        succeed()
+        fail_mid_cycle(design)
+        succeed(design)
     # Other mappings (an allocator's, a sanitizer's) may merge or split meanwhile; none of
     # the heaps' views, the collector's among them, may be left.
     assert (threading.active_count(), open_fds()) == before[:2]
-    assert mapping_count() <= before[2] and "memfd:minor-" not in maps_text()
+    assert mapping_count() <= before[2] and "-" + design not in maps_text()
 
 
-def test_touching_the_heap_after_a_failed_or_finished_run_never_hangs() -> None:
+@pytest.mark.parametrize("design", TRAPS)
+def test_touching_the_heap_after_a_failed_or_finished_run_never_hangs(design) -> None:
     """In a child with a timeout: a hang there fails the test instead of the suite."""
-    proc = run_isolated("""
+    proc = run_isolated(f"""
         import numpy as np
         import heapalias as ha
         from heapalias import concurrent as cc
-        with ha.Heap(8 << 20) as heap:
-            plan = cc.plan_for(heap, "minor")
+        with ha.Heap(8 << 20, backing={cc.TRAP_BACKING[design]!r}) as heap:
+            plan = cc.plan_for(heap, {design!r})
             roots = cc.live_graph(plan, 20_000, seed=2)
-            cc.run(plan, roots, "minor", mix=cc.MutatorMix(operations=50_000), collections=3)
+            cc.run(plan, roots, {design!r}, mix=cc.MutatorMix(operations=50_000),
+                   collections=3)
             words = heap.view.array(np.uint64)
             total = int(words.sum(dtype=np.uint64))  # a read of every page
             idle = plan.spaces[1]
@@ -192,7 +204,7 @@ def test_touching_the_heap_after_a_failed_or_finished_run_never_hangs() -> None:
             for obj in list(plan.objects.objects(plan.allocation_space.name))[500::300]:
                 plan.objects.words[obj.offset // 8] = 0xBAD
             try:
-                cc.run(plan, roots, "minor", mix=cc.MutatorMix(operations=10**6),
+                cc.run(plan, roots, {design!r}, mix=cc.MutatorMix(operations=10**6),
                        collections=4, collector_delay_ns=2_000)
             except ha.HeapCorruption:
                 pass
@@ -203,15 +215,17 @@ def test_touching_the_heap_after_a_failed_or_finished_run_never_hangs() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::heapalias.HeapAliasWarning")  # shmem THP may be off
-@pytest.mark.parametrize("make", [
-    lambda: ha.Heap(HEAP, backing="anon"),
-    lambda: ha.Heap(HEAP, backing="private"),
-    lambda: ha.Heap(HEAP, pages="thp"),
-    lambda: ha.Heap(1 << 16),
+@pytest.mark.parametrize(("design", "make"), [
+    ("minor", lambda: ha.Heap(HEAP, backing="anon")),
+    ("minor", lambda: ha.Heap(HEAP, backing="private")),
+    ("minor", lambda: ha.Heap(HEAP, pages="thp")),
+    ("minor", lambda: ha.Heap(1 << 16)),
+    ("copy", lambda: ha.Heap(HEAP)),
+    ("move", lambda: ha.Heap(HEAP, backing="anon")),
 ])
-def test_minor_refuses_a_heap_it_cannot_trap(make) -> None:
+def test_a_trap_design_refuses_a_heap_it_cannot_trap(design, make) -> None:
     with make() as heap, pytest.raises(ha.InvalidArgument):
-        cc.plan_for(heap, "minor")
+        cc.plan_for(heap, design)
 
 
 def test_minor_refuses_a_plan_off_the_primary_view() -> None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import collectors, drivers, hprof, native, workloads
 from ..backing import format_size
+from ..concurrent import TRAP_BACKING, TRAP_FEATURES
 from ..errors import HeapAliasError, HeapAliasWarning
 from ..heap import Heap
 from ..hprof import capture
@@ -28,7 +29,6 @@ from ..probe import Combination, ProbeResult
 from ..relocation import RelocationArea
 from ..relocation import copy as copy_range
 from ..system import HUGETLB_PAGES, PAGE_SIZES
-from ..concurrent import TRAP_BACKING, TRAP_FEATURES
 from . import jvm, sweep
 
 

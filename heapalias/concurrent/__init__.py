@@ -222,9 +222,10 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
     place. A collector or mutator failure is raised as a typed error once the mutator
     thread has been joined; nothing outlives the call.
 
-    ``collector_delay_ns`` slows the colored and masked collectors down: they wait that
-    long after each stale reference they heal, so the mutator meets more of them (a
-    knob for studying the barrier's slow path; 0 runs at full speed). ``verify`` checks
+    ``collector_delay_ns`` slows the concurrent collectors down: they wait that long after
+    each stale reference they heal (colored, masked, minor) or translate (copy, move), so
+    the mutator meets more slow paths or traps (a knob for studying them; 0 runs at full
+    speed). ``verify`` checks
     the heap at the end of every cycle, with the mutator parked (every reference in the
     allocation space and the roots names an object there): HeapCorruption if not."""
     if not isinstance(plan, SemiSpace):
@@ -282,6 +283,6 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
         int(result.pages_exposed))
 
 
-__all__ = ["COLORS", "DESIGNS", "ENCODING", "TRAP_BACKING", "TRAP_FEATURES", "ConcurrentRun", "MutatorMix",
-           "disjoint", "live_graph", "mmu", "pause_percentiles", "plan_for", "run",
+__all__ = ["COLORS", "DESIGNS", "ENCODING", "TRAP_BACKING", "TRAP_FEATURES", "ConcurrentRun",
+           "MutatorMix", "disjoint", "live_graph", "mmu", "pause_percentiles", "plan_for", "run",
            "trap_page_size"]

@@ -118,9 +118,8 @@ int main(int argc, char **argv)
         return 3;
     ha_trap_view trap = {.collector_base = base + (1ULL << SHIFT), .page_size = 4096};
     ha_mutator_mix slowed = mix;
-    if (design == HA_DESIGN_MINOR)
+    if (design >= HA_DESIGN_MINOR)
         slowed.collector_delay_ns = 1000;
-    /* copy and move have no delay knob: their pages are few and their faults many */
     ha_concurrent_run reference, run_with;
     if (run(base, encoding, HA_DESIGN_NONE, &mix, NULL, seed, &reference) ||
         run(base, encoding, design, &slowed, design == HA_DESIGN_MINOR ? &trap : NULL, seed,
