@@ -153,6 +153,34 @@ void ha_conc_release_mutator(struct ha_conc *c);
 /* The mutator thread's body (mutator.c). */
 void *ha_mutator_main(void *conc);
 
+/* ---- what the page-trap designs share (trap.c) ---- */
+
+/* A userfaultfd and the range of one view it traps. */
+typedef struct ha_trap {
+    int uffd;           /* -1 until opened */
+    uint64_t base;      /* the trapped view's offset 0 */
+    uint64_t page;      /* the page size a fault covers */
+    ha_off start, end;  /* the registered offsets; end 0: none registered */
+    uint64_t quiet_ns;  /* when the collector last found no fault pending */
+} ha_trap;
+
+/* Serve the fault at heap offset `off`, in the trapped range: make its page
+ * right and map it (which wakes the mutator). HA_OK or a failure. */
+typedef int (*ha_trap_server)(struct ha_conc *c, void *design, ha_off off);
+
+/* Record a failed system call (-errno) as the run's failure. */
+int ha_trap_fail(struct ha_conc *c, int neg_errno);
+/* Open t->uffd and ask for `features`; HA_OK or HA_ERR_SYSCALL in c->st. */
+int ha_trap_open(struct ha_conc *c, ha_trap *t, uint64_t features);
+int ha_trap_register(struct ha_conc *c, ha_trap *t, ha_off start, ha_off end, uint64_t mode);
+/* Unregister the range (waking any fault in it); nothing if none is registered. */
+int ha_trap_unregister(struct ha_conc *c, ha_trap *t);
+/* Unregister and close, on every path; nothing if never opened. */
+void ha_trap_close(struct ha_conc *c, ha_trap *t);
+/* Serve every fault pending; each is a stall of the mutator, timed from t->quiet_ns
+ * (the collector's last look that found none, before which it cannot have come). */
+int ha_trap_serve_faults(struct ha_conc *c, ha_trap *t, ha_trap_server serve, void *design);
+
 /* ---- designs ---- */
 extern const ha_design_ops ha_design_stw;
 extern const ha_design_ops ha_design_colored;

@@ -33,12 +33,11 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 enum { PAGE = 4096, WORDS_PER_PAGE = PAGE / 8 };
 
 struct compact {
-    int uffd;
+    ha_trap trap;              /* base: the heap's (only) view; start and end: the range */
     int move;                  /* install by UFFDIO_MOVE (else UFFDIO_COPY) */
     uint64_t *live, *starts;   /* a bit per heap word: live words, live objects' starts */
     uint64_t *before;          /* per 64-word block: live words in the blocks before it */
@@ -47,18 +46,11 @@ struct compact {
     size_t stack_capacity;
     uint8_t *installed;        /* per page of the range */
     uint64_t *buffer;          /* one page, page aligned (a private anonymous mapping) */
-    ha_off range_start, range_end; /* the registered pages, as heap offsets */
     uint64_t old_pages;        /* where the range's old pages went; 0: nowhere */
     uint64_t old_bytes;
     ha_off space_start, new_top;
     uint64_t live_words;
-    uint64_t quiet_ns;
 };
-
-static int fail_syscall(struct ha_conc *c, int neg_errno)
-{
-    return ha_conc_fail(c, ha_fail(c->st, HA_ERR_SYSCALL, (uint64_t)-neg_errno, -1));
-}
 
 static inline int bit(const uint64_t *map, uint64_t word) { return map[word / 64] >> (word % 64) & 1; }
 
@@ -163,7 +155,7 @@ static int build_page(struct ha_conc *c, struct compact *s, uint64_t p)
     ha_off first_new = page_start > s->space_start ? page_start : s->space_start;
     if (first_new >= s->new_top)
         return HA_OK;
-    const uint64_t *old = (const uint64_t *)(uintptr_t)(s->old_pages - s->range_start);
+    const uint64_t *old = (const uint64_t *)(uintptr_t)(s->old_pages - s->trap.start);
     uint64_t heap_words = c->gc->heap.size / 8;
     /* The live object covering the page's first new word, then each one after. */
     uint64_t word = last_bit(s->starts, live_word(s, (first_new - s->space_start) / 8));
@@ -195,86 +187,61 @@ static int build_page(struct ha_conc *c, struct compact *s, uint64_t p)
 /* Build and install page p, once; a fault there is woken by the install. */
 static int install(struct ha_conc *c, struct compact *s, uint64_t p)
 {
-    uint64_t index = p - s->range_start / PAGE;
+    uint64_t index = p - s->trap.start / PAGE;
     if (s->installed[index])
         return HA_OK;
     int rc = build_page(c, s, p);
     if (rc)
         return rc;
-    uintptr_t dst = c->gc->heap.base + p * PAGE, src = (uintptr_t)s->buffer;
-    rc = s->move ? ha_uffd_move(s->uffd, dst, src, PAGE, 1) : ha_uffd_copy(s->uffd, dst, src, PAGE, 1);
+    uintptr_t dst = s->trap.base + p * PAGE, src = (uintptr_t)s->buffer;
+    rc = s->move ? ha_uffd_move(s->trap.uffd, dst, src, PAGE, 1)
+                 : ha_uffd_copy(s->trap.uffd, dst, src, PAGE, 1);
     if (rc == -EEXIST) /* the mutator's page already (never: only this thread installs) */
         rc = 0;
     if (rc)
-        return fail_syscall(c, rc);
+        return ha_trap_fail(c, rc);
     s->installed[index] = 1;
     c->run->pages_exposed++;
     return HA_OK;
 }
 
-static int serve_faults(struct ha_conc *c, struct compact *s)
+static int serve_fault(struct ha_conc *c, void *design, ha_off off)
 {
-    for (;;) {
-        uint64_t address, flags;
-        int got = ha_uffd_next_fault(s->uffd, 0, &address, &flags);
-        if (got < 0)
-            return fail_syscall(c, got);
-        if (!got) {
-            s->quiet_ns = ha_now_ns();
-            return HA_OK;
-        }
-        ha_off off = address - c->gc->heap.base;
-        int rc = address < c->gc->heap.base || off < s->range_start || off >= s->range_end
-                     ? ha_uffd_wake(s->uffd, address & ~(uint64_t)(PAGE - 1), PAGE)
-                     : install(c, s, off / PAGE);
-        if (rc)
-            return rc < 0 ? fail_syscall(c, rc) : rc;
-        c->run->faults++;
-        ha_conc_record_stall(c, s->quiet_ns, HA_STALL_FAULT);
-    }
+    return install(c, design, off / PAGE);
 }
 
 /* Put the range's pages back in the mutator's hands: unregister (waking any
  * fault), unmap the old pages. */
 static int release_range(struct ha_conc *c, struct compact *s)
 {
-    int rc = 0;
-    if (s->range_end) {
-        rc = ha_uffd_unregister(s->uffd, c->gc->heap.base + s->range_start,
-                                s->range_end - s->range_start);
-        s->range_end = 0;
-    }
+    int rc = ha_trap_unregister(c, &s->trap);
     if (s->old_pages) {
         int unmapped = ha_munmap(s->old_pages, s->old_bytes);
         s->old_pages = 0;
-        rc = rc ? rc : unmapped;
+        if (unmapped && !rc)
+            rc = ha_trap_fail(c, unmapped);
     }
-    return rc ? fail_syscall(c, rc) : HA_OK;
+    return rc;
 }
 
 /* In the pause, after planning: the range's pages go to the collector, the
  * mutator's range is left empty and trapped. */
 static int take_pages(struct ha_conc *c, struct compact *s, ha_off top)
 {
-    uint64_t base = c->gc->heap.base;
-    s->range_start = s->space_start & ~(uint64_t)(PAGE - 1);
+    uint64_t base = s->trap.base;
+    s->trap.start = s->space_start & ~(uint64_t)(PAGE - 1);
     ha_off end = (top + PAGE - 1) & ~(uint64_t)(PAGE - 1);
-    s->old_bytes = end - s->range_start;
+    s->old_bytes = end - s->trap.start;
     memset(s->installed, 0, s->old_bytes / PAGE);
     if (!s->old_bytes)
         return HA_OK;
     uintptr_t moved;
-    int rc = ha_mremap(base + s->range_start, s->old_bytes, s->old_bytes,
+    int rc = ha_mremap(base + s->trap.start, s->old_bytes, s->old_bytes,
                        MREMAP_MAYMOVE | MREMAP_DONTUNMAP, 0, &moved);
     if (rc)
-        return fail_syscall(c, rc);
+        return ha_trap_fail(c, rc);
     s->old_pages = moved;
-    rc = ha_uffd_register(s->uffd, base + s->range_start, s->old_bytes,
-                          UFFDIO_REGISTER_MODE_MISSING, NULL);
-    if (rc)
-        return fail_syscall(c, rc);
-    s->range_end = end;
-    return HA_OK;
+    return ha_trap_register(c, &s->trap, s->trap.start, end, UFFDIO_REGISTER_MODE_MISSING);
 }
 
 static int compact_cycle(struct ha_conc *c)
@@ -289,13 +256,13 @@ static int compact_cycle(struct ha_conc *c)
         space->top = s->new_top;
     if (parked)
         ha_conc_release_mutator(c);
-    s->quiet_ns = ha_now_ns();
+    s->trap.quiet_ns = ha_now_ns();
     uint64_t last = (s->new_top + PAGE - 1) / PAGE; /* pages past it are zero on demand */
-    for (uint64_t p = s->range_start / PAGE; !rc && s->range_end && p < last; p++)
-        if (!(rc = serve_faults(c, s)))
+    for (uint64_t p = s->trap.start / PAGE; !rc && s->trap.end && p < last; p++)
+        if (!(rc = ha_trap_serve_faults(c, &s->trap, serve_fault, s)))
             rc = install(c, s, p);
-    if (!rc && s->range_end)
-        rc = serve_faults(c, s);
+    if (!rc && s->trap.end)
+        rc = ha_trap_serve_faults(c, &s->trap, serve_fault, s);
     int released = release_range(c, s);
     rc = rc ? rc : released;
     if (!rc && c->mix->verify) {
@@ -316,7 +283,7 @@ static int prepare(struct ha_conc *c, int move)
     if (!s)
         return ha_fail(c->st, HA_ERR_NOMEM, 0, -1);
     c->design_state = s;
-    s->uffd = -1;
+    s->trap = (ha_trap){.uffd = -1, .base = h->base, .page = PAGE};
     s->move = move;
     s->nblocks = h->size / 512 + 1;
     s->stack_capacity = 1 << 16;
@@ -328,12 +295,9 @@ static int prepare(struct ha_conc *c, int move)
     int rc = ha_mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0,
                      &buffer);
     s->buffer = (uint64_t *)buffer;
-    if (!rc && (rc = s->uffd = ha_uffd_open(0, 1)) == -EPERM)
-        rc = s->uffd = ha_uffd_open(1, 1);
-    uint64_t features, ioctls;
-    if (rc >= 0)
-        rc = ha_uffd_api(s->uffd, move ? UFFD_FEATURE_MOVE : 0, &features, &ioctls);
-    return rc < 0 ? ha_fail(c->st, HA_ERR_SYSCALL, (uint64_t)-rc, -1) : HA_OK;
+    if (rc)
+        return ha_fail(c->st, HA_ERR_SYSCALL, (uint64_t)-rc, -1);
+    return ha_trap_open(c, &s->trap, move ? UFFD_FEATURE_MOVE : 0);
 }
 
 static int prepare_copy(struct ha_conc *c) { return prepare(c, 0); }
@@ -344,10 +308,8 @@ static void finish(struct ha_conc *c)
     struct compact *s = c->design_state;
     if (!s)
         return;
-    if (s->uffd >= 0) {
-        release_range(c, s);
-        close(s->uffd);
-    }
+    release_range(c, s);
+    ha_trap_close(c, &s->trap);
     if (s->buffer)
         ha_munmap((uintptr_t)s->buffer, PAGE);
     free(s->live);

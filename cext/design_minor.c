@@ -40,9 +40,7 @@
 #include "concurrent.h"
 #include "uffd_abi.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 enum page_state { TRAPPED = 0, EXPOSED = 1, CHUNK = 2 };
 enum {
@@ -53,26 +51,18 @@ enum {
 };
 
 struct minor {
-    int uffd;
+    ha_trap trap;               /* base: the mutator's view */
     uint32_t shift;             /* log2 of the page size */
     uint64_t page;
     ha_heap ch;                 /* the heap through the collector's view */
-    uint64_t mview;             /* the mutator's view of offset 0 */
     uint8_t *state;             /* enum page_state, per page of the heap */
     ha_off *first;              /* per page: the object covering its first byte */
-    ha_off trap_start, trap_end;/* the registered offsets; trap_end 0: none */
     ha_off from_start, from_top;
     ha_off copy_top, copy_end;  /* the copy frontier, the end of to-space */
     ha_off scan;                /* the Cheney scan: below it, every object is scanned */
     uint64_t exposed_to;        /* pages below this were mapped (or were not trapped) */
-    uint64_t quiet_ns;          /* when the collector last found no fault pending */
     uint64_t chunk;             /* chunk bytes: CHUNK_BYTES rounded up to pages */
 };
-
-static int fail_syscall(struct ha_conc *c, int neg_errno)
-{
-    return ha_conc_fail(c, ha_fail(c->st, HA_ERR_SYSCALL, (uint64_t)-neg_errno, -1));
-}
 
 static inline uint64_t page_of(const struct minor *s, ha_off off) { return off >> s->shift; }
 static inline ha_off page_start(const struct minor *s, uint64_t p) { return p << s->shift; }
@@ -84,9 +74,9 @@ static inline ha_off align_up(const struct minor *s, ha_off off)
 /* Map pages [p, p + n) into the mutator's view, waking whoever waits there. */
 static int expose(struct ha_conc *c, struct minor *s, uint64_t p, uint64_t n)
 {
-    int rc = ha_uffd_continue(s->uffd, s->mview + page_start(s, p), n << s->shift, 1);
+    int rc = ha_uffd_continue(s->trap.uffd, s->trap.base + page_start(s, p), n << s->shift, 1);
     if (rc)
-        return fail_syscall(c, rc);
+        return ha_trap_fail(c, rc);
     c->run->pages_exposed += n;
     return HA_OK;
 }
@@ -142,7 +132,7 @@ static ha_ref evacuate(struct ha_conc *c, struct minor *s, ha_ref ref)
     uint64_t *obj = ha_at(&s->ch, off), header = ha_load(obj);
     if (ha_is_moved(header)) {
         ha_off to = header & HA_MOVED_MASK;
-        if (to >= s->copy_top || (to & 7) || page_of(s, to) < page_of(s, s->trap_start)) {
+        if (to >= s->copy_top || (to & 7) || page_of(s, to) < page_of(s, s->trap.start)) {
             ha_conc_fail(c, ha_fail(c->st, HA_ERR_HEADER, off, -1));
             return 0;
         }
@@ -231,27 +221,10 @@ static int serve_page(struct ha_conc *c, struct minor *s, uint64_t p)
     return expose(c, s, p, 1);
 }
 
-/* Serve every fault the userfaultfd holds; each is a stall of the mutator. */
-static int serve_faults(struct ha_conc *c, struct minor *s)
+static int serve_fault(struct ha_conc *c, void *design, ha_off off)
 {
-    for (;;) {
-        uint64_t address, flags;
-        int got = ha_uffd_next_fault(s->uffd, 0, &address, &flags);
-        if (got < 0)
-            return fail_syscall(c, got);
-        if (!got) {
-            s->quiet_ns = ha_now_ns();
-            return HA_OK;
-        }
-        ha_off off = address - s->mview;
-        int rc = address < s->mview || off < s->trap_start || off >= s->trap_end
-                     ? ha_uffd_wake(s->uffd, address & ~(s->page - 1), s->page)
-                     : serve_page(c, s, page_of(s, off));
-        if (rc)
-            return rc < 0 ? fail_syscall(c, rc) : rc;
-        c->run->faults++;
-        ha_conc_record_stall(c, s->quiet_ns, HA_STALL_FAULT);
-    }
+    struct minor *s = design;
+    return serve_page(c, s, page_of(s, off));
 }
 
 /* Hand the waiting mutator a new chunk of whole pages at the frontier. */
@@ -277,7 +250,7 @@ static int serve_chunk(struct ha_conc *c, struct minor *s)
     HA_ATOMIC_STORE(&c->to_top, s->copy_top);
     s->copy_top += bytes;
     HA_ATOMIC_STORE(&c->need_chunk, 0);
-    s->quiet_ns = ha_now_ns(); /* a fault from now on is the mutator's next stall */
+    s->trap.quiet_ns = ha_now_ns(); /* a fault from now on is the mutator's next stall */
     return HA_OK;
 }
 
@@ -339,30 +312,20 @@ static ha_off first_chunk_end(const struct minor *s, const ha_space *to)
 static int trap_to_space(struct ha_conc *c, struct minor *s, const ha_space *to)
 {
     ha_off chunk_end = first_chunk_end(s, to);
-    s->trap_start = to->start & ~(s->page - 1);
+    s->trap.start = to->start & ~(s->page - 1);
     ha_off trap_end = align_up(s, to->end);
-    int rc = ha_madvise(s->mview + chunk_end, trap_end - chunk_end, MADV_DONTNEED);
-    if (!rc)
-        rc = ha_uffd_register(s->uffd, s->mview + s->trap_start, trap_end - s->trap_start,
-                              UFFDIO_REGISTER_MODE_MINOR, NULL);
+    int rc = ha_madvise(s->trap.base + chunk_end, trap_end - chunk_end, MADV_DONTNEED);
     if (rc)
-        return fail_syscall(c, rc);
-    s->trap_end = trap_end;
-    memset(s->state + page_of(s, s->trap_start), CHUNK, page_of(s, chunk_end - s->trap_start));
+        return ha_trap_fail(c, rc);
+    if ((rc = ha_trap_register(c, &s->trap, s->trap.start, trap_end,
+                               UFFDIO_REGISTER_MODE_MINOR)))
+        return rc;
+    memset(s->state + page_of(s, s->trap.start), CHUNK, page_of(s, chunk_end - s->trap.start));
     memset(s->state + page_of(s, chunk_end), TRAPPED, page_of(s, trap_end - chunk_end));
     s->copy_top = s->scan = chunk_end;
     s->copy_end = to->end;
     s->exposed_to = page_of(s, chunk_end);
     return HA_OK;
-}
-
-static int untrap(struct ha_conc *c, struct minor *s)
-{
-    if (!s->trap_end)
-        return HA_OK;
-    int rc = ha_uffd_unregister(s->uffd, s->mview + s->trap_start, s->trap_end - s->trap_start);
-    s->trap_end = 0;
-    return rc ? fail_syscall(c, rc) : HA_OK;
 }
 
 static int flip(struct ha_conc *c, struct minor *s)
@@ -411,9 +374,10 @@ static int minor_cycle(struct ha_conc *c)
     rc = flip(c, s);
     if (parked)
         ha_conc_release_mutator(c);
-    s->quiet_ns = ha_now_ns();
+    s->trap.quiet_ns = ha_now_ns();
     while (!rc && s->scan < s->copy_top) {
-        if (!(rc = serve_faults(c, s)) && !(rc = serve_chunk(c, s)))
+        if (!(rc = ha_trap_serve_faults(c, &s->trap, serve_fault, s)) &&
+            !(rc = serve_chunk(c, s)))
             rc = scan_ahead(c, s);
     }
     if (!rc) /* the frontier's page too: nothing is left to scan */
@@ -424,9 +388,9 @@ static int minor_cycle(struct ha_conc *c)
         rc = expose(c, s, s->exposed_to, 1);
     }
     if (!rc)
-        rc = serve_faults(c, s);
+        rc = ha_trap_serve_faults(c, &s->trap, serve_fault, s);
     if (!rc)
-        rc = untrap(c, s); /* wakes a fault still in flight */
+        rc = ha_trap_unregister(c, &s->trap); /* wakes a fault still in flight */
     if (rc)
         return rc;
     parked = ha_conc_stop_mutator(c);
@@ -458,13 +422,13 @@ static int prepare(struct ha_conc *c)
     if (!s)
         return ha_fail(c->st, HA_ERR_NOMEM, 0, -1);
     c->design_state = s;
-    s->uffd = -1;
-    s->page = page;
+    s->trap.uffd = -1;
+    s->trap.page = s->page = page;
     s->shift = (uint32_t)__builtin_ctzll(page);
     s->chunk = CHUNK_BYTES > page ? CHUNK_BYTES : page;
     s->ch = *h;
     s->ch.base = s->ch.load_base = trap->collector_base;
-    s->mview = h->base;
+    s->trap.base = h->base;
     uint64_t pages = h->size >> s->shift;
     if (!trappable(s, &c->gc->spaces[0], &c->gc->spaces[1]) ||
         !trappable(s, &c->gc->spaces[1], &c->gc->spaces[0]))
@@ -473,15 +437,11 @@ static int prepare(struct ha_conc *c)
         return ha_fail(c->st, HA_ERR_NOMEM, 0, -1);
     /* Every page in the memfd now: UFFDIO_CONTINUE maps only pages that exist. */
     int rc = ha_madvise(trap->collector_base, h->size, MADV_POPULATE_WRITE);
-    if (!rc && (rc = s->uffd = ha_uffd_open(0, 1)) == -EPERM)
-        rc = s->uffd = ha_uffd_open(1, 1);
-    uint64_t features, ioctls;
-    if (rc >= 0)
-        rc = ha_uffd_api(s->uffd,
-                         page == 4096 ? UFFD_FEATURE_MINOR_SHMEM : UFFD_FEATURE_MINOR_HUGETLBFS,
-                         &features, &ioctls);
-    if (rc < 0)
+    if (rc)
         return ha_fail(c->st, HA_ERR_SYSCALL, (uint64_t)-rc, -1);
+    if ((rc = ha_trap_open(c, &s->trap, page == 4096 ? UFFD_FEATURE_MINOR_SHMEM
+                                                      : UFFD_FEATURE_MINOR_HUGETLBFS)))
+        return rc;
     c->refills_chunks = 1;
     return HA_OK;
 }
@@ -491,10 +451,7 @@ static void finish(struct ha_conc *c)
     struct minor *s = c->design_state;
     if (!s)
         return;
-    if (s->uffd >= 0) {
-        untrap(c, s);
-        close(s->uffd); /* would unregister and wake all the same */
-    }
+    ha_trap_close(c, &s->trap);
     free(s->state);
     free(s->first);
     free(s);
