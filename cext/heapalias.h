@@ -312,8 +312,10 @@ typedef struct ha_concurrent_run {
     uint64_t bytes_relocated, objects_relocated;
     uint64_t slow_paths;              /* barrier slow paths the mutator took */
     uint64_t stalls;                  /* every stall, recorded or not */
-    uint64_t faults;                  /* page traps the collector served (minor) */
+    uint64_t faults;                  /* page traps the collector served (minor, copy, move) */
     uint64_t pages_exposed;           /* pages it mapped into the mutator's view */
+    uint64_t fault_service_ns;        /* the collector's time serving them: from reading a
+                                         fault to the ioctl that maps its page */
 } ha_concurrent_run;
 
 /* What the page-trap designs need beside the heap (NULL for the others): the

@@ -65,6 +65,7 @@ int ha_trap_serve_faults(struct ha_conc *c, ha_trap *t, ha_trap_server serve, vo
             t->quiet_ns = ha_now_ns();
             return HA_OK;
         }
+        uint64_t read_at = ha_now_ns();
         ha_off off = address - t->base;
         int rc = address < t->base || off < t->start || off >= t->end
                      ? ha_uffd_wake(t->uffd, address & ~(t->page - 1), t->page)
@@ -72,6 +73,7 @@ int ha_trap_serve_faults(struct ha_conc *c, ha_trap *t, ha_trap_server serve, vo
         if (rc)
             return rc < 0 ? ha_trap_fail(c, rc) : rc;
         c->run->faults++;
+        c->run->fault_service_ns += ha_now_ns() - read_at;
         ha_conc_record_stall(c, t->quiet_ns, HA_STALL_FAULT);
     }
 }

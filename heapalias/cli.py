@@ -533,8 +533,9 @@ def _print_concurrent(results: list[dict], skipped: list, size: int, objects: in
             f"{cold[r['design'], r['pages']]['throughput_ratio']:.2f}x",
             f"{barrier['throughput_ratio']:.2f}x, {barrier['ns_per_load']:.1f} ns/load"
             if barrier else "-",
-            f"{r['faults']:.0f} faults" if r["design"] in TRAP_FEATURES
-            else str(r["slow_paths"]["count"]), f"{r['collector_ms']:.0f}",
+            f"{r['faults']:.0f} faults, {r['fault_service_us']:.1f} µs"
+            if r["design"] in TRAP_FEATURES else str(r["slow_paths"]["count"]),
+            f"{r['collector_ms']:.0f}",
             f"{r['relocated_mb']:.0f}", "equal" if r["checksums_equal"] else "DIFFERS")
     console = Console(highlight=False, soft_wrap=False, width=max(Console().width, 160))
     console.print(table)
@@ -542,9 +543,10 @@ def _print_concurrent(results: list[dict], skipped: list, size: int, objects: in
                   "throughput: operations/s against the no-collection run of the same seed on the "
                   "same heap; barrier: the load barrier alone, no collection (throughput, and ns "
                   "per reference load). Pauses are "
-                  "safepoint and allocation stalls, and page traps (minor: each fault, timed by "
-                  "the collector from its last look at the userfaultfd, an upper bound); "
-                  "barrier slow paths are counted apart.")
+                  "safepoint and allocation stalls, and page traps (minor, copy, move: each "
+                  "fault, timed by the collector from its last look at the userfaultfd, an "
+                  "upper bound; slow paths shows their count and the collector's mean time "
+                  "serving one); barrier slow paths are counted apart.")
     for pages, why in skipped:
         console.print(f"skipped {pages}: {why}")
 

@@ -114,6 +114,7 @@ class ConcurrentRun:
     stalls: np.ndarray = field(repr=False)  # STALL_DTYPE, the first ``len(stalls)`` stalls
     faults: int = 0         #: page traps the collector served (the page-trap designs)
     pages_exposed: int = 0  #: pages it mapped into the mutator's view
+    fault_service_ns: int = 0  #: its time serving them, from reading each to mapping its page
 
     @property
     def complete(self) -> bool:
@@ -280,7 +281,7 @@ def run(plan: SemiSpace, roots: np.ndarray, design: str = "stw", *,
         int(result.started_ns), int(result.mutator_ns), int(result.collector_ns),
         int(result.bytes_relocated), int(result.objects_relocated), int(result.slow_paths),
         int(result.stalls), disjoint(stalls[:recorded]), int(result.faults),
-        int(result.pages_exposed))
+        int(result.pages_exposed), int(result.fault_service_ns))
 
 
 __all__ = ["COLORS", "DESIGNS", "ENCODING", "TRAP_BACKING", "TRAP_FEATURES", "ConcurrentRun",

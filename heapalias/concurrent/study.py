@@ -68,6 +68,8 @@ class DesignStudy:
             "collector_ms": statistics.median(r.collector_ns / 1e6 for r in runs),
             "relocated_mb": statistics.median(r.bytes_relocated / 2**20 for r in runs),
             "faults": statistics.median(r.faults for r in runs),
+            "fault_service_us": statistics.median(r.fault_service_ns / r.faults / 1e3
+                                                  if r.faults else 0.0 for r in runs),
             "complete_logs": all(r.complete for r in runs),
         }
         barrier = self._phase(self.barrier_only, cold)
