@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from . import native
 from .errors import FeatureUnavailable, SyscallFailed, errno_name
 from .native import lib
-from .system import _read_int
+from .system import read_text
 
 #: The features heapalias reports, by name: the kernel's UFFD_FEATURE_* bits.
 FEATURES: dict[str, int] = {
@@ -54,6 +54,18 @@ class UffdCapability:
         return {**asdict(self), "usable": self.usable}
 
 
+def _sysctl(path: str) -> int | None:
+    """The sysctl's value; None if this kernel has none (or it is not a number)."""
+    try:
+        return int(read_text(path).strip())
+    except SyscallFailed as exc:
+        if exc.errno in (_errno.ENOENT, _errno.ENOTDIR):
+            return None
+        raise
+    except ValueError:
+        return None
+
+
 def _try(via_device: bool) -> tuple[int | None, str]:
     try:
         return native.uffd_features(via_device)[0], ""
@@ -67,9 +79,8 @@ def capability() -> UffdCapability:
     by_device, device_error = (_try(True) if os.path.exists(DEVICE)
                                else (None, errno_name(_errno.ENOENT)))
     features = by_syscall if by_syscall is not None else by_device or 0
-    sysctl = _read_int(SYSCTL, -1)
     return UffdCapability(by_syscall is not None, syscall_error, by_device is not None,
-                          device_error, None if sysctl < 0 else sysctl,
+                          device_error, _sysctl(SYSCTL),
                           {name: bool(features & bit) for name, bit in FEATURES.items()})
 
 
