@@ -42,7 +42,10 @@
 
 #include <stdlib.h>
 
-enum page_state { TRAPPED = 0, EXPOSED = 1, CHUNK = 2 };
+/* FREE: a page above the frontier that some thread touched (not the mutator's
+ * program, which cannot reach one): mapped for it, and trapped again (zapped)
+ * before anything is placed on it. */
+enum page_state { TRAPPED = 0, EXPOSED = 1, CHUNK = 2, FREE = 3 };
 enum {
     POLL_OBJECTS = 64,          /* scan steps between reads of the userfaultfd */
     EXPOSE_BATCH_BYTES = 64 << 10, /* passed pages mapped in runs of about this much */
@@ -81,21 +84,31 @@ static int expose(struct ha_conc *c, struct minor *s, uint64_t p, uint64_t n)
     return HA_OK;
 }
 
-/* The object [at, at + bytes) was placed: it covers the first byte of every
- * page boundary inside it. */
-static void placed(struct minor *s, ha_off at, uint64_t bytes)
+/* The object [at, at + bytes) is being placed: it covers the first byte of every
+ * page boundary inside it, and a FREE page among them is trapped again first. */
+static int placed(struct ha_conc *c, struct minor *s, ha_off at, uint64_t bytes)
 {
-    for (ha_off b = align_up(s, at); b < at + bytes; b += s->page)
-        s->first[page_of(s, b)] = at;
+    for (ha_off b = align_up(s, at); b < at + bytes; b += s->page) {
+        uint64_t p = page_of(s, b);
+        s->first[p] = at;
+        if (s->state[p] == FREE) {
+            int rc = ha_madvise(s->trap.base + b, s->page, MADV_DONTNEED);
+            if (rc)
+                return ha_trap_fail(c, rc);
+            s->state[p] = TRAPPED;
+        }
+    }
+    return HA_OK;
 }
 
 static int place_filler(struct ha_conc *c, struct minor *s, ha_off at, uint64_t bytes)
 {
     if (bytes < FILLER_MIN_BYTES || (bytes & 7))
         return ha_conc_fail(c, ha_fail(c->st, HA_ERR_ARGUMENT, at, -1));
-    __atomic_store_n(ha_at(&s->ch, at), ha_make_header(bytes / 8, 0), __ATOMIC_RELAXED);
-    placed(s, at, bytes);
-    return HA_OK;
+    int rc = placed(c, s, at, bytes);
+    if (!rc)
+        __atomic_store_n(ha_at(&s->ch, at), ha_make_header(bytes / 8, 0), __ATOMIC_RELAXED);
+    return rc;
 }
 
 /* Move the frontier up to the page boundary `to` (one page further if the gap
@@ -148,9 +161,10 @@ static ha_ref evacuate(struct ha_conc *c, struct minor *s, ha_ref ref)
         return 0;
     }
     ha_off at = s->copy_top;
+    if (placed(c, s, at, bytes))
+        return 0;
     s->copy_top += bytes;
     memcpy(ha_at(&s->ch, at), obj, bytes);
-    placed(s, at, bytes);
     obj[0] = ha_moved_header(at); /* from-space: only the collector reads it now */
     c->run->bytes_relocated += bytes;
     c->run->objects_relocated++;
@@ -195,10 +209,13 @@ static inline int scanned(const struct minor *s, ha_off off)
 }
 
 /* Make page p safe for the mutator and map it: scan every object overlapping
- * it, close the frontier if it lies on it. */
+ * it, close the frontier if it lies on it; a page above the frontier is only
+ * mapped (FREE). */
 static int serve_page(struct ha_conc *c, struct minor *s, uint64_t p)
 {
-    if (s->state[p] == TRAPPED) {
+    if (s->state[p] == TRAPPED && s->copy_top <= page_start(s, p)) {
+        s->state[p] = FREE; /* nothing there yet: no need to close the frontier */
+    } else if (s->state[p] == TRAPPED) {
         ha_off start = page_start(s, p), end = start + s->page;
         int rc = HA_OK;
         if (s->scan < end && s->copy_top > start) {

@@ -148,7 +148,6 @@ def test_a_hundred_collections_with_traps(design) -> None:
     with trap_heap(design, name="stress") as heap:
         (reference, run), (expected, shape) = reference_and(heap, design, mix, 100, delay=300)
     assert run.collections == 100 and run.checksum == reference.checksum and shape == expected
-    assert run.faults > 0
 
 
 def fail_mid_cycle(design: str) -> None:
@@ -212,6 +211,45 @@ def test_touching_the_heap_after_a_failed_or_finished_run_never_hangs(design) ->
     """, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "sum True" in proc.stdout
+
+
+def test_another_thread_touching_the_heap_mid_cycle_is_served() -> None:
+    """A Python thread reads every page of a minor heap, to-space above the frontier
+    included, while the C mutator runs (the call releases the GIL): each of its faults is
+    served like the mutator's, none hangs, to-space is not used up, and the mutator reads
+    what the reference run reads. In a child with a timeout."""
+    proc = run_isolated("""
+        import threading
+        import numpy as np
+        import heapalias as ha
+        from heapalias import concurrent as cc
+        mix = cc.MutatorMix(operations=400_000, seed=6)
+        with ha.Heap(16 << 20) as heap:
+            plan = cc.plan_for(heap, "minor")
+            words, done, sums = heap.view.array(np.uint64), threading.Event(), []
+
+            def reader():
+                while not done.is_set():
+                    for page in range(0, len(words), 512):
+                        sums.append(int(words[page]))
+
+            checksums = []
+            for design in ("none", "minor"):
+                roots = cc.live_graph(plan, 30_000, seed=6)
+                thread = threading.Thread(target=reader)
+                thread.start()
+                try:
+                    run = cc.run(plan, roots, design, mix=mix, collections=6,
+                                 collector_delay_ns=1_000, verify=True)
+                finally:
+                    done.set()
+                    thread.join()
+                done.clear()
+                checksums.append(run.checksum)
+            print("equal", checksums[0] == checksums[1], "touches", len(sums) > 0)
+    """, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "equal True touches True" in proc.stdout
 
 
 @pytest.mark.filterwarnings("ignore::heapalias.HeapAliasWarning")  # shmem THP may be off
