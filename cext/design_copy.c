@@ -194,10 +194,17 @@ static int install(struct ha_conc *c, struct compact *s, uint64_t p)
     if (rc)
         return rc;
     uintptr_t dst = s->trap.base + p * PAGE, src = (uintptr_t)s->buffer;
-    rc = s->move ? ha_uffd_move(s->trap.uffd, dst, src, PAGE, 1)
-                 : ha_uffd_copy(s->trap.uffd, dst, src, PAGE, 1);
-    if (rc == -EEXIST) /* the mutator's page already (never: only this thread installs) */
-        rc = 0;
+    for (int tries = 0;; tries++) {
+        rc = s->move ? ha_uffd_move(s->trap.uffd, dst, src, PAGE, 1)
+                     : ha_uffd_copy(s->trap.uffd, dst, src, PAGE, 1);
+        /* A page already there was mapped by another thread's touch between the
+         * pause's mremap and the registration (the mutator was parked): garbage,
+         * which the mutator has never seen. Zap it and install again. */
+        if (rc != -EEXIST || tries)
+            break;
+        if ((rc = ha_madvise(dst, PAGE, MADV_DONTNEED)))
+            break;
+    }
     if (rc)
         return ha_trap_fail(c, rc);
     s->installed[index] = 1;

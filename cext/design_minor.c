@@ -331,12 +331,13 @@ static int trap_to_space(struct ha_conc *c, struct minor *s, const ha_space *to)
     ha_off chunk_end = first_chunk_end(s, to);
     s->trap.start = to->start & ~(s->page - 1);
     ha_off trap_end = align_up(s, to->end);
-    int rc = ha_madvise(s->trap.base + chunk_end, trap_end - chunk_end, MADV_DONTNEED);
+    /* Registered first, then zapped: a touch in between (another thread's) would
+     * map a page again, which the mutator would then read untrapped. */
+    int rc = ha_trap_register(c, &s->trap, s->trap.start, trap_end, UFFDIO_REGISTER_MODE_MINOR);
     if (rc)
-        return ha_trap_fail(c, rc);
-    if ((rc = ha_trap_register(c, &s->trap, s->trap.start, trap_end,
-                               UFFDIO_REGISTER_MODE_MINOR)))
         return rc;
+    if ((rc = ha_madvise(s->trap.base + chunk_end, trap_end - chunk_end, MADV_DONTNEED)))
+        return ha_trap_fail(c, rc);
     memset(s->state + page_of(s, s->trap.start), CHUNK, page_of(s, chunk_end - s->trap.start));
     memset(s->state + page_of(s, chunk_end), TRAPPED, page_of(s, trap_end - chunk_end));
     s->copy_top = s->scan = chunk_end;
