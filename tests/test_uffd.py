@@ -178,10 +178,10 @@ def test_a_failing_collector_leaves_nothing_behind(design) -> None:
     for _ in range(3):
         fail_mid_cycle(design)
         succeed(design)
-    # Other mappings (an allocator's, a sanitizer's) may merge or split meanwhile; none of
-    # the heaps' views, the collector's among them, may be left.
+    # A leak would leave one mapping per run at least (3 here); an allocator's (ASan's, say)
+    # may add one on its own meanwhile. None of the heaps' views may be left.
     assert (threading.active_count(), open_fds()) == before[:2]
-    assert mapping_count() <= before[2] and "-" + design not in maps_text()
+    assert mapping_count() <= before[2] + 1 and f"fail-{design}" not in maps_text()
 
 
 @pytest.mark.parametrize("design", TRAPS)
