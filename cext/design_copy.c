@@ -9,8 +9,9 @@
  *    start plus its live words before it (LISP2's order, from a bitmap as ART
  *    computes it). The roots get their new offsets. The pages of the space's
  *    objects are moved to a collector-only address with MREMAP_DONTUNMAP, which
- *    leaves the mutator's range mapped but empty, and the range is registered
- *    MISSING. The mutator goes on allocating above the compacted top.
+ *    leaves the mutator's range mapped but empty; the range is registered
+ *    MISSING (and emptied again). The mutator goes on allocating above the
+ *    compacted top.
  * 2. Beside the mutator, on the collector thread: each page of the range is
  *    built in a buffer (the live objects that slide onto it, their references
  *    translated to new offsets; zeros past the compacted top) and installed with
@@ -31,7 +32,6 @@
 #include "concurrent.h"
 #include "uffd_abi.h"
 
-#include <errno.h>
 #include <stdlib.h>
 
 enum { PAGE = 4096, WORDS_PER_PAGE = PAGE / 8 };
@@ -194,17 +194,8 @@ static int install(struct ha_conc *c, struct compact *s, uint64_t p)
     if (rc)
         return rc;
     uintptr_t dst = s->trap.base + p * PAGE, src = (uintptr_t)s->buffer;
-    for (int tries = 0;; tries++) {
-        rc = s->move ? ha_uffd_move(s->trap.uffd, dst, src, PAGE, 1)
-                     : ha_uffd_copy(s->trap.uffd, dst, src, PAGE, 1);
-        /* A page already there was mapped by another thread's touch between the
-         * pause's mremap and the registration (the mutator was parked): garbage,
-         * which the mutator has never seen. Zap it and install again. */
-        if (rc != -EEXIST || tries)
-            break;
-        if ((rc = ha_madvise(dst, PAGE, MADV_DONTNEED)))
-            break;
-    }
+    rc = s->move ? ha_uffd_move(s->trap.uffd, dst, src, PAGE, 1)
+                 : ha_uffd_copy(s->trap.uffd, dst, src, PAGE, 1);
     if (rc)
         return ha_trap_fail(c, rc);
     s->installed[index] = 1;
@@ -248,7 +239,17 @@ static int take_pages(struct ha_conc *c, struct compact *s, ha_off top)
     if (rc)
         return ha_trap_fail(c, rc);
     s->old_pages = moved;
-    return ha_trap_register(c, &s->trap, s->trap.start, end, UFFDIO_REGISTER_MODE_MISSING);
+    if ((rc = ha_trap_register(c, &s->trap, s->trap.start, end, UFFDIO_REGISTER_MODE_MISSING)))
+        return rc;
+    /* Then emptied again: another thread's touch between the mremap and the
+     * registration mapped a page there (a zero page, or a fresh one), which the
+     * mutator would read or write untrapped before its page was installed. From
+     * the registration on, every touch traps. (Registering first, as ART does,
+     * made the third cycle's mremap fail here with EFAULT: its range then spans
+     * more than one VMA, it seems, which mremap refuses.) */
+    if ((rc = ha_madvise(base + s->trap.start, s->old_bytes, MADV_DONTNEED)))
+        return ha_trap_fail(c, rc);
+    return HA_OK;
 }
 
 static int compact_cycle(struct ha_conc *c)

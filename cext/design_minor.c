@@ -63,6 +63,7 @@ struct minor {
     ha_off from_start, from_top;
     ha_off copy_top, copy_end;  /* the copy frontier, the end of to-space */
     ha_off scan;                /* the Cheney scan: below it, every object is scanned */
+    ha_off closed_from, closed_to; /* the last frontier closure's filler */
     uint64_t exposed_to;        /* pages below this were mapped (or were not trapped) */
     uint64_t chunk;             /* chunk bytes: CHUNK_BYTES rounded up to pages */
 };
@@ -128,7 +129,9 @@ static int close_frontier(struct ha_conc *c, struct minor *s, ha_off to)
     if (gap > s->copy_end - s->copy_top)
         gap = s->copy_end - s->copy_top;
     int rc = place_filler(c, s, s->copy_top, gap);
+    s->closed_from = s->copy_top;
     s->copy_top += gap;
+    s->closed_to = s->copy_top;
     return rc;
 }
 
@@ -244,6 +247,24 @@ static int serve_fault(struct ha_conc *c, void *design, ha_off off)
     return serve_page(c, s, page_of(s, off));
 }
 
+/* Map pages [p, p + n) for the mutator's chunk. A FREE one among them is mapped
+ * already, and UFFDIO_CONTINUE stops at a mapped page (EEXIST, or EAGAIN after
+ * mapping the pages before it), so the runs between them are mapped one by one. */
+static int expose_chunk(struct ha_conc *c, struct minor *s, uint64_t p, uint64_t n)
+{
+    for (uint64_t run = p, end = p + n; run < end;) {
+        uint64_t stop = run;
+        while (stop < end && s->state[stop] != FREE)
+            stop++;
+        int rc = stop > run ? expose(c, s, run, stop - run) : HA_OK;
+        if (rc)
+            return rc;
+        run = stop + 1; /* past the FREE page (or the end) */
+    }
+    memset(s->state + p, CHUNK, n);
+    return HA_OK;
+}
+
 /* Hand the waiting mutator a new chunk of whole pages at the frontier. */
 static int serve_chunk(struct ha_conc *c, struct minor *s)
 {
@@ -260,8 +281,7 @@ static int serve_chunk(struct ha_conc *c, struct minor *s)
         rc = ha_conc_fail(c, ha_fail(c->st, HA_ERR_FULL, s->copy_top, -1));
     if (rc)
         return rc;
-    memset(s->state + page_of(s, s->copy_top), CHUNK, bytes >> s->shift);
-    if ((rc = expose(c, s, page_of(s, s->copy_top), bytes >> s->shift)))
+    if ((rc = expose_chunk(c, s, page_of(s, s->copy_top), bytes >> s->shift)))
         return rc;
     c->to_end = s->copy_top + bytes;
     HA_ATOMIC_STORE(&c->to_top, s->copy_top);
@@ -341,6 +361,7 @@ static int trap_to_space(struct ha_conc *c, struct minor *s, const ha_space *to)
     memset(s->state + page_of(s, s->trap.start), CHUNK, page_of(s, chunk_end - s->trap.start));
     memset(s->state + page_of(s, chunk_end), TRAPPED, page_of(s, trap_end - chunk_end));
     s->copy_top = s->scan = chunk_end;
+    s->closed_from = s->closed_to = 0;
     s->copy_end = to->end;
     s->exposed_to = page_of(s, chunk_end);
     return HA_OK;
@@ -369,12 +390,19 @@ static int flip(struct ha_conc *c, struct minor *s)
     return HA_OK;
 }
 
-/* The end pause: the chunk's tail becomes a filler, to-space the allocation space. */
+/* The end pause: the chunk's tail becomes a filler, to-space the allocation space.
+ * A closure of the frontier that nothing was copied after is undone: it only kept
+ * copies off a page the mutator could read, and none come any more. On 2 MiB pages
+ * it is most of to-space (the mutator, following a root, faults on the frontier's
+ * page at once, and that fault's scan is often the whole cycle's), which the
+ * mutator would otherwise find full after every cycle. */
 static int end(struct ha_conc *c, struct minor *s)
 {
     ha_collector *gc = c->gc;
     uint64_t tail = c->to_end - HA_ATOMIC_LOAD(&c->to_top);
     int rc = tail ? place_filler(c, s, c->to_top, tail) : HA_OK;
+    if (s->closed_to == s->copy_top)
+        s->copy_top = s->closed_from;
     gc->spaces[0].top = s->copy_top;
     gc->spaces[1].top = gc->spaces[1].start;
     c->relocating = 0;

@@ -511,6 +511,7 @@ int ha_uffd_api(int fd, uint64_t features, uint64_t *features_out, uint64_t *ioc
 int ha_uffd_features(int via_device, uint64_t *features_out, uint64_t *ioctls_out);
 int ha_uffd_register(int fd, uintptr_t start, size_t length, uint64_t mode,
                      uint64_t *ioctls_out);
+/* Unregister, and wake whatever still waits in the range (uffd.c says why). */
 int ha_uffd_unregister(int fd, uintptr_t start, size_t length);
 int ha_uffd_wake(int fd, uintptr_t start, size_t length);
 int ha_uffd_continue(int fd, uintptr_t start, size_t length, int wake);

@@ -66,16 +66,24 @@ int ha_uffd_register(int fd, uintptr_t start, size_t length, uint64_t mode,
     return 0;
 }
 
-int ha_uffd_unregister(int fd, uintptr_t start, size_t length)
-{
-    struct uffdio_range range = {.start = start, .len = length};
-    return ioctl(fd, UFFDIO_UNREGISTER, &range) ? -errno : 0;
-}
-
 int ha_uffd_wake(int fd, uintptr_t start, size_t length)
 {
     struct uffdio_range range = {.start = start, .len = length};
     return ioctl(fd, UFFDIO_WAKE, &range) ? -errno : 0;
+}
+
+/* Unregister, then wake the range once more: the kernel wakes the faults pending
+ * there before it write-locks each VMA, so a fault taken under the per-VMA lock
+ * (not the mmap lock the unregister holds) can still queue itself after that wake
+ * and sleep for ever (seen on 6.18 with 2 CPUs). The write lock waits for the
+ * fault's read lock, which the fault holds until it has queued: once the
+ * unregister returns, this wake finds it, and it retries as an ordinary fault. */
+int ha_uffd_unregister(int fd, uintptr_t start, size_t length)
+{
+    struct uffdio_range range = {.start = start, .len = length};
+    if (ioctl(fd, UFFDIO_UNREGISTER, &range))
+        return -errno;
+    return ha_uffd_wake(fd, start, length);
 }
 
 /* EEXIST (a page already mapped there) counts as success for CONTINUE: the
