@@ -41,7 +41,8 @@ ffibuilder = FFI()
 ffibuilder.cdef(cdef_text() + "const char *ha_build_fingerprint(void);\n")
 ffibuilder.set_source(
     "heapalias._native",
-    '#include "object_model.h"\n' + fingerprint_source(),  # heapalias.h and the layout
+    # heapalias.h, the layout, and the userfaultfd ABI the cdef's constants come from
+    '#include "object_model.h"\n#include "uffd_abi.h"\n' + fingerprint_source(),
     sources=SOURCES,
     include_dirs=["cext"],
     extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", *EXTRA_FLAGS],

@@ -29,6 +29,13 @@ void ha_conc_release_mutator(struct ha_conc *c)
     HA_ATOMIC_STORE(&c->released, c->requested);
 }
 
+void ha_conc_record_stall(struct ha_conc *c, uint64_t start, uint32_t kind)
+{
+    uint64_t n = __atomic_fetch_add(&c->stall_count, 1, __ATOMIC_RELAXED);
+    if (n < c->stall_capacity)
+        c->stalls[n] = (ha_stall){.start_ns = start, .ns = ha_now_ns() - start, .kind = kind};
+}
+
 int ha_conc_verify(struct ha_conc *c)
 {
     if (!c->mix->verify)
@@ -92,9 +99,9 @@ static int collect_beside(struct ha_conc *c)
     }
 }
 
-int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, ha_ref *roots,
-                  size_t nroots, ha_stall *stalls, size_t stall_capacity,
-                  ha_concurrent_run *run, ha_stats *st)
+int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix,
+                  const ha_trap_view *trap, ha_ref *roots, size_t nroots, ha_stall *stalls,
+                  size_t stall_capacity, ha_concurrent_run *run, ha_stats *st)
 {
     memset(run, 0, sizeof *run);
     int rc = ha_begin_collector(gc, st);
@@ -110,16 +117,26 @@ int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, 
     case HA_DESIGN_COLORED:
         ops = &ha_design_colored;
         break;
+    case HA_DESIGN_MINOR:
+        ops = &ha_design_minor;
+        break;
+    case HA_DESIGN_COPY:
+        ops = &ha_design_copy;
+        break;
+    case HA_DESIGN_MOVE:
+        ops = &ha_design_move;
+        break;
     default:
         return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
     }
     if (gc->plan != HA_PLAN_SEMISPACE || !mix_ok(mix, nroots) ||
         (ops == &ha_design_colored &&
-         (gc->heap.encoding < HA_REF_COLORED || gc->heap.ncolors < 2)))
+         (gc->heap.encoding < HA_REF_COLORED || gc->heap.ncolors < 2)) ||
+        (ops == &ha_design_minor && (!trap || gc->heap.encoding != HA_REF_OFFSET)))
         return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
-    struct ha_conc c = {.gc = gc, .design = ops, .roots = roots, .nroots = nroots,
-                        .stalls = stalls, .stall_capacity = stall_capacity, .st = st,
-                        .mix_copy = *mix};
+    struct ha_conc c = {.gc = gc, .design = ops, .trap = trap, .roots = roots,
+                        .nroots = nroots, .stalls = stalls, .stall_capacity = stall_capacity,
+                        .st = st, .mix_copy = *mix};
     c.mix = &c.mix_copy;
     c.run = &c.counts;
     c.mutator_st.error_root = -1;
@@ -129,17 +146,22 @@ int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, 
     if ((ops && ops->prepare && (rc = ops->prepare(&c))) ||
         (pthread_create(&mutator, NULL, ha_mutator_main, &c) &&
          (rc = ha_fail(st, HA_ERR_NOMEM, 0, -1)))) {
+        if (ops && ops->finish)
+            ops->finish(&c);
         free(c.verify_bitmap);
         return ha_end(st, rc);
     }
     uint64_t cpu_started = ha_thread_cpu_ns();
     rc = ops ? collect_beside(&c) : HA_OK;
     c.counts.collector_cpu_ns = ha_thread_cpu_ns() - cpu_started;
+    if (ops && ops->finish) /* before the join: the mutator may be blocked on a trap */
+        ops->finish(&c);
     if (rc) /* a parked mutator sees the failure and stops */
         ha_conc_release_mutator(&c);
     pthread_join(mutator, NULL);
     free(c.verify_bitmap);
     *run = c.counts;
+    run->stalls = c.stall_count;
     run->bytes_relocated += c.mutator_bytes_relocated;
     run->objects_relocated += c.mutator_objects_relocated;
     rc = HA_ATOMIC_LOAD(&c.failed);

@@ -28,6 +28,10 @@ typedef struct ha_design_ops {
     int (*prepare)(struct ha_conc *c);
     /* One collection cycle, on the collector thread. HA_OK or an HA_ERR_* code. */
     int (*cycle)(struct ha_conc *c);
+    /* After the last cycle, on every path (a failure, prepare's own too), before the
+     * mutator is joined (NULL: nothing to do): release what prepare and the cycles
+     * hold, and leave the mutator nothing it could block on. */
+    void (*finish)(struct ha_conc *c);
 } ha_design_ops;
 
 /* Fields are grouped by who writes them and how often, one cache line per
@@ -41,10 +45,15 @@ struct ha_conc {
     ha_collector *gc;             /* spaces[0] is where the mutator allocates */
     const ha_design_ops *design;  /* NULL: no collection at all (the reference run) */
     const ha_mutator_mix *mix;
+    const ha_trap_view *trap; /* the page-trap designs' collector view; NULL otherwise */
+    void *design_state;   /* what a design's prepare made, for its cycles and finish */
     ha_ref *roots;
     size_t nroots;
     ha_concurrent_run *run;
-    ha_stall *stalls;             /* the mutator writes them, the caller reads them after the join */
+    /* Stall records: the mutator writes them (and a page-trap collector, the stalls it
+     * makes the mutator suffer), each claiming its record by bumping `stall_count`;
+     * the caller reads them after the join. */
+    ha_stall *stalls;
     size_t stall_capacity;
     ha_stats *st;                 /* the collector's error details */
     uint64_t *verify_bitmap;      /* for mix->verify: one bit per heap word */
@@ -58,6 +67,11 @@ struct ha_conc {
      * header last (to-space is zeroed before a cycle, so 0 means unpublished). */
     HA_LINE uint32_t relocating;
     ha_off from_start, from_top, to_start, to_end;
+    /* The minor design hands the mutator to-space in chunks (its own pages, which
+     * no copy shares): while relocating, [to_top, to_end) is the current chunk, and
+     * the mutator raises `need_chunk` and waits for the collector to clear it with
+     * a new one (or to stop it at a safepoint). */
+    uint32_t refills_chunks;
 
     /* The handshake, written at pauses only: the collector raises `requested`
      * to epoch e; the mutator parks by setting `parked` to e and waits for
@@ -67,12 +81,16 @@ struct ha_conc {
     uint32_t need_gc;     /* the mutator could not allocate: collect now */
     uint32_t done;        /* the mutator has finished (or failed) */
     int32_t failed;       /* the first HA_ERR_* either thread hit, 0 while none */
+    uint32_t need_chunk;
 
     /* The mutator's progress (for the schedule), written every few operations. */
     HA_LINE uint64_t operations;
 
     /* To-space's top, bumped by both threads at every copy and allocation. */
     HA_LINE uint64_t to_top;
+
+    /* Stall records claimed, by both threads. */
+    HA_LINE uint64_t stall_count;
 
     /* The run's counts (`run` points here; copied out after the join): the
      * collector adds to them at every copy. */
@@ -93,6 +111,16 @@ static inline void ha_wait_for(const uint64_t *word, uint64_t value)
         else
             sched_yield();
     }
+}
+
+/* The knob mix->collector_delay_ns: a collector waits that long after each stale
+ * reference it fixes, so that its mutator meets more of its barrier's slow paths
+ * (or traps). */
+static inline void ha_conc_delay(const struct ha_conc *c)
+{
+    if (c->mix->collector_delay_ns)
+        for (uint64_t until = ha_now_ns() + c->mix->collector_delay_ns; ha_now_ns() < until;)
+            __builtin_ia32_pause();
 }
 
 /* Record `rc` as the run's failure, if it is the first; returns rc. */
@@ -134,6 +162,9 @@ static inline int ha_has_color(const ha_heap *h, ha_ref ref, uint32_t good)
  * the mutator parked. A failure is the run's. */
 int ha_conc_verify(struct ha_conc *c);
 
+/* Record a stall of `kind` that began at `start` and ends now (either thread). */
+void ha_conc_record_stall(struct ha_conc *c, uint64_t start, uint32_t kind);
+
 /* Stop the mutator at its next safepoint; 1 once it is parked, 0 if it has
  * finished (or failed) instead, so the pause runs without it. */
 int ha_conc_stop_mutator(struct ha_conc *c);
@@ -143,8 +174,39 @@ void ha_conc_release_mutator(struct ha_conc *c);
 /* The mutator thread's body (mutator.c). */
 void *ha_mutator_main(void *conc);
 
+/* ---- what the page-trap designs share (trap.c) ---- */
+
+/* A userfaultfd and the range of one view it traps. */
+typedef struct ha_trap {
+    int uffd;           /* -1 until opened */
+    uint64_t base;      /* the trapped view's offset 0 */
+    uint64_t page;      /* the page size a fault covers */
+    ha_off start, end;  /* the registered offsets; end 0: none registered */
+    uint64_t quiet_ns;  /* when the collector last found no fault pending */
+} ha_trap;
+
+/* Serve the fault at heap offset `off`, in the trapped range: make its page
+ * right and map it (which wakes the mutator). HA_OK or a failure. */
+typedef int (*ha_trap_server)(struct ha_conc *c, void *design, ha_off off);
+
+/* Record a failed system call (-errno) as the run's failure. */
+int ha_trap_fail(struct ha_conc *c, int neg_errno);
+/* Open t->uffd and ask for `features`; HA_OK or HA_ERR_SYSCALL in c->st. */
+int ha_trap_open(struct ha_conc *c, ha_trap *t, uint64_t features);
+int ha_trap_register(struct ha_conc *c, ha_trap *t, ha_off start, ha_off end, uint64_t mode);
+/* Unregister the range (waking any fault in it); nothing if none is registered. */
+int ha_trap_unregister(struct ha_conc *c, ha_trap *t);
+/* Unregister and close, on every path; nothing if never opened. */
+void ha_trap_close(struct ha_conc *c, ha_trap *t);
+/* Serve every fault pending; each is a stall of the mutator, timed from t->quiet_ns
+ * (the collector's last look that found none, before which it cannot have come). */
+int ha_trap_serve_faults(struct ha_conc *c, ha_trap *t, ha_trap_server serve, void *design);
+
 /* ---- designs ---- */
 extern const ha_design_ops ha_design_stw;
 extern const ha_design_ops ha_design_colored;
+extern const ha_design_ops ha_design_minor;
+extern const ha_design_ops ha_design_copy;
+extern const ha_design_ops ha_design_move;
 
 #endif

@@ -137,10 +137,7 @@ static int scan_to_space(struct ha_conc *c, ha_off *scan)
                                                 &c->run->objects_relocated, c->st);
             if (!healed)
                 return HA_ATOMIC_LOAD(&c->failed);
-            if (c->mix->collector_delay_ns) /* a slowed collector, for the slow path's sake */
-                for (uint64_t until = ha_now_ns() + c->mix->collector_delay_ns;
-                     ha_now_ns() < until;)
-                    __builtin_ia32_pause();
+            ha_conc_delay(c); /* a slowed collector, for the slow path's sake */
             /* A failed exchange means the mutator stored a good reference there.
              * Release: the mutator reads the copy through this slot. */
             __atomic_compare_exchange_n(&obj[i], &ref, healed, 0, __ATOMIC_RELEASE,

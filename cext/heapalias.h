@@ -92,7 +92,8 @@ enum ha_gc_error {
     HA_ERR_NOT_OBJECT = 3,/* a reference that is not an object start (verify) */
     HA_ERR_FULL = 4,      /* the to-space or allocation space is full */
     HA_ERR_ARGUMENT = 5,  /* a space or buffer that does not fit the heap */
-    HA_ERR_NOMEM = 6      /* malloc of a scratch buffer failed */
+    HA_ERR_NOMEM = 6,     /* malloc of a scratch buffer failed */
+    HA_ERR_SYSCALL = 7    /* a system call failed; stats.error_offset holds its errno */
 };
 
 typedef struct ha_heap {
@@ -284,15 +285,23 @@ int ha_binary_trees(ha_collector *gc, uint32_t max_depth, ha_ref *shadow,
 enum ha_design {
     HA_DESIGN_NONE = 0, /* no collection: the reference run */
     HA_DESIGN_STW = 1,  /* stop the mutator, evacuate (Cheney), flip, resume */
-    HA_DESIGN_COLORED = 2 /* relocate beside the mutator behind a colored load barrier
+    HA_DESIGN_COLORED = 2, /* relocate beside the mutator behind a colored load barrier
                              (multi-mapped colors, or masked: the heap's encoding says) */
+    HA_DESIGN_MINOR = 3,  /* no barrier: the mutator's view of to-space pages not yet
+                             scanned traps (userfaultfd MINOR faults, design_minor.c) */
+    HA_DESIGN_COPY = 4,   /* no barrier: compaction in place, each page built and installed
+                             by UFFDIO_COPY on a MISSING fault (ART; design_copy.c) */
+    HA_DESIGN_MOVE = 5    /* the same, installed by UFFDIO_MOVE (Linux 6.8+) */
 };
 
 /* What a stall of the mutator was. */
 enum ha_stall_kind {
     HA_STALL_SAFEPOINT = 0, /* parked at a safepoint the collector asked for */
     HA_STALL_ALLOCATION = 1, /* out of room: waited for a collection */
-    HA_STALL_BARRIER = 2     /* a load barrier's slow path: forwarded or copied */
+    HA_STALL_BARRIER = 2,    /* a load barrier's slow path: forwarded or copied */
+    HA_STALL_FAULT = 3       /* a page trap: the collector scanned the page first (timed
+                                by the collector, from before the fault could have been
+                                taken: an upper bound) */
 };
 
 /* The mutator's program: `operations` operations drawn from `seed`; per mille,
@@ -333,7 +342,19 @@ typedef struct ha_concurrent_run {
     uint64_t bytes_relocated, objects_relocated;
     uint64_t slow_paths;              /* barrier slow paths the mutator took */
     uint64_t stalls;                  /* every stall, recorded or not */
+    uint64_t faults;                  /* page traps the collector served (minor, copy, move) */
+    uint64_t pages_exposed;           /* pages it mapped into the mutator's view */
+    uint64_t fault_service_ns;        /* the collector's time serving them: from reading a
+                                         fault to the ioctl that maps its page */
 } ha_concurrent_run;
+
+/* What the page-trap designs need beside the heap (NULL for the others): the
+ * heap must be a memfd mapped shared (shmem or hugetlbfs), and this a second
+ * mapping of it, the collector's own, which no trap covers. */
+typedef struct ha_trap_view {
+    uint64_t collector_base; /* where the collector's view of offset 0 is */
+    uint64_t page_size;      /* the mapping's page size: what a trap covers */
+} ha_trap_view;
 
 /* Give every object of `space` an identity, its payload word after its
  * references, counting from 0 in address order: the mutator's graph. Each
@@ -344,9 +365,9 @@ int ha_stamp_identities(const ha_heap *h, const ha_space *space, ha_stats *st);
 /* Run the mutator on a thread of its own over the live graph the roots reach
  * (in gc's allocation space), collecting with `design` beside it. The GC-loop
  * convention; the thread is joined on every path. */
-int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix, ha_ref *roots,
-                  size_t nroots, ha_stall *stalls, size_t stall_capacity,
-                  ha_concurrent_run *run, ha_stats *st);
+int ha_concurrent(ha_collector *gc, uint32_t design, const ha_mutator_mix *mix,
+                  const ha_trap_view *trap, ha_ref *roots, size_t nroots, ha_stall *stalls,
+                  size_t stall_capacity, ha_concurrent_run *run, ha_stats *st);
 /* ---- HPROF heap dumps (hprof.c): a resumable scanner over a dump's bytes, in two passes ----
  * ha_hprof_scan returns HA_HPROF_OK once the buffer is used up, HA_HPROF_MORE when the item
  * at cursor->offset needs cursor->need bytes more than the buffer holds, HA_HPROF_FULL when
@@ -490,6 +511,29 @@ int ha_hprof_table_add(ha_hprof_table *t, const uint64_t *ids, const uint64_t *v
  * non-null ids it lacks. */
 uint64_t ha_hprof_lookup(const ha_hprof_table *t, const uint64_t *ids, uint64_t n,
                          uint64_t *out);
+/* ---- userfaultfd (uffd.c): 0, a descriptor or a count, or -errno ---- */
+/* A new userfaultfd, O_NONBLOCK|O_CLOEXEC, through the system call or
+ * /dev/userfaultfd; user_mode_only traps only faults taken in user mode. */
+int ha_uffd_open(int via_device, int user_mode_only);
+/* The UFFDIO_API handshake asking for `features`; what the kernel grants. */
+int ha_uffd_api(int fd, uint64_t features, uint64_t *features_out, uint64_t *ioctls_out);
+/* Every feature and ioctl the kernel offers, from a fresh userfaultfd (closed again). */
+int ha_uffd_features(int via_device, uint64_t *features_out, uint64_t *ioctls_out);
+int ha_uffd_register(int fd, uintptr_t start, size_t length, uint64_t mode,
+                     uint64_t *ioctls_out);
+/* Unregister, and wake whatever still waits in the range (uffd.c says why). */
+int ha_uffd_unregister(int fd, uintptr_t start, size_t length);
+int ha_uffd_wake(int fd, uintptr_t start, size_t length);
+int ha_uffd_continue(int fd, uintptr_t start, size_t length, int wake);
+int ha_uffd_copy(int fd, uintptr_t dst, uintptr_t src, size_t length, int wake);
+int ha_uffd_move(int fd, uintptr_t dst, uintptr_t src, size_t length, int wake);
+/* The next page fault: 1 with its address and flags, 0 if none came within
+ * timeout_ms (0: do not wait). */
+int ha_uffd_next_fault(int fd, int timeout_ms, uint64_t *address, uint64_t *flags);
+/* Relocation through a userfaultfd (MISSING mode): UFFDIO_MOVE if `move`,
+ * else UFFDIO_COPY; the relocation convention (0 or -errno; the ioctl's time,
+ * without the userfaultfd's set-up, in *st). */
+int ha_relocate_uffd(int move, uint64_t dst, uint64_t src, uint64_t length, ha_stats *st);
 /* cffi-end */
 
 /* Shared between the C files only. */

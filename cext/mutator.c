@@ -24,6 +24,9 @@
 
 enum { LOAD, STORE, ALLOCATE };
 enum { NEW_OBJECT_MAX_BYTES = 8 * (1 + 2 + 2) }; /* header, 2 refs, identity and value */
+/* While relocating, a new object leaves room for a filler object (2 words) behind
+ * it, so whatever is left of a chunk can always be parsed over. */
+enum { NEW_OBJECT_ROOM = NEW_OBJECT_MAX_BYTES + 16 };
 
 struct mutator {
     struct ha_conc *c;
@@ -52,10 +55,7 @@ static inline uint64_t mix_in(uint64_t checksum, uint64_t value)
 
 static void record_stall(struct mutator *m, uint64_t start, uint32_t kind)
 {
-    struct ha_conc *c = m->c;
-    uint64_t n = m->counts.stalls++;
-    if (n < c->stall_capacity)
-        c->stalls[n] = (ha_stall){.start_ns = start, .ns = ha_now_ns() - start, .kind = kind};
+    ha_conc_record_stall(m->c, start, kind);
 }
 
 /* Park at the safepoint the collector asked for; `since` is when the stall
@@ -82,14 +82,39 @@ static inline void poll_safepoint(struct mutator *m)
         park(m, ha_now_ns(), HA_STALL_SAFEPOINT);
 }
 
+static int make_room(struct mutator *m);
+
+/* The minor design's chunk is used up: ask the collector for another and wait
+ * for it, or for the safepoint that ends the cycle (then allocate as usual). */
+static int next_chunk(struct mutator *m)
+{
+    struct ha_conc *c = m->c;
+    uint64_t since = ha_now_ns();
+    HA_ATOMIC_STORE(&c->need_chunk, 1);
+    while (HA_ATOMIC_LOAD(&c->need_chunk) && !HA_ATOMIC_LOAD(&c->failed) &&
+           HA_ATOMIC_LOAD(&c->requested) == m->epoch)
+        sched_yield();
+    if (HA_ATOMIC_LOAD(&c->failed))
+        return HA_ATOMIC_LOAD(&c->failed);
+    if (HA_ATOMIC_LOAD(&c->requested) != m->epoch)
+        park(m, since, HA_STALL_ALLOCATION);
+    else
+        record_stall(m, since, HA_STALL_ALLOCATION);
+    return make_room(m);
+}
+
 /* Room for one new object: ask for a collection and wait for it if need be.
  * While a cycle relocates, to-space must hold what the mutator allocates. */
 static int make_room(struct mutator *m)
 {
     struct ha_conc *c = m->c;
-    if (m->relocating)
-        return c->to_end - HA_ATOMIC_LOAD(&c->to_top) >= NEW_OBJECT_MAX_BYTES
-                   ? HA_OK : ha_fail(&c->mutator_st, HA_ERR_FULL, c->to_top, -1);
+    if (m->relocating) {
+        if (c->to_end - HA_ATOMIC_LOAD(&c->to_top) >= NEW_OBJECT_ROOM)
+            return HA_OK;
+        if (!c->refills_chunks)
+            return ha_fail(&c->mutator_st, HA_ERR_FULL, c->to_top, -1);
+        return next_chunk(m);
+    }
     if (m->end - m->top >= NEW_OBJECT_MAX_BYTES)
         return HA_OK;
     if (!c->design)
@@ -302,7 +327,6 @@ void *ha_mutator_main(void *conc)
     run->mutator_ns = m.counts.mutator_ns;
     run->mutator_cpu_ns = cpu_ns;
     run->slow_paths = m.counts.slow_paths;
-    run->stalls = m.counts.stalls;
     HA_ATOMIC_STORE(&c->done, 1);
     return NULL;
 }

@@ -8,6 +8,7 @@ from ._version import __version__ as __version__  # re-exported: the one version
 from .backing import BACKINGS, PAGES, Backing, MappingPolicy, format_size, parse_size
 from .collectors import CardTable, LoopStats, SemiSpace
 from .errors import (
+    FeatureUnavailable,
     HeapAliasError,
     HeapAliasWarning,
     HeapCorruption,
@@ -36,6 +37,7 @@ __all__ = [
     "Backing",
     "CardTable",
     "Combination",
+    "FeatureUnavailable",
     "Heap",
     "HeapAliasError",
     "HeapAliasWarning",

@@ -111,12 +111,29 @@ def _combination_table(result: ProbeResult) -> Table:
     return table
 
 
+def _userfaultfd_table(cap) -> Table:
+    table = Table(title="userfaultfd (asked of the kernel: UFFDIO_API)", show_header=False,
+                  title_justify="left")
+    table.add_column("fact", style="bold")
+    table.add_column("value")
+    table.add_row("system call", "works" if cap.syscall else f"fails: {cap.syscall_error}")
+    table.add_row("/dev/userfaultfd", "works" if cap.device else f"fails: {cap.device_error}")
+    table.add_row("vm.unprivileged_userfaultfd",
+                  "absent" if cap.unprivileged is None else str(cap.unprivileged))
+    table.add_row("usable by this process", "yes" if cap.usable else "[red]no[/red]")
+    for name, ok in cap.features.items():
+        table.add_row(f"feature {name}", "[green]yes[/green]" if ok else "[red]no[/red]")
+    return table
+
+
 @main.command("probe")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: {system, combinations}.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: {system, combinations, userfaultfd}.")
 @click.option("--semantics", is_flag=True,
               help="Run the named kernel-semantics checks S1-S9 instead, each in a child process.")
 def probe_command(as_json: bool, semantics: bool) -> None:
-    """Try every backing x pages x strategy combination on this kernel."""
+    """Try every backing x pages x strategy combination on this kernel, and report what
+    userfaultfd offers (each feature asked of the kernel)."""
     if semantics:
         _semantics_report(as_json)
         return
@@ -127,6 +144,8 @@ def probe_command(as_json: bool, semantics: bool) -> None:
     console = _console()
     console.print(_system_table(result.system))
     console.print(_combination_table(result))
+    if result.userfaultfd is not None:
+        console.print(_userfaultfd_table(result.userfaultfd))
     works = len(result.working())
     console.print(f"{works} of {len(result.combinations)} combinations work on this kernel.")
 
@@ -448,9 +467,9 @@ def concurrent_command(designs, page_sizes, size, objects, operations, collectio
 
     from .backing import parse_size
     from .bench import pools
-    from .concurrent import MutatorMix
+    from .concurrent import TRAP_FEATURES, MutatorMix
     from .concurrent.study import study
-    from .errors import HugePagesUnavailable
+    from .errors import FeatureUnavailable, HugePagesUnavailable
     from .system import HUGETLB_PAGES, PAGE_SIZES
 
     if store_permille + alloc_permille > 1000:
@@ -473,9 +492,15 @@ def concurrent_command(designs, page_sizes, size, objects, operations, collectio
             if guard and pages in HUGETLB_PAGES:
                 say(guard.fill({pages: nbytes // PAGE_SIZES[pages]}))
             for design in designs:
+                if pages not in TRAP_FEATURES.get(design, {pages: None}):
+                    trapped = " and ".join(TRAP_FEATURES[design])
+                    skipped.append((f"{design} {pages}", f"{design} traps {trapped} pages only"))
+                    continue
                 try:
                     studies.append(study(design, size=nbytes, pages=pages, objects=objects,
                                          mix=mix, collections=collections, rounds=rounds))
+                except FeatureUnavailable as exc:
+                    skipped.append((f"{design} {pages}", f"{exc} ({exc.remedy})"))
                 except HugePagesUnavailable as exc:
                     skipped.append((pages, str(exc)))
                     break
@@ -497,6 +522,8 @@ def concurrent_command(designs, page_sizes, size, objects, operations, collectio
 
 def _print_concurrent(results: list[dict], skipped: list, size: int, objects: int,
                       operations: int) -> None:
+    from .concurrent import TRAP_FEATURES
+
     table = Table(title=f"Collection beside a mutator: {format_size(size)} heap, "
                   f"{objects:,} objects, {operations:,} operations per run",
                   title_justify="left")
@@ -515,7 +542,9 @@ def _print_concurrent(results: list[dict], skipped: list, size: int, objects: in
             f"{cold[r['design'], r['pages']]['throughput_ratio']:.2f}x",
             f"{barrier['throughput_ratio']:.2f}x, {barrier['ns_per_load']:.1f} ns/load"
             if barrier else "-",
-            str(r["slow_paths"]["count"]), f"{r['collector_ms']:.0f}",
+            f"{r['faults']:.0f} faults, {r['fault_service_us']:.1f} µs"
+            if r["design"] in TRAP_FEATURES else str(r["slow_paths"]["count"]),
+            f"{r['collector_ms']:.0f}",
             f"{r['relocated_mb']:.0f}", "equal" if r["checksums_equal"] else "DIFFERS")
     console = Console(highlight=False, soft_wrap=False, width=max(Console().width, 160))
     console.print(table)
@@ -523,7 +552,10 @@ def _print_concurrent(results: list[dict], skipped: list, size: int, objects: in
                   "throughput: operations/s against the no-collection run of the same seed on the "
                   "same heap; barrier: the load barrier alone, no collection (throughput, and ns "
                   "per reference load). Pauses are "
-                  "safepoint and allocation stalls; barrier slow paths are counted apart.")
+                  "safepoint and allocation stalls, and page traps (minor, copy, move: each "
+                  "fault, timed by the collector from its last look at the userfaultfd, an "
+                  "upper bound; slow paths shows their count and the collector's mean time "
+                  "serving one); barrier slow paths are counted apart.")
     for pages, why in skipped:
         console.print(f"skipped {pages}: {why}")
     shared = [r for r in results if r["mutator_on_cpu"] < SHARED_MACHINE_ON_CPU]

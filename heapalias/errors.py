@@ -200,3 +200,8 @@ class HeapDumpError(HeapAliasError):
             remedy=remedy or "take the dump again (jcmd PID GC.heap_dump FILE); a dump that "
                              "was cut short or copied while it was written cannot be read",
         )
+
+
+class FeatureUnavailable(HeapAliasError):
+    """The kernel, or this process's rights, lack a feature the operation needs (a
+    userfaultfd mode, say); ``remedy`` says what would provide it."""

@@ -261,6 +261,8 @@ def loop_result(rc: int, st, what: str) -> LoopStats:
                         remedy="give the space more room")
     if rc == lib.HA_ERR_NOMEM:
         raise InsufficientMemory(f"{what}: no memory for a scratch buffer", remedy="free memory")
+    if rc == lib.HA_ERR_SYSCALL:
+        raise SyscallFailed(what, int(st.error_offset))
     raise InvalidArgument(f"{what}: the C loop rejected its arguments (code {rc})")
 
 
@@ -530,13 +532,16 @@ def stamp_identities(heap, space) -> LoopStats:
                        "stamp_identities")
 
 
-def concurrent(gc, design: int, mix: dict, roots: np.ndarray, stalls: np.ndarray):
+def concurrent(gc, design: int, mix: dict, roots: np.ndarray, stalls: np.ndarray,
+               trap: tuple[int, int] | None = None):
     """Run the mutator thread over ``gc``'s allocation space beside ``design``'s cycles;
     ``(rc, stats, run)`` as :func:`collect`. ``stalls`` is a structured array with the
-    fields of ``ha_stall``, which the mutator fills (``run.stalls`` counts every stall)."""
+    fields of ``ha_stall``, which the mutator fills (``run.stalls`` counts every stall).
+    ``trap`` is ``(collector_view_address, page_size)`` for the page-trap designs."""
     st, run = new_stats(), ffi.new("ha_concurrent_run *")
     c_mix = ffi.new("ha_mutator_mix *", mix)
-    rc = lib.ha_concurrent(gc, design, c_mix, words_or_null(roots), len(roots),
+    c_trap = ffi.new("ha_trap_view *", trap) if trap is not None else ffi.NULL
+    rc = lib.ha_concurrent(gc, design, c_mix, c_trap, words_or_null(roots), len(roots),
                            ffi.from_buffer("ha_stall[]", stalls, require_writable=True),
                            len(stalls), run, st)
     return rc, st, run
@@ -769,8 +774,27 @@ def mark_parallel(heap, spaces, roots: np.ndarray, stack: np.ndarray, threads: i
     return loop_result(rc, st, "mark")
 
 
-
 def read_threads_ns(src: int, length: int, threads: int, prefetch: bool = False) -> int:
     """Nanoseconds for ``threads`` threads to read ``length`` bytes at ``src`` together, each
     its own share."""
     return lib.ha_read_threads_ns(src, length, threads, int(prefetch), ffi.new("uint64_t *"))
+
+
+# ---- userfaultfd (cext/uffd.c): system calls, >= 0 or -errno raised as SyscallFailed ----
+
+def uffd_features(via_device: bool) -> tuple[int, int]:
+    """``(features, ioctls)`` the kernel offers a fresh userfaultfd opened through the
+    system call or ``/dev/userfaultfd`` (the UFFDIO_API handshake, asking for nothing)."""
+    features, ioctls = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    call = "/dev/userfaultfd" if via_device else "userfaultfd"
+    _check(lib.ha_uffd_features(int(via_device), features, ioctls), call)
+    return int(features[0]), int(ioctls[0])
+
+
+def relocate_uffd(dst: int, src: int, length: int, move: bool) -> LoopStats:
+    """Install ``length`` bytes of private anonymous memory from ``src`` at ``dst`` through a
+    userfaultfd in MISSING mode: UFFDIO_MOVE (the pages themselves) or UFFDIO_COPY."""
+    st = new_stats()
+    _check(lib.ha_relocate_uffd(int(move), dst, src, length, st),
+           "UFFDIO_MOVE" if move else "UFFDIO_COPY")
+    return stats_of(st)

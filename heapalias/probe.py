@@ -14,6 +14,7 @@ from .backing import BACKINGS, PAGES
 from .errors import HeapAliasError, HeapAliasWarning, errno_name
 from .heap import Heap
 from .system import PAGE_SIZES, SystemInfo, system_info
+from .uffd import UffdCapability, capability
 
 ALIAS_STRATEGIES = ("mremap", "memfd")
 
@@ -41,10 +42,12 @@ class Combination:
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """System facts plus one :class:`Combination` per backing x pages x strategy."""
+    """System facts plus one :class:`Combination` per backing x pages x strategy, and
+    what userfaultfd offers this process (None if it was not probed)."""
 
     system: SystemInfo
     combinations: tuple[Combination, ...]
+    userfaultfd: UffdCapability | None = None
 
     def get(self, backing: str, pages: str, strategy: str) -> Combination:
         """The combination with these three names."""
@@ -58,10 +61,12 @@ class ProbeResult:
         return [c for c in self.combinations if c.ok]
 
     def as_dict(self) -> dict:
-        """``{"system": {...}, "combinations": [{backing, pages, strategy, ok, errno, error}]}``."""
+        """``{"system": {...}, "combinations": [{backing, pages, strategy, ok, errno, error}],
+        "userfaultfd": {syscall, device, unprivileged, usable, features: {name: bool}}}``."""
         return {
             "system": self.system.as_dict(),
             "combinations": [c.as_dict() for c in self.combinations],
+            "userfaultfd": self.userfaultfd.as_dict() if self.userfaultfd else None,
         }
 
 
@@ -120,6 +125,7 @@ def _probe_backing(backing: str, pages: str) -> list[Combination]:
 
 
 def probe() -> ProbeResult:
-    """Try every backing x pages x strategy combination on the running kernel."""
+    """Try every backing x pages x strategy combination on the running kernel, and ask it
+    what userfaultfd offers."""
     combos = [c for backing in BACKINGS for pages in PAGES for c in probe_backing(backing, pages)]
-    return ProbeResult(system_info(), tuple(combos))
+    return ProbeResult(system_info(), tuple(combos), capability())

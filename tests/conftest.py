@@ -141,6 +141,13 @@ def maps_text() -> str:
         return maps.read()
 
 
+def asan_loaded() -> bool:
+    """Whether ASan's runtime is in this process (the sanitized test run preloads it). Its
+    allocator maps regions of its own and keeps freed memory in a quarantine, so counting
+    mappings says nothing about heapalias's there."""
+    return "libasan" in maps_text()
+
+
 def mapped_at(address: int) -> str | None:
     """The /proc/self/maps line whose range holds ``address``, or None."""
     for line in maps_text().splitlines():

@@ -32,7 +32,8 @@ def test_probe_json_schema(runner) -> None:
     result = runner.invoke(cli.main, ["probe", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"system", "combinations"}
+    assert set(data) == {"system", "combinations", "userfaultfd"}
+    assert set(data["userfaultfd"]["features"]) >= {"MINOR_SHMEM", "MINOR_HUGETLBFS", "MOVE"}
     assert len(data["combinations"]) == len(ha.BACKINGS) * len(ha.PAGES) * 2
     for combo in data["combinations"]:
         assert {"backing", "pages", "strategy", "ok", "errno", "error"} <= set(combo)

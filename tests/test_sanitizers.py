@@ -24,7 +24,7 @@ import heapalias
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = "-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined"
 LOOP_TESTS = ["test_collectors.py", "test_corruption.py", "test_races.py", "test_objects.py",
-              "test_generational.py", "test_parallel.py"]
+              "test_generational.py", "test_parallel.py", "test_uffd.py"]
 
 
 def _asan_runtime() -> str | None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import collectors, drivers, hprof, native, workloads
 from ..backing import format_size
+from ..concurrent import TRAP_BACKING, TRAP_FEATURES
 from ..errors import HeapAliasError, HeapAliasWarning
 from ..heap import Heap
 from ..hprof import capture
@@ -472,9 +473,16 @@ class EvacuateSmall(Evacuation):
         return Trial(run, [heap])
 
 
+#: The relocation case's userfaultfd methods, and the feature each needs beyond MISSING on
+#: anonymous memory.
+UFFD_RELOCATIONS = {"uffd-copy": None, "uffd-move": "MOVE"}
+
+
 class Relocation(Case):
     name = "relocation"
-    description = "move a page-aligned range: memcpy, or remap its pages (then populate them)"
+    description = ("move a page-aligned range: memcpy, or remap its pages (then populate them); "
+                   "on 4k pages also through a userfaultfd into private anonymous memory, "
+                   "UFFDIO_COPY or UFFDIO_MOVE (the ioctl alone)")
     unit = "us/op"
 
     def sizes(self, ctx: Context) -> list[int]:
@@ -490,10 +498,22 @@ class Relocation(Case):
                 continue
             if variant.pages == "thp":
                 continue
+            uffd_skips = self.uffd_skips() if variant.pages == "4k" else {}
             for size in self.sizes(ctx):
                 if size % PAGE_SIZES[variant.pages] == 0:
-                    for method in ("copy", "remap", "remap+populate"):
-                        yield Variant("memfd", variant.pages, method, _size_label(size)), ""
+                    for method in ("copy", "remap", "remap+populate", *uffd_skips):
+                        backing = "private" if method in uffd_skips else "memfd"
+                        yield (Variant(backing, variant.pages, method, _size_label(size)),
+                               uffd_skips.get(method, ""))
+
+    def uffd_skips(self) -> dict[str, str]:
+        """Each userfaultfd method, with the reason it cannot run here ("" if it can)."""
+        from ..uffd import capability
+
+        cap = capability()
+        return {method: "" if cap.usable and (not need or cap.features.get(need))
+                else f"userfaultfd {need or 'MISSING'} is not available to this process"
+                for method, need in UFFD_RELOCATIONS.items()}
 
     def footprint(self, ctx, variant):
         return 2 * _parse_label(variant.detail), 0  # the range and room to copy it to
@@ -504,6 +524,13 @@ class Relocation(Case):
 
     def setup(self, ctx, variant):
         size = _parse_label(variant.detail)
+        if variant.strategy in UFFD_RELOCATIONS:
+            from ..uffd import relocate
+
+            source, target = _heap(size, variant), _heap(size, variant)
+            move = variant.strategy == "uffd-move"
+            return Trial(lambda: _sample(relocate(source.view, target.view, move)),
+                         [source, target])
         # Every alias is populated, as a heap in use would be.
         heap = _heap(self.footprint(ctx, variant)[0], variant)
         if variant.strategy == "copy":
@@ -606,7 +633,7 @@ class Concurrent(Case):
                    "and no collection on a plain heap (`heapalias concurrent` has pauses and MMU)")
     unit = "ns/op"
     backings = quick_backings = ("memfd",)
-    DESIGNS = ("none", "stw", "colored", "masked")
+    DESIGNS = ("none", "stw", "colored", "masked", "minor", "copy", "move")
 
     def objects(self, ctx: Context) -> int:
         """Objects in the graph: about a fifth of the heap's bytes at ~56 bytes each."""
@@ -619,7 +646,26 @@ class Concurrent(Case):
         for variant, why in ctx.heaps(self.backings):
             if variant.pages in ("4k", "2m"):
                 for design in self.DESIGNS:
-                    yield replace(variant, detail=design), why
+                    if variant.pages not in TRAP_FEATURES.get(design, {variant.pages: None}):
+                        continue
+                    backing = TRAP_BACKING.get(design, variant.backing)
+                    yield (replace(variant, backing=backing, detail=design),
+                           why or self.unavailable(design, variant.pages))
+
+    @staticmethod
+    def unavailable(design: str, pages: str) -> str:
+        """Why ``design`` cannot run on ``pages`` here (a page-trap design without its
+        userfaultfd feature), or ""."""
+        from ..errors import FeatureUnavailable
+        from ..uffd import require
+
+        if design not in TRAP_FEATURES:
+            return ""
+        try:
+            require(TRAP_FEATURES[design][pages], f"design {design!r}")
+        except FeatureUnavailable as exc:
+            return f"{exc.message} ({exc.remedy})"
+        return ""
 
     def reference(self, variant, variants):
         return next((v for v in variants

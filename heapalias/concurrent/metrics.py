@@ -14,7 +14,7 @@ STALL_DTYPE = np.dtype([("start_ns", "<u8"), ("ns", "<u8"), ("kind", "<u4"),
                         ("reserved", "<u4")])
 
 #: ha_stall_kind, by value.
-STALL_KINDS = ("safepoint", "allocation", "barrier")
+STALL_KINDS = ("safepoint", "allocation", "barrier", "fault")
 
 
 def pause_percentiles(stalls: np.ndarray) -> dict[str, float]:

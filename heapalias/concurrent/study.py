@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import HeapAliasWarning, InvalidArgument
 from ..heap import Heap
-from . import MutatorMix, live_graph, plan_for, run
+from . import TRAP_BACKING, MutatorMix, live_graph, plan_for, run
 from .metrics import pause_percentiles
 
 #: The windows MMU is reported at, in nanoseconds: 100 us, 1 ms, 10 ms.
@@ -68,6 +68,9 @@ class DesignStudy:
             "collector_ms": statistics.median(r.collector_ns / 1e6 for r in runs),
             "mutator_on_cpu": min(r.mutator_on_cpu for r in runs + refs),  # the worst run
             "relocated_mb": statistics.median(r.bytes_relocated / 2**20 for r in runs),
+            "faults": statistics.median(r.faults for r in runs),
+            "fault_service_us": statistics.median(r.fault_service_ns / r.faults / 1e3
+                                                  if r.faults else 0.0 for r in runs),
             "complete_logs": all(r.complete for r in runs),
         }
         barrier = self._phase(self.barrier_only, cold)
@@ -96,6 +99,7 @@ def study(design: str, *, size: int, pages: str = "4k", backing: str = "memfd",
     Each run starts from the same freshly built graph (``objects`` live objects)."""
     if design == "none":
         raise InvalidArgument("study a design against the reference run, not the reference")
+    backing = TRAP_BACKING.get(design, backing)  # the page-trap designs need their own
     mix = mix or MutatorMix()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HeapAliasWarning)  # THP off, say: 4k it is

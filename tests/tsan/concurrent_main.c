@@ -2,9 +2,11 @@
  * cannot run under a preloaded libtsan here, so tests/test_tsan.py compiles
  * this file with cext/*.c and -fsanitize=thread and runs it.
  *
- *   concurrent_main DESIGN OPERATIONS COLLECTIONS SEED   run DESIGN (stw, colored
- *       or masked) and the reference run on the same graph; exit 0 if their
- *       checksums agree
+ *   concurrent_main DESIGN OPERATIONS COLLECTIONS SEED   run DESIGN (stw, colored,
+ *       masked or minor) and the reference run on the same graph; exit 0 if their
+ *       checksums agree. minor runs over view 0 and collects through view 1;
+ *       copy and move over a private anonymous heap; each page-trap design with
+ *       its collector slowed, so that the mutator meets trapped pages
  *   concurrent_main race                                 a deliberate data race,
  *       which TSan must report (proof the build is instrumented) */
 #include "concurrent.h"
@@ -36,7 +38,7 @@ static int race(void)
 
 /* Build the seeded graph in a fresh semispace heap and run `design` on it. */
 static int run(uint64_t base, uint32_t encoding, uint32_t design, const ha_mutator_mix *mix,
-               uint64_t seed, ha_concurrent_run *out)
+               const ha_trap_view *trap, uint64_t seed, ha_concurrent_run *out)
 {
     memset((void *)(uintptr_t)base, 0, HEAP);
     ha_heap h = heap_at(base, encoding);
@@ -50,7 +52,7 @@ static int run(uint64_t base, uint32_t encoding, uint32_t design, const ha_mutat
     if (!rc)
         rc = ha_stamp_identities(&h, &gc.spaces[0], &st);
     if (!rc)
-        rc = ha_concurrent(&gc, design, mix, roots, ROOTS, stalls, 1 << 12, out, &st);
+        rc = ha_concurrent(&gc, design, mix, trap, roots, ROOTS, stalls, 1 << 12, out, &st);
     if (rc)
         fprintf(stderr, "design %u failed: error %d at %#llx\n", design, rc,
                 (unsigned long long)st.error_offset);
@@ -72,6 +74,12 @@ int main(int argc, char **argv)
         encoding = HA_REF_COLORED;
     else if (!strcmp(argv[1], "masked"))
         encoding = HA_REF_MASKED;
+    else if (!strcmp(argv[1], "minor"))
+        design = HA_DESIGN_MINOR;
+    else if (!strcmp(argv[1], "copy"))
+        design = HA_DESIGN_COPY;
+    else if (!strcmp(argv[1], "move"))
+        design = HA_DESIGN_MOVE;
     else
         return 2;
     ha_mutator_mix mix = {.operations = strtoull(argv[2], NULL, 0), .seed = 7,
@@ -79,14 +87,26 @@ int main(int argc, char **argv)
                           .collections = (uint32_t)strtoul(argv[3], NULL, 0)};
     uint64_t seed = strtoull(argv[4], NULL, 0);
     uint64_t base = multimapped();
+    uintptr_t private_heap = 0;
+    int compacts = design == HA_DESIGN_COPY || design == HA_DESIGN_MOVE;
+    if (compacts && ha_mmap(0, HEAP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0,
+                            &private_heap))
+        return 3;
+    if (compacts)
+        base = private_heap;
     if (!base)
         return 3;
+    ha_trap_view trap = {.collector_base = base + (1ULL << SHIFT), .page_size = 4096};
+    ha_mutator_mix slowed = mix;
+    if (design >= HA_DESIGN_MINOR)
+        slowed.collector_delay_ns = 1000;
     ha_concurrent_run reference, run_with;
-    if (run(base, encoding, HA_DESIGN_NONE, &mix, seed, &reference) ||
-        run(base, encoding, design, &mix, seed, &run_with))
+    if (run(base, encoding, HA_DESIGN_NONE, &mix, NULL, seed, &reference) ||
+        run(base, encoding, design, &slowed, design == HA_DESIGN_MINOR ? &trap : NULL, seed,
+            &run_with))
         return 4;
-    printf("collections %llu checksum %llx reference %llx\n",
+    printf("collections %llu checksum %llx reference %llx faults %llu\n",
            (unsigned long long)run_with.collections, (unsigned long long)run_with.checksum,
-           (unsigned long long)reference.checksum);
+           (unsigned long long)reference.checksum, (unsigned long long)run_with.faults);
     return run_with.checksum == reference.checksum ? 0 : 5;
 }
