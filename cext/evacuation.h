@@ -64,6 +64,9 @@ forwarded_ok(const struct cheney *c, ha_ref to, uint64_t header)
     return rel < span && !(rel & 7) && ha_words(header) * 8 <= span - rel;
 }
 
+/* How far ahead of a parallel copy its buffer is prefetched for writing. */
+enum { TO_SPACE_LEAD = 512 };
+
 /* Copy the object `*slot` names out of from-space once, and point the slot at
  * the copy. `where` is the slot's heap offset (for errors), `root` its root index. */
 static inline __attribute__((always_inline)) int
@@ -113,6 +116,10 @@ forward(struct cheney *c, ha_ref *slot, ha_off where, int64_t root, int parallel
         copy = r.copy;
     }
     uint64_t *dst = ha_at(&c->h, copy);
+    /* The compare-and-swap below drains the store buffer: without the line
+     * already owned, each copy would wait for its own store miss. */
+    if (parallel)
+        __builtin_prefetch((const char *)dst + TO_SPACE_LEAD, 1);
     const uint64_t *src = (const uint64_t *)(uintptr_t)(c->h.load_base + off);
     /* In parallel the header word is another thread's to swap: copy the rest. */
     ha_copy_words(dst + parallel, src + parallel, bytes - 8 * parallel);

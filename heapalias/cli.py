@@ -558,16 +558,17 @@ def _print_concurrent(results: list[dict], skipped: list, size: int, objects: in
                   "serving one); barrier slow paths are counted apart.")
     for pages, why in skipped:
         console.print(f"skipped {pages}: {why}")
-    shared = [r for r in results if r["mutator_on_cpu"] < SHARED_MACHINE_ON_CPU]
+    shared = [r for r in results if r["reference_on_cpu"] < SHARED_MACHINE_ON_CPU]
     if shared:
-        worst = min(r["mutator_on_cpu"] for r in shared)
+        worst = min(r["reference_on_cpu"] for r in shared)
         console.print(f"[bold]Noisy:[/] in {len(shared)} of {len(results)} phases the mutator "
-                      f"thread waited for a CPU (on a CPU for as little as {worst:.0%} of its "
-                      "time): another process shared the machine, so throughput and pauses "
-                      "include its time. Rerun on a quiet machine.")
+                      f"of the no-collection run waited for a CPU (on one for as little as "
+                      f"{worst:.0%} of its time): another process shared the machine, so "
+                      "throughput and pauses include its time. Rerun on a quiet machine.")
 
 
-#: Below this share of its wall time on a CPU, the mutator was kept waiting by other work.
+#: Below this share of its wall time on a CPU, the no-collection run's mutator (the only
+#: thread that runs) was kept waiting by other work.
 SHARED_MACHINE_ON_CPU = 0.95
 
 
