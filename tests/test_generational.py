@@ -403,12 +403,15 @@ def promotion_failure_setup(plan, filler_live: bool) -> np.ndarray:
     return np.concatenate([filler.roots, lists.roots]) if filler_live else lists.roots
 
 
-def test_a_promotion_failure_keeps_objects_in_place_and_a_full_collection_follows() -> None:
+@pytest.mark.parametrize("copy_order", sorted(COPY_ORDERS))
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_promotion_failure_keeps_objects_in_place_and_a_full_collection_follows(
+        copy_order, encoding) -> None:
     """The old space has room for what minor collections promoted lately (no estimate yet)
     but not for this one: the objects it cannot take stay where they were, the minor
     collection completes, and a full collection moves everything live into the old space."""
     with ha.Heap("1M", name="gen-promotion-failure") as heap:
-        plan = plan_over(heap, tenure_age=1)  # every survivor is promoted
+        plan = plan_over(heap, encoding, tenure_age=1, copy_order=copy_order)  # all promoted
         roots = promotion_failure_setup(plan, filler_live=False)
         before = plan.objects.shape(roots)
         plan.collect_for(roots)
