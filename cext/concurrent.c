@@ -36,6 +36,24 @@ void ha_conc_record_stall(struct ha_conc *c, uint64_t start, uint32_t kind)
         c->stalls[n] = (ha_stall){.start_ns = start, .ns = ha_now_ns() - start, .kind = kind};
 }
 
+int ha_conc_flip_roots(struct ha_conc *c, ha_root_relocator relocate, void *design)
+{
+    ha_collector *gc = c->gc;
+    for (size_t i = 0; i < c->nroots; i++) {
+        if (!c->roots[i])
+            continue;
+        ha_ref moved = relocate(c, design, c->roots[i]);
+        if (!moved)
+            return HA_ATOMIC_LOAD(&c->failed);
+        c->roots[i] = moved;
+    }
+    ha_space from = gc->spaces[0];
+    gc->spaces[0] = gc->spaces[1];
+    gc->spaces[1] = from;
+    c->relocating = 1;
+    return HA_OK;
+}
+
 int ha_conc_verify(struct ha_conc *c)
 {
     if (!c->mix->verify)

@@ -165,6 +165,15 @@ int ha_conc_verify(struct ha_conc *c);
 /* Record a stall of `kind` that began at `start` and ends now (either thread). */
 void ha_conc_record_stall(struct ha_conc *c, uint64_t start, uint32_t kind);
 
+/* A design's relocation of one root in its flip pause: the root's new
+ * reference, or 0 after a failure (recorded in c->failed). */
+typedef ha_ref (*ha_root_relocator)(struct ha_conc *c, void *design, ha_ref root);
+
+/* The end of a flip pause: relocate every root, then make to-space
+ * (gc->spaces[1]) the allocation space, with the mutator relocating. HA_OK or
+ * the run's failure. */
+int ha_conc_flip_roots(struct ha_conc *c, ha_root_relocator relocate, void *design);
+
 /* Stop the mutator at its next safepoint; 1 once it is parked, 0 if it has
  * finished (or failed) instead, so the pause runs without it. */
 int ha_conc_stop_mutator(struct ha_conc *c);

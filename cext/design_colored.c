@@ -191,6 +191,13 @@ static int prepare(struct ha_conc *c)
     return rc;
 }
 
+static ha_ref relocate_root(struct ha_conc *c, void *unused, ha_ref root)
+{
+    (void)unused;
+    return ha_colored_relocate(c, &c->gc->heap, root, &c->run->bytes_relocated,
+                               &c->run->objects_relocated, c->st);
+}
+
 static int flip(struct ha_conc *c)
 {
     ha_collector *gc = c->gc;
@@ -204,19 +211,7 @@ static int flip(struct ha_conc *c)
     for (size_t i = 0; i < c->nroots; i++) /* the misses overlap: the pause is this loop */
         if (c->roots[i])
             __builtin_prefetch(ha_prefetch_address(&gc->heap, c->roots[i]));
-    for (size_t i = 0; i < c->nroots; i++) {
-        if (!c->roots[i])
-            continue;
-        ha_ref moved = ha_colored_relocate(c, &gc->heap, c->roots[i], &c->run->bytes_relocated,
-                                           &c->run->objects_relocated, c->st);
-        if (!moved)
-            return HA_ATOMIC_LOAD(&c->failed);
-        c->roots[i] = moved;
-    }
-    gc->spaces[0] = to;
-    gc->spaces[1] = from;
-    c->relocating = 1;
-    return HA_OK;
+    return ha_conc_flip_roots(c, relocate_root, NULL);
 }
 
 static int colored_cycle(struct ha_conc *c)

@@ -367,6 +367,11 @@ static int trap_to_space(struct ha_conc *c, struct minor *s, const ha_space *to)
     return HA_OK;
 }
 
+static ha_ref evacuate_root(struct ha_conc *c, void *s, ha_ref root)
+{
+    return evacuate(c, s, root);
+}
+
 static int flip(struct ha_conc *c, struct minor *s)
 {
     ha_collector *gc = c->gc;
@@ -376,18 +381,7 @@ static int flip(struct ha_conc *c, struct minor *s)
     c->to_end = s->copy_top; /* the first chunk: [to.start, the first copy) */
     HA_ATOMIC_STORE(&c->to_top, to.start);
     HA_ATOMIC_STORE(&c->need_chunk, 0);
-    for (size_t i = 0; i < c->nroots; i++) {
-        if (!c->roots[i])
-            continue;
-        ha_ref moved = evacuate(c, s, c->roots[i]);
-        if (!moved)
-            return HA_ATOMIC_LOAD(&c->failed);
-        c->roots[i] = moved;
-    }
-    gc->spaces[0] = to;
-    gc->spaces[1] = from;
-    c->relocating = 1;
-    return HA_OK;
+    return ha_conc_flip_roots(c, evacuate_root, s);
 }
 
 /* The end pause: the chunk's tail becomes a filler, to-space the allocation space.

@@ -193,9 +193,6 @@ ALWAYS_INLINE ha_off allocate(struct mutator *m, uint64_t bytes)
 ALWAYS_INLINE int operation(struct mutator *m, int colored)
 {
     const ha_mutator_mix *mix = m->c->mix;
-    const struct good colors = {m->h.ref_base + ((uint64_t)m->h.store_color << m->h.shift),
-                                1ULL << m->h.shift};
-    const struct good *good = colored ? &colors : NULL; /* NULL: no barrier */
     uint64_t roll = next_random(m) % 1000;
     int kind = roll < mix->store_permille ? STORE
              : roll < mix->store_permille + mix->alloc_permille ? ALLOCATE : LOAD;
@@ -204,6 +201,10 @@ ALWAYS_INLINE int operation(struct mutator *m, int colored)
         if (rc)
             return rc;
     }
+    /* After make_room, which may park: a flip there moves the good color on. */
+    const struct good colors = {m->h.ref_base + ((uint64_t)m->h.store_color << m->h.shift),
+                                1ULL << m->h.shift};
+    const struct good *good = colored ? &colors : NULL; /* NULL: no barrier */
     size_t root = next_random(m) % m->c->nroots;
     ha_ref first = m->c->roots[root], ref = first;
     uint64_t *node = NULL, header = 0, length = 1 + next_random(m) % mix->path_length;
