@@ -279,7 +279,7 @@ ALWAYS_INLINE int operation(struct mutator *m, int colored)
 
 /* How often the mutator tells the collector its progress (for the schedule):
  * a store every operation to a line the waiting collector polls cost the
- * mutator a coherence miss per operation, about 10% of its time. */
+ * mutator a coherence miss per operation. */
 enum { PROGRESS_EVERY = 256 };
 
 /* The program: `operations` operations, with a safepoint poll before each. */
