@@ -26,8 +26,27 @@
  * heap's encoding decides, the code is the same. */
 #include "concurrent.h"
 
-ha_ref ha_colored_relocate(struct ha_conc *c, const ha_heap *h, ha_ref ref, uint64_t *bytes,
-                           uint64_t *objects, ha_stats *st)
+int ha_lab_refill(struct ha_conc *c, const ha_heap *h, ha_lab *lab, uint64_t bytes, ha_stats *st)
+{
+    ha_lab_retire(h, lab);
+    ha_off at = HA_ATOMIC_LOAD(&c->to_top), end;
+    do {
+        if (at > c->to_end || c->to_end - at < bytes) {
+            ha_conc_fail(c, ha_fail(st, HA_ERR_FULL, at, -1));
+            return 0;
+        }
+        /* Near the end, exactly what is asked: a buffer would strand room another needs. */
+        end = c->to_end - at < 2 * HA_LAB_BYTES ? at + bytes : at + HA_LAB_BYTES;
+    } while (!__atomic_compare_exchange_n(&c->to_top, &at, end, 1, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    *lab = (ha_lab){.top = at, .end = end};
+    for (ha_off line = at & ~63ULL; line < at + HA_LAB_LEAD && line < end; line += 64)
+        __builtin_prefetch(ha_at(h, line), 1);
+    return 1;
+}
+
+ha_ref ha_colored_relocate(struct ha_conc *c, const ha_heap *h, ha_ref ref, ha_lab *lab,
+                           uint64_t *bytes, uint64_t *objects, ha_stats *st)
 {
     ha_off off;
     if (!ha_decode(h, ref, &off)) {
@@ -52,7 +71,7 @@ ha_ref ha_colored_relocate(struct ha_conc *c, const ha_heap *h, ha_ref ref, uint
             return 0;
         }
         uint64_t size = ha_words(header) * 8;
-        ha_off at = ha_conc_reserve(c, size, st);
+        ha_off at = ha_lab_reserve(c, h, lab, size, st);
         if (!at)
             return 0;
         uint64_t *copy = ha_at(h, at);
@@ -73,11 +92,22 @@ ha_ref ha_colored_relocate(struct ha_conc *c, const ha_heap *h, ha_ref ref, uint
     }
 }
 
+
 /* The header at `off` in to-space once its writer has published it; 0 if the
- * run failed meanwhile (a reservation past the end is never published). */
-static uint64_t published_header(struct ha_conc *c, const uint64_t *word)
+ * run failed meanwhile (a reservation past the end is never published). An
+ * unpublished header is the rest of an allocation buffer: the collector's own
+ * (the scan has caught up with its copies), which it retires, or the
+ * mutator's, which it asks the mutator to retire. */
+static uint64_t published_header(struct ha_conc *c, const ha_heap *h, ha_lab *lab, ha_off off)
 {
-    uint64_t header;
+    const uint64_t *word = ha_at(h, off);
+    uint64_t header = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    if (header)
+        return header;
+    if (off == lab->top && lab->top < lab->end)
+        ha_lab_retire(h, lab);
+    else
+        HA_ATOMIC_STORE(&c->retire_lab, 1);
     for (unsigned spins = 0; !(header = __atomic_load_n(word, __ATOMIC_ACQUIRE)); spins++) {
         if (HA_ATOMIC_LOAD(&c->failed))
             return 0;
@@ -90,14 +120,18 @@ static uint64_t published_header(struct ha_conc *c, const uint64_t *word)
 enum { PREFETCH_OBJECTS = 12, PREFETCH_REFS = 4 };
 
 /* Prefetch the from-space headers the published object at `*ahead` refers to
- * with a bad color, and step past it; stop (leave *ahead) at an unpublished or
- * bad header, which the scan itself will wait for or report. Prefetches never
- * fault, so the references need no checks. */
+ * with a bad color, and step past it (or a filler); stop (leave *ahead) at an
+ * unpublished or bad header, which the scan itself will wait for or report.
+ * Prefetches never fault, so the references need no checks. */
 static inline void prefetch_ahead(const struct ha_conc *c, const ha_heap *h, uint32_t good,
                                   ha_off *ahead)
 {
     const uint64_t *obj = ha_at(h, *ahead);
     uint64_t header = __atomic_load_n(obj, __ATOMIC_ACQUIRE);
+    if (ha_filler_ok(header, *ahead, c->to_end)) {
+        *ahead += ha_words(header) * 8;
+        return;
+    }
     if (!ha_header_ok(header, *ahead, c->to_end))
         return;
     for (uint64_t i = 1; i <= ha_nrefs(header) && i <= PREFETCH_REFS; i++) {
@@ -108,10 +142,11 @@ static inline void prefetch_ahead(const struct ha_conc *c, const ha_heap *h, uin
     *ahead += ha_words(header) * 8;
 }
 
-/* Scan to-space from `*scan` to its current top, healing every bad slot; the
- * objects ahead of the scan have their referents prefetched, as in Cheney's
- * loop (copy.c), since from-space is read in no particular order. */
-static int scan_to_space(struct ha_conc *c, ha_off *scan)
+/* Scan to-space from `*scan` to its current top, healing every bad slot and
+ * copying into `lab`; the objects ahead of the scan have their referents
+ * prefetched, as in Cheney's loop (copy.c), since from-space is read in no
+ * particular order. */
+static int scan_to_space(struct ha_conc *c, ha_lab *lab, ha_off *scan)
 {
     const ha_heap *h = &c->gc->heap;
     uint32_t good = h->store_color;
@@ -124,24 +159,28 @@ static int scan_to_space(struct ha_conc *c, ha_off *scan)
             if (ahead == was)
                 break;
         }
-        uint64_t *obj = ha_at(h, *scan), header = published_header(c, obj);
+        uint64_t *obj = ha_at(h, *scan), header = published_header(c, h, lab, *scan);
         if (!header)
             return HA_ATOMIC_LOAD(&c->failed);
-        if (!ha_header_ok(header, *scan, c->to_end))
+        if (ha_filler_ok(header, *scan, c->to_end)) {
+            /* nothing to scan */
+        } else if (!ha_header_ok(header, *scan, c->to_end)) {
             return ha_conc_fail(c, ha_fail(c->st, HA_ERR_HEADER, *scan, -1));
-        for (uint64_t i = 1; i <= ha_nrefs(header); i++) {
-            ha_ref ref = ha_load(&obj[i]);
-            if (!ref || ha_has_color(h, ref, good))
-                continue;
-            ha_ref healed = ha_colored_relocate(c, h, ref, &c->run->bytes_relocated,
-                                                &c->run->objects_relocated, c->st);
-            if (!healed)
-                return HA_ATOMIC_LOAD(&c->failed);
-            ha_conc_delay(c); /* a slowed collector, for the slow path's sake */
-            /* A failed exchange means the mutator stored a good reference there.
-             * Release: the mutator reads the copy through this slot. */
-            __atomic_compare_exchange_n(&obj[i], &ref, healed, 0, __ATOMIC_RELEASE,
-                                        __ATOMIC_RELAXED);
+        } else {
+            for (uint64_t i = 1; i <= ha_nrefs(header); i++) {
+                ha_ref ref = ha_load(&obj[i]);
+                if (!ref || ha_has_color(h, ref, good))
+                    continue;
+                ha_ref healed = ha_colored_relocate(c, h, ref, lab, &c->run->bytes_relocated,
+                                                    &c->run->objects_relocated, c->st);
+                if (!healed)
+                    return HA_ATOMIC_LOAD(&c->failed);
+                ha_conc_delay(c); /* a slowed collector, for the slow path's sake */
+                /* A failed exchange means the mutator stored a good reference there.
+                 * Release: the mutator reads the copy through this slot. */
+                __atomic_compare_exchange_n(&obj[i], &ref, healed, 0, __ATOMIC_RELEASE,
+                                            __ATOMIC_RELAXED);
+            }
         }
         *scan += ha_words(header) * 8;
         if (ahead <= *scan) {
@@ -191,13 +230,10 @@ static int prepare(struct ha_conc *c)
     return rc;
 }
 
-static ha_ref relocate_root(struct ha_conc *c, void *unused, ha_ref root)
-{
-    (void)unused;
-    return ha_colored_relocate(c, &c->gc->heap, root, &c->run->bytes_relocated,
-                               &c->run->objects_relocated, c->st);
-}
-
+/* The flip: a pause that moves the good color on, so that every reference in
+ * the heap and the roots turns bad at once, and swaps the spaces. The roots are
+ * healed after it (heal_roots), as JDK 16's ZGC processes thread stacks after
+ * its pause (JEP 376): the mutator loads a root through its barrier too. */
 static int flip(struct ha_conc *c)
 {
     ha_collector *gc = c->gc;
@@ -208,10 +244,30 @@ static int flip(struct ha_conc *c)
     c->to_end = to.end;
     HA_ATOMIC_STORE(&c->to_top, to.start);
     gc->heap.store_color = (gc->heap.store_color + 1) % gc->heap.ncolors;
-    for (size_t i = 0; i < c->nroots; i++) /* the misses overlap: the pause is this loop */
-        if (c->roots[i])
-            __builtin_prefetch(ha_prefetch_address(&gc->heap, c->roots[i]));
-    return ha_conc_flip_roots(c, relocate_root, NULL);
+    return ha_conc_flip_roots(c, NULL, NULL);
+}
+
+/* Heal every bad root, racing the mutator's barrier as for any slot. */
+static int heal_roots(struct ha_conc *c, ha_lab *lab)
+{
+    const ha_heap *h = &c->gc->heap;
+    for (size_t i = 0; i < c->nroots; i++) {
+        ha_ref root = HA_ATOMIC_LOAD(&c->roots[i]);
+        if (root && !ha_has_color(h, root, h->store_color))
+            __builtin_prefetch(ha_prefetch_address(h, root));
+    }
+    for (size_t i = 0; i < c->nroots; i++) {
+        ha_ref root = HA_ATOMIC_LOAD(&c->roots[i]);
+        if (!root || ha_has_color(h, root, h->store_color))
+            continue;
+        ha_ref healed = ha_colored_relocate(c, h, root, lab, &c->run->bytes_relocated,
+                                            &c->run->objects_relocated, c->st);
+        if (!healed)
+            return HA_ATOMIC_LOAD(&c->failed);
+        __atomic_compare_exchange_n(&c->roots[i], &root, healed, 0, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED);
+    }
+    return HA_OK;
 }
 
 static int colored_cycle(struct ha_conc *c)
@@ -219,13 +275,16 @@ static int colored_cycle(struct ha_conc *c)
     ha_collector *gc = c->gc;
     if (gc->heap.encoding < HA_REF_COLORED || gc->heap.ncolors < 2)
         return ha_conc_fail(c, ha_fail(c->st, HA_ERR_ARGUMENT, 0, -1));
+    ha_lab lab = {0};
     int parked = ha_conc_stop_mutator(c);
     int rc = flip(c);
     if (parked)
         ha_conc_release_mutator(c);
+    if (!rc)
+        rc = heal_roots(c, &lab);
     ha_off scan = c->to_start;
     while (!rc) {
-        if ((rc = scan_to_space(c, &scan)))
+        if ((rc = scan_to_space(c, &lab, &scan)))
             break;
         parked = ha_conc_stop_mutator(c);
         int finished = scan == HA_ATOMIC_LOAD(&c->to_top);

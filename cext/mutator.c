@@ -36,6 +36,7 @@ struct mutator {
     uint64_t epoch;       /* the last safepoint epoch it parked for */
     uint64_t identity;    /* the next new object's */
     uint32_t relocating;  /* c->relocating as of its last park */
+    ha_lab lab;           /* its to-space buffer while a colored cycle relocates */
     uint64_t relocated_bytes, relocated_objects; /* copies its barrier made */
     ha_concurrent_run counts;
 };
@@ -66,6 +67,7 @@ static void park(struct mutator *m, uint64_t since, uint32_t kind)
     uint64_t epoch = HA_ATOMIC_LOAD(&c->requested);
     if (!m->relocating) /* published by the store to `parked` */
         c->gc->spaces[0].top = m->top;
+    ha_lab_retire(&m->h, &m->lab); /* the pause may end the cycle */
     HA_ATOMIC_STORE(&c->parked, epoch);
     ha_wait_for(&c->released, epoch);
     m->epoch = epoch;
@@ -76,10 +78,19 @@ static void park(struct mutator *m, uint64_t since, uint32_t kind)
     record_stall(m, since, kind);
 }
 
+/* The collector's scan waits at the mutator's buffer: let it through. */
+static void retire_lab(struct mutator *m)
+{
+    ha_lab_retire(&m->h, &m->lab);
+    HA_ATOMIC_STORE(&m->c->retire_lab, 0);
+}
+
 static inline void poll_safepoint(struct mutator *m)
 {
     if (__builtin_expect(HA_ATOMIC_LOAD(&m->c->requested) != m->epoch, 0))
         park(m, ha_now_ns(), HA_STALL_SAFEPOINT);
+    else if (__builtin_expect(HA_ATOMIC_LOAD(&m->c->retire_lab), 0))
+        retire_lab(m);
 }
 
 static int make_room(struct mutator *m);
@@ -109,11 +120,13 @@ static int make_room(struct mutator *m)
 {
     struct ha_conc *c = m->c;
     if (m->relocating) {
-        if (c->to_end - HA_ATOMIC_LOAD(&c->to_top) >= NEW_OBJECT_ROOM)
+        uint64_t top = HA_ATOMIC_LOAD(&c->to_top);
+        if (c->refills_chunks)
+            return c->to_end - top >= NEW_OBJECT_ROOM ? HA_OK : next_chunk(m);
+        if (m->lab.end - m->lab.top >= NEW_OBJECT_MAX_BYTES ||
+            (top <= c->to_end && c->to_end - top >= NEW_OBJECT_MAX_BYTES))
             return HA_OK;
-        if (!c->refills_chunks)
-            return ha_fail(&c->mutator_st, HA_ERR_FULL, c->to_top, -1);
-        return next_chunk(m);
+        return ha_fail(&c->mutator_st, HA_ERR_FULL, top, -1);
     }
     if (m->end - m->top >= NEW_OBJECT_MAX_BYTES)
         return HA_OK;
@@ -148,7 +161,7 @@ static inline uint64_t *node_of(const struct mutator *m, ha_ref ref, uint64_t *h
 static __attribute__((noinline)) ha_ref heal(struct mutator *m, uint64_t *slot, ha_ref ref)
 {
     uint64_t since = ha_now_ns();
-    ha_ref good = ha_colored_relocate(m->c, &m->h, ref, &m->relocated_bytes,
+    ha_ref good = ha_colored_relocate(m->c, &m->h, ref, &m->lab, &m->relocated_bytes,
                                       &m->relocated_objects, &m->c->mutator_st);
     /* A failed exchange found the collector's healing, which is the same copy. */
     if (good && !__atomic_compare_exchange_n(slot, &ref, good, 0, __ATOMIC_RELEASE,
@@ -180,11 +193,14 @@ ALWAYS_INLINE ha_ref load_ref(struct mutator *m, uint64_t *slot, const struct go
     return ref;
 }
 
-/* Where a new object of `bytes` goes: the local cursor, or to-space's shared top. */
+/* Where a new object of `bytes` goes: the local cursor, or while relocating
+ * the mutator's buffer in to-space (the minor design's chunk). */
 ALWAYS_INLINE ha_off allocate(struct mutator *m, uint64_t bytes)
 {
-    if (m->relocating)
+    if (m->relocating && m->c->refills_chunks)
         return ha_conc_reserve(m->c, bytes, &m->c->mutator_st);
+    if (m->relocating)
+        return ha_lab_reserve(m->c, &m->h, &m->lab, bytes, &m->c->mutator_st);
     ha_off off = m->top;
     m->top += bytes;
     return off;
@@ -206,7 +222,7 @@ ALWAYS_INLINE int operation(struct mutator *m, int colored)
                                 1ULL << m->h.shift};
     const struct good *good = colored ? &colors : NULL; /* NULL: no barrier */
     size_t root = next_random(m) % m->c->nroots;
-    ha_ref first = m->c->roots[root], ref = first;
+    ha_ref first = load_ref(m, &m->c->roots[root], good), ref = first; /* healed after a flip */
     uint64_t *node = NULL, header = 0, length = 1 + next_random(m) % mix->path_length;
     uint64_t checksum = m->counts.checksum;
     for (uint64_t step = 0; step < length && ref; step++) {
@@ -311,6 +327,7 @@ void *ha_mutator_main(void *conc)
     uint64_t cpu_started = ha_thread_cpu_ns();
     int rc = c->design == &ha_design_colored ? program(&m, 1) : program(&m, 0);
     ha_conc_fail(c, rc);
+    ha_lab_retire(&m.h, &m.lab); /* a scan may be waiting at it */
     m.counts.mutator_ns = ha_now_ns() - m.counts.started_ns;
     uint64_t cpu_ns = ha_thread_cpu_ns() - cpu_started;
     m.counts.operations = HA_ATOMIC_LOAD(&c->operations);
