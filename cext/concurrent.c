@@ -31,11 +31,12 @@ void ha_conc_release_mutator(struct ha_conc *c)
 
 void ha_conc_record_stall(struct ha_conc *c, uint64_t start, uint32_t kind)
 {
+    uint64_t end = ha_now_ns(); /* the bookkeeping below is not the stall's */
     uint64_t n = __atomic_fetch_add(&c->stall_count, 1, __ATOMIC_RELAXED);
     if (n + 8 < c->stall_capacity) /* else the next stall's locked add waits for this miss */
         __builtin_prefetch(&c->stalls[n + 8], 1);
     if (n < c->stall_capacity)
-        c->stalls[n] = (ha_stall){.start_ns = start, .ns = ha_now_ns() - start, .kind = kind};
+        c->stalls[n] = (ha_stall){.start_ns = start, .ns = end - start, .kind = kind};
 }
 
 int ha_conc_flip_roots(struct ha_conc *c, ha_root_relocator relocate, void *design)

@@ -163,10 +163,11 @@ static __attribute__((noinline)) ha_ref heal(struct mutator *m, uint64_t *slot, 
     uint64_t since = ha_now_ns();
     ha_ref good = ha_colored_relocate(m->c, &m->h, ref, &m->lab, &m->relocated_bytes,
                                       &m->relocated_objects, &m->c->mutator_st);
-    /* A failed exchange found the collector's healing, which is the same copy. */
-    if (good && !__atomic_compare_exchange_n(slot, &ref, good, 0, __ATOMIC_RELEASE,
-                                             __ATOMIC_ACQUIRE))
-        good = ref;
+    /* A plain store heals: only the mutator stores anything but this very
+     * reference there (the collector's healing of `ref` is the same copy), and
+     * a second locked instruction would wait for the copy's stores again. */
+    if (good)
+        __atomic_store_n(slot, good, __ATOMIC_RELEASE);
     m->counts.slow_paths++;
     record_stall(m, since, HA_STALL_BARRIER);
     return good;

@@ -122,6 +122,51 @@ def test_a_flip_while_the_mutator_waits_for_room_moves_its_barrier_on(design) ->
     assert run.checksum == reference.checksum
 
 
+@pytest.mark.parametrize("design", ["colored", "masked"])
+def test_roots_turned_bad_by_the_flip_are_healed_by_whoever_loads_them_first(design) -> None:
+    """The flip pause leaves the roots as they are: the mutator loads each through its
+    barrier and the collector heals them after the pause, racing it. With thousands of
+    roots and walks of one step, the mutator meets a bad root at most operations after a
+    flip, and every root must end with the good color and the right object."""
+    mix = cc.MutatorMix(operations=200_000, path_length=1, store_permille=300, seed=4)
+    checksums = []
+    with ha.Heap(HEAP, backing="memfd", name="roots-race") as heap:
+        plan = cc.plan_for(heap, design)
+        for name in ("none", design):
+            roots = cc.live_graph(plan, OBJECTS, roots=4_000, seed=4)
+            run = cc.run(plan, roots, name, mix=mix, collections=40, verify=True)
+            checksums.append(run.checksum)
+            collectors.verify(plan.objects, roots, spaces=[plan.allocation_space.name])
+        good = plan.objects.codec.color(int(roots[roots != 0][0]))
+        assert all(plan.objects.codec.color(int(r)) == good for r in roots if r)
+    assert checksums[0] == checksums[1] and run.slow_paths > 0
+
+
+@pytest.mark.parametrize("design", ["colored", "masked"])
+def test_allocation_buffers_fill_to_space_to_the_last_object(design) -> None:
+    """Mutator and collector each relocate into a to-space buffer of their own; what a
+    buffer leaves unused is a filler the scan and verify step over. An allocation-heavy
+    mutator retires buffers at every turn (full, asked by the scan, parked), and a
+    to-space nearly filled by live data leaves the last buffers cut to size: the run
+    matches the reference, or ends in SpaceFull, never in a bad header."""
+    mix = cc.MutatorMix(operations=150_000, alloc_permille=500, seed=6)
+    checksums = []
+    with ha.Heap(HEAP, backing="memfd", name="lab-fill") as heap:
+        plan = cc.plan_for(heap, design)
+        for name in ("none", design):
+            roots = cc.live_graph(plan, OBJECTS, seed=6)
+            run = cc.run(plan, roots, name, mix=mix, collections=60, verify=True)
+            checksums.append(run.checksum)
+            collectors.verify(plan.objects, roots, spaces=[plan.allocation_space.name])
+        assert checksums[0] == checksums[1] and run.slow_paths > 0
+        # Live data filling all but a few buffers of to-space.
+        roots = cc.live_graph(plan, 60_000, seed=6)
+        with pytest.raises(ha.SpaceFull):
+            cc.run(plan, roots, design, mix=cc.MutatorMix(operations=400_000,
+                                                          alloc_permille=900, seed=6),
+                   collections=400, verify=True)
+
+
 @pytest.mark.parametrize("design", DESIGNS)
 def test_runs_back_to_back_on_one_graph_match_the_reference(plans, design) -> None:
     """Each run starts from the heap the last one left: for colored and masked, a heap
