@@ -157,10 +157,20 @@ static inline uint64_t *node_of(const struct mutator *m, ha_ref ref, uint64_t *h
                ? obj : NULL;
 }
 
-/* The load barrier's slow path: relocate (or find) the object, heal the slot. */
-static __attribute__((noinline)) ha_ref heal(struct mutator *m, uint64_t *slot, ha_ref ref)
+/* The load barrier's slow path: relocate (or find) the object, heal the slot.
+ * `node` (NULL: none) is the object the slot is in, with `nrefs` slots: when
+ * one is stale the others most likely are too, and a walk through the node
+ * will soon take one, so their objects are fetched now, beside this one. */
+static __attribute__((noinline)) ha_ref heal(struct mutator *m, uint64_t *slot, ha_ref ref,
+                                             const uint64_t *node, uint64_t nrefs)
 {
     uint64_t since = ha_now_ns();
+    uint64_t good_base = m->h.ref_base + ((uint64_t)m->h.store_color << m->h.shift);
+    for (uint64_t i = 1; node && i <= nrefs; i++) {
+        ha_ref sibling = ha_load(&node[i]);
+        if (sibling && sibling - good_base >= 1ULL << m->h.shift)
+            __builtin_prefetch(ha_prefetch_address(&m->h, sibling));
+    }
     ha_ref good = ha_colored_relocate(m->c, &m->h, ref, &m->lab, &m->relocated_bytes,
                                       &m->relocated_objects, &m->c->mutator_st);
     /* A plain store heals: only the mutator stores anything but this very
@@ -186,12 +196,18 @@ struct good {
  * that heal recorded in c->failed. The load acquires: the slot may have been
  * healed by the collector, whose copy's contents must be seen with it (a plain
  * load on x86-64). */
-ALWAYS_INLINE ha_ref load_ref(struct mutator *m, uint64_t *slot, const struct good *good)
+ALWAYS_INLINE ha_ref load_slot(struct mutator *m, uint64_t *slot, const struct good *good,
+                              const uint64_t *node, uint64_t nrefs)
 {
     ha_ref ref = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if (good && ref && __builtin_expect(ref - good->base >= good->span, 0))
-        ref = heal(m, slot, ref);
+        ref = heal(m, slot, ref, node, nrefs);
     return ref;
+}
+
+ALWAYS_INLINE ha_ref load_ref(struct mutator *m, uint64_t *slot, const struct good *good)
+{
+    return load_slot(m, slot, good, NULL, 0);
 }
 
 /* Where a new object of `bytes` goes: the local cursor, or while relocating
@@ -234,7 +250,8 @@ ALWAYS_INLINE int operation(struct mutator *m, int colored)
         m->counts.loads++;
         if (!ha_nrefs(header))
             break;
-        ha_ref next = load_ref(m, &node[1 + next_random(m) % ha_nrefs(header)], good);
+        ha_ref next = load_slot(m, &node[1 + next_random(m) % ha_nrefs(header)], good, node,
+                                ha_nrefs(header));
         if (!next)
             break;
         ref = next;
