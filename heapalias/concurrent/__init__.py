@@ -14,9 +14,10 @@ Designs, by name (:data:`DESIGNS`):
   design must reproduce for the same seed and graph.
 - ``"stw"``: stop the mutator at a safepoint, evacuate (Cheney), flip, resume.
 - ``"colored"``: ZGC before JDK 21. The heap is multi-mapped, one view per color;
-  a short pause flips the good color and relocates the roots, then the collector
-  relocates beside the mutator, whose every reference load goes through a load
-  barrier (a bad color takes the slow path: find or make the copy, heal the slot).
+  a short pause flips the good color, then the collector heals the roots and
+  relocates beside the mutator, whose every reference load (roots too) goes through
+  a load barrier (a bad color takes the slow path: find or make the copy, heal the
+  slot).
   A reference of any color is dereferenced through its own view.
 - ``"masked"``: the same collector and barrier over one mapping, the color bits
   stripped at every dereference (generational ZGC's way).
