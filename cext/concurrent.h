@@ -40,6 +40,8 @@ typedef struct ha_design_ops {
  * throughput once blamed on this was another process sharing the CPUs.) */
 #define HA_LINE _Alignas(64)
 
+enum { HA_NEED_CHUNK_AHEAD = 1, HA_NEED_CHUNK_NOW = 2 };
+
 struct ha_conc {
     /* Set before the mutator starts; read by both. */
     ha_collector *gc;             /* spaces[0] is where the mutator allocates */
@@ -68,9 +70,11 @@ struct ha_conc {
     HA_LINE uint32_t relocating;
     ha_off from_start, from_top, to_start, to_end;
     /* The minor design hands the mutator to-space in chunks (its own pages, which
-     * no copy shares): while relocating, [to_top, to_end) is the current chunk, and
-     * the mutator raises `need_chunk` and waits for the collector to clear it with
-     * a new one (or to stop it at a safepoint). */
+     * no copy shares): while relocating, [to_top, to_end) is the current chunk,
+     * which only the mutator changes. The collector maps a spare one ahead,
+     * [spare_start, spare_end), whenever `need_chunk` is raised and none is
+     * there; the mutator takes it when its chunk is used up (and raises
+     * `need_chunk` again), and waits only if none is ready yet. */
     uint32_t refills_chunks;
 
     /* The handshake, written at pauses only: the collector raises `requested`
@@ -84,7 +88,8 @@ struct ha_conc {
     uint32_t need_gc;     /* the mutator could not allocate: collect now */
     uint32_t done;        /* the mutator has finished (or failed) */
     int32_t failed;       /* the first HA_ERR_* either thread hit, 0 while none */
-    uint32_t need_chunk;
+    uint32_t need_chunk;  /* 0, HA_NEED_CHUNK_AHEAD or HA_NEED_CHUNK_NOW */
+    ha_off spare_start, spare_end; /* spare_end 0: no spare chunk */
 
     /* The mutator's progress (for the schedule), written every few operations. */
     HA_LINE uint64_t operations;

@@ -49,6 +49,7 @@ enum page_state { TRAPPED = 0, EXPOSED = 1, CHUNK = 2, FREE = 3 };
 enum {
     POLL_OBJECTS = 64,          /* scan steps between reads of the userfaultfd */
     EXPOSE_BATCH_BYTES = 64 << 10, /* passed pages mapped in runs of about this much */
+    EXPOSE_HOT_BYTES = 1 << 20,    /* but one at a time in to-space's first bytes */
     CHUNK_BYTES = 64 << 10,     /* the mutator's allocation chunk (at least a page) */
     FILLER_MIN_BYTES = 16,      /* the smallest object */
     PREFETCH_BYTES = 768,       /* how far the background scan prefetches ahead */
@@ -289,28 +290,31 @@ static int expose_chunk(struct ha_conc *c, struct minor *s, uint64_t p, uint64_t
     return HA_OK;
 }
 
-/* Hand the waiting mutator a new chunk of whole pages at the frontier. */
+/* Map a spare chunk of whole pages at the frontier for the mutator, if it
+ * asked and none is there: ahead of need (NEED_CHUNK_AHEAD) only while
+ * to-space has room for four more, at once when it waits (NEED_CHUNK_NOW).
+ * None when to-space has no room left: the mutator then waits for the
+ * cycle's end, and allocates after it. */
 static int serve_chunk(struct ha_conc *c, struct minor *s)
 {
-    if (!HA_ATOMIC_LOAD(&c->need_chunk))
+    uint32_t need = HA_ATOMIC_LOAD(&c->need_chunk);
+    if (!need || HA_ATOMIC_LOAD(&c->spare_end))
         return HA_OK;
-    /* The mutator waits: the old chunk's tail is parsed over as a filler. */
-    ha_off old = HA_ATOMIC_LOAD(&c->to_top);
-    int rc = c->to_end > old ? place_filler(c, s, old, c->to_end - old) : HA_OK;
-    if (!rc)
-        rc = close_frontier(c, s, align_up(s, s->copy_top));
+    ha_off frontier = align_up(s, s->copy_top);
+    uint64_t room = frontier < s->copy_end ? s->copy_end - frontier : 0;
+    if (room < s->page || (need == HA_NEED_CHUNK_AHEAD && room / 5 < s->chunk))
+        return HA_OK; /* not even a page: the frontier stays open for copies */
+    int rc = close_frontier(c, s, align_up(s, s->copy_top));
     uint64_t bytes = s->chunk < s->copy_end - s->copy_top ? s->chunk
                      : (s->copy_end - s->copy_top) & ~(s->page - 1);
-    if (!rc && (!bytes || (s->copy_top & (s->page - 1))))
-        rc = ha_conc_fail(c, ha_fail(c->st, HA_ERR_FULL, s->copy_top, -1));
-    if (rc)
+    if (rc || !bytes || (s->copy_top & (s->page - 1)))
         return rc;
     if ((rc = expose_chunk(c, s, page_of(s, s->copy_top), bytes >> s->shift)))
         return rc;
-    c->to_end = s->copy_top + bytes;
-    HA_ATOMIC_STORE(&c->to_top, s->copy_top);
+    HA_ATOMIC_STORE(&c->need_chunk, 0); /* before the spare: the mutator may ask again */
+    c->spare_start = s->copy_top;
+    HA_ATOMIC_STORE(&c->spare_end, s->copy_top + bytes);
     s->copy_top += bytes;
-    HA_ATOMIC_STORE(&c->need_chunk, 0);
     s->trap.quiet_ns = ha_now_ns(); /* a fault from now on is the mutator's next stall */
     return HA_OK;
 }
@@ -368,7 +372,14 @@ static void prefetch_ahead(struct minor *s)
 /* Up to POLL_OBJECTS steps of the Cheney scan (chunks are stepped over whole). */
 static int scan_ahead(struct ha_conc *c, struct minor *s)
 {
-    for (unsigned n = 0; n < POLL_OBJECTS && s->scan < s->copy_top; n++) {
+    /* To-space begins with the roots' copies, in breadth-first order: the pages
+     * the mutator walks first. Mapped as soon as they are passed (the step ends
+     * at a page boundary), they spare it a fault each; further on, runs of
+     * pages spare the collector ioctls. */
+    int hot = s->scan - s->trap.start < EXPOSE_HOT_BYTES;
+    uint64_t page = page_of(s, s->scan);
+    for (unsigned n = 0; n < POLL_OBJECTS && s->scan < s->copy_top &&
+                         !(hot && page_of(s, s->scan) != page); n++) {
         skip_chunks(s, &s->scan);
         if (s->scan >= s->copy_top)
             break;
@@ -382,8 +393,8 @@ static int scan_ahead(struct ha_conc *c, struct minor *s)
             return rc;
         s->scan += ha_words(header) * 8;
     }
-    return expose_passed(c, s, EXPOSE_BATCH_BYTES >> s->shift ? EXPOSE_BATCH_BYTES >> s->shift
-                                                               : 1);
+    uint64_t batch = hot ? 1 : EXPOSE_BATCH_BYTES >> s->shift;
+    return expose_passed(c, s, batch ? batch : 1);
 }
 
 /* Where the mutator's first chunk, which begins to-space, ends: on the page
@@ -430,7 +441,11 @@ static int flip(struct ha_conc *c, struct minor *s)
     s->from_top = from.top;
     c->to_end = s->copy_top; /* the first chunk: [to.start, the first copy) */
     HA_ATOMIC_STORE(&c->to_top, to.start);
-    HA_ATOMIC_STORE(&c->need_chunk, 0);
+    c->spare_end = 0;
+    HA_ATOMIC_STORE(&c->need_chunk, HA_NEED_CHUNK_AHEAD); /* once the roots are copied */
+    for (size_t i = 0; i < c->nroots; i++) /* the misses overlap: the pause is the copies */
+        if (c->roots[i] >= s->from_start && c->roots[i] < s->from_top)
+            __builtin_prefetch(ha_at(&s->ch, c->roots[i]));
     return ha_conc_flip_roots(c, evacuate_root, s);
 }
 
@@ -445,6 +460,9 @@ static int end(struct ha_conc *c, struct minor *s)
     ha_collector *gc = c->gc;
     uint64_t tail = c->to_end - HA_ATOMIC_LOAD(&c->to_top);
     int rc = tail ? place_filler(c, s, c->to_top, tail) : HA_OK;
+    if (!rc && c->spare_end) /* mapped ahead, never taken */
+        rc = place_filler(c, s, c->spare_start, c->spare_end - c->spare_start);
+    c->spare_end = 0;
     if (s->closed_to == s->copy_top)
         s->copy_top = s->closed_from;
     gc->spaces[0].top = s->copy_top;

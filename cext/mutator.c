@@ -95,21 +95,37 @@ static inline void poll_safepoint(struct mutator *m)
 
 static int make_room(struct mutator *m);
 
-/* The minor design's chunk is used up: ask the collector for another and wait
- * for it, or for the safepoint that ends the cycle (then allocate as usual). */
+/* The minor design's chunk is used up: the rest of it becomes a filler, and
+ * the spare chunk the collector mapped ahead is the mutator's; it asks for the
+ * next. If no spare is ready, it waits for one, or for the safepoint that ends
+ * the cycle (then allocates as usual). */
 static int next_chunk(struct mutator *m)
 {
     struct ha_conc *c = m->c;
     uint64_t since = ha_now_ns();
-    HA_ATOMIC_STORE(&c->need_chunk, 1);
-    while (HA_ATOMIC_LOAD(&c->need_chunk) && !HA_ATOMIC_LOAD(&c->failed) &&
-           HA_ATOMIC_LOAD(&c->requested) == m->epoch)
+    int waited = 0;
+    while (!HA_ATOMIC_LOAD(&c->spare_end) && !HA_ATOMIC_LOAD(&c->failed) &&
+           HA_ATOMIC_LOAD(&c->requested) == m->epoch) {
+        if (!waited)
+            HA_ATOMIC_STORE(&c->need_chunk, HA_NEED_CHUNK_NOW);
+        waited = 1;
         sched_yield();
+    }
     if (HA_ATOMIC_LOAD(&c->failed))
         return HA_ATOMIC_LOAD(&c->failed);
-    if (HA_ATOMIC_LOAD(&c->requested) != m->epoch)
+    if (HA_ATOMIC_LOAD(&c->requested) != m->epoch) {
         park(m, since, HA_STALL_ALLOCATION);
-    else
+        return make_room(m);
+    }
+    ha_off top = HA_ATOMIC_LOAD(&c->to_top), end = c->to_end;
+    if (end > top) /* at least a filler's room: make_room kept it */
+        __atomic_store_n(ha_at(&m->h, top), ha_make_header((end - top) / 8, 0),
+                         __ATOMIC_RELAXED);
+    c->to_end = HA_ATOMIC_LOAD(&c->spare_end);
+    HA_ATOMIC_STORE(&c->to_top, c->spare_start);
+    HA_ATOMIC_STORE(&c->spare_end, 0);
+    HA_ATOMIC_STORE(&c->need_chunk, HA_NEED_CHUNK_AHEAD);
+    if (waited)
         record_stall(m, since, HA_STALL_ALLOCATION);
     return make_room(m);
 }
