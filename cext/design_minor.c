@@ -20,12 +20,12 @@
  *    userfaultfd: a fault on page P is served by scanning every object that
  *    overlaps P (one that starts before P or runs past it is scanned whole), and
  *    if the copy frontier lies on P, closing P with a filler object so that no
- *    later copy lands there; then P is mapped, waking the mutator. The mutator's
- *    request for a new chunk is served there too.
+ *    later copy lands there; then P is mapped, waking the mutator. A spare
+ *    chunk for the mutator is mapped there too, ahead of its need.
  * 4. Once the scan meets the frontier, every page below it is mapped; the range
  *    is unregistered (which wakes any fault still in flight), and a last pause
- *    ends the cycle: the chunk's unused tail becomes a filler, to-space is the
- *    allocation space, parseable from start to top.
+ *    ends the cycle: the chunk's unused tail (and a spare never taken) becomes
+ *    a filler, to-space is the allocation space, parseable from start to top.
  *
  * The collector thread is the fault handler: one thread scans, copies and
  * serves faults, so to-space has one writer and no copy is ever raced. A fault
