@@ -3,22 +3,23 @@
  * runs, and a load barrier keeps the mutator from ever seeing an old copy.
  *
  * A cycle:
- * 1. Flip (a pause): the allocation space becomes from-space, the other
- *    to-space; the good color advances, so every reference in the heap is now
- *    bad; the roots are relocated. The pause is O(roots).
- * 2. Relocate and remap (beside the mutator): the collector scans to-space in
- *    address order. Each slot holding a bad reference gets the good reference
- *    to the object's copy, which it makes if nobody has yet; a copy goes to the
- *    top of to-space, so the scan reaches it in turn. The mutator's load
- *    barrier does the same to each slot it loads a bad reference from. The
- *    mutator stores only good references (everything it holds came through
- *    the barrier or the roots), so a scanned object stays good.
+ * 1. Flip (a pause, O(1)): the allocation space becomes from-space, the other
+ *    to-space; the good color advances, so every reference in the heap and the
+ *    roots is now bad.
+ * 2. Relocate and remap (beside the mutator): the collector heals the roots,
+ *    then scans to-space in address order. Each slot holding a bad reference
+ *    gets the good reference to the object's copy, which it makes if nobody
+ *    has yet, in its allocation buffer in to-space, so the scan reaches it in
+ *    turn. The mutator's load barrier does the same to each slot (roots too)
+ *    it loads a bad reference from. The mutator stores only good references
+ *    (everything it holds came through the barrier), so a scanned object
+ *    stays good.
  * 3. End (a pause): once the scan has met the top of to-space with the mutator
  *    parked, no bad reference is left anywhere the mutator can reach, and
  *    from-space is garbage. It is zeroed (after the pause): to-space must be
  *    zero above its top, so that a header not yet published reads as 0.
  *
- * Two threads may copy one object: each copies it to space of its own, then
+ * Two threads may copy one object: each copies it to its own buffer, then
  * tries to swing the old header to a "moved" header naming its copy with one
  * compare-and-swap. The loser turns its copy into a dead filler object and
  * takes the winner's. A dereference goes through the view of the reference's
