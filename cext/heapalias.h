@@ -196,6 +196,8 @@ uint64_t ha_read_threads_ns(uint64_t src, uint64_t length, uint32_t threads, int
                             uint64_t *sum);
 uint64_t ha_chases_ns(uint64_t buffer, uint64_t slots, uint32_t chases, uint64_t steps,
                       uint64_t seed, uint64_t *last);
+uint64_t ha_chases_threads_ns(uint64_t buffer, uint64_t slots, uint32_t chases, uint64_t steps,
+                              uint64_t seed, uint32_t threads, uint64_t *last);
 
 /* ---- collectors: plans a mutator allocates, stores and collects through ---- */
 

@@ -71,20 +71,40 @@ static void *read_share(void *arg)
     return NULL;
 }
 
+static uint32_t clamp_threads(uint32_t threads)
+{
+    return threads < 1 ? 1 : threads > HA_MAX_THREADS ? HA_MAX_THREADS : threads;
+}
+
+/* Run `work` on `threads` items of `size` bytes at `items` at once, the caller
+ * taking the first; the wall time. A thread that cannot be started has its
+ * item done by the caller after the others (every started thread is joined). */
+static uint64_t run_together(void *(*work)(void *), void *items, size_t size, uint32_t threads)
+{
+    pthread_t ids[HA_MAX_THREADS];
+    int started[HA_MAX_THREADS];
+    char *item = items;
+    uint64_t start = ha_now_ns();
+    for (uint32_t i = 1; i < threads; i++)
+        started[i] = pthread_create(&ids[i], NULL, work, item + i * size) == 0;
+    work(item);
+    for (uint32_t i = 1; i < threads; i++) {
+        if (started[i])
+            pthread_join(ids[i], NULL);
+        else
+            work(item + i * size);
+    }
+    return ha_now_ns() - start;
+}
+
 /* Read `length` bytes on `threads` threads at once (1 to HA_MAX_THREADS), each
  * its own contiguous share: the bandwidth every core streaming together gets,
- * which caps what parallel loops can gain. A thread that cannot be started has
- * its share read by the caller. */
+ * which caps what parallel loops can gain. */
 uint64_t ha_read_threads_ns(uint64_t src, uint64_t length, uint32_t threads, int prefetch,
                             uint64_t *sum)
 {
-    if (threads < 1)
-        threads = 1;
-    if (threads > HA_MAX_THREADS)
-        threads = HA_MAX_THREADS;
+    threads = clamp_threads(threads);
     struct read_share shares[HA_MAX_THREADS];
-    pthread_t ids[HA_MAX_THREADS];
-    int started[HA_MAX_THREADS];
     uint64_t n = length / 8, per = (n / threads + 7) / 8 * 8, total = 0;
     for (uint32_t i = 0; i < threads; i++) {
         uint64_t first = per * i < n ? per * i : n;
@@ -92,17 +112,7 @@ uint64_t ha_read_threads_ns(uint64_t src, uint64_t length, uint32_t threads, int
         shares[i] = (struct read_share){(const uint64_t *)(uintptr_t)src + first, last - first,
                                         prefetch, 0};
     }
-    uint64_t start = ha_now_ns();
-    for (uint32_t i = 1; i < threads; i++)
-        started[i] = pthread_create(&ids[i], NULL, read_share, &shares[i]) == 0;
-    read_share(&shares[0]);
-    for (uint32_t i = 1; i < threads; i++) {
-        if (started[i])
-            pthread_join(ids[i], NULL);
-        else
-            read_share(&shares[i]);
-    }
-    uint64_t ns = ha_now_ns() - start;
+    uint64_t ns = run_together(read_share, shares, sizeof shares[0], threads);
     for (uint32_t i = 0; i < threads; i++)
         total += shares[i].sum;
     *sum = total;
@@ -251,6 +261,37 @@ uint64_t ha_chases_ns(uint64_t buffer, uint64_t slots, uint32_t chases, uint64_t
     uint64_t ns = ha_now_ns() - start, sum = 0;
     for (unsigned j = 0; j < chases; j++)
         sum += p[j];
+    *last = sum;
+    return ns;
+}
+
+struct chase_share {
+    uint64_t buffer, slots, steps, seed, last;
+    uint32_t chases;
+};
+
+static void *chase_share(void *arg)
+{
+    struct chase_share *c = arg;
+    ha_chases_ns(c->buffer, c->slots, c->chases, c->steps, c->seed, &c->last);
+    return NULL;
+}
+
+/* ha_chases_ns on `threads` threads at once (1 to HA_MAX_THREADS), each from
+ * random slots of its own and making `steps` loads: the memory's parallelism
+ * with every core tracing, which caps what parallel traces can gain (a core's
+ * own fill buffers and page walkers add up; the memory behind them may not).
+ * The wall time. */
+uint64_t ha_chases_threads_ns(uint64_t buffer, uint64_t slots, uint32_t chases, uint64_t steps,
+                              uint64_t seed, uint32_t threads, uint64_t *last)
+{
+    threads = clamp_threads(threads);
+    struct chase_share shares[HA_MAX_THREADS];
+    for (uint32_t i = 0; i < threads; i++)
+        shares[i] = (struct chase_share){buffer, slots, steps, seed + 7919 * i, 0, chases};
+    uint64_t ns = run_together(chase_share, shares, sizeof shares[0], threads), sum = 0;
+    for (uint32_t i = 0; i < threads; i++)
+        sum += shares[i].last;
     *last = sum;
     return ns;
 }

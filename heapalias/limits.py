@@ -53,6 +53,10 @@ class Parallelism:
     pages: str
     buffer_bytes: int
     ns_per_load: dict[int, float]
+    #: The best chase count run on this many cores at once, each its own chases...
+    cores: int = 1
+    #: ...and their aggregate ns per load (0.0: not measured): the limit for a parallel trace.
+    all_cores_ns_per_load: float = 0.0
 
     @property
     def latency_ns(self) -> float:
@@ -69,9 +73,16 @@ class Parallelism:
         """The fewest chases within SATURATION of the best: more in flight gain nothing."""
         return min(k for k, ns in self.ns_per_load.items() if ns <= SATURATION * self.mlp_ns)
 
+    @property
+    def all_cores_speedup(self) -> float:
+        """Every core chasing at once against one: what memory lets a parallel trace gain
+        (0.0 if not measured)."""
+        return self.mlp_ns / self.all_cores_ns_per_load if self.all_cores_ns_per_load else 0.0
+
     def as_dict(self) -> dict:
         return {**asdict(self), "latency_ns": self.latency_ns, "mlp_ns": self.mlp_ns,
-                "saturating_chases": self.saturating_chases}
+                "saturating_chases": self.saturating_chases,
+                "all_cores_speedup": self.all_cores_speedup}
 
 
 @dataclass(frozen=True)
@@ -189,18 +200,38 @@ def chase_sweep(buffer: np.ndarray, chases: tuple[int, ...] = CHASES, steps: int
             for k in chases}
 
 
-def parallelism(size: int | str, pages: str = "4k", **sweep) -> Parallelism:
+def chase_all_cores(buffer: np.ndarray, chases: int, threads: int, steps: int = CHASE_STEPS,
+                    repeats: int = 2, seed: int = 1) -> float:
+    """Aggregate nanoseconds per load of ``threads`` threads at once, each following
+    ``chases`` interleaved chases around the cycle :func:`chase_sweep` linked in ``buffer``
+    (wall time over every thread's loads), the best of ``repeats``."""
+    slots = _cache_lines(buffer)
+    if not 1 <= chases <= lib.HA_MAX_CHASES or not 1 <= threads <= lib.HA_MAX_THREADS:
+        raise InvalidArgument(f"chases must lie in 1..{lib.HA_MAX_CHASES} and threads in "
+                              f"1..{lib.HA_MAX_THREADS}, not {chases} and {threads}")
+    loads = threads * (steps // chases * chases)
+    return min(native.chases_threads_ns(buffer.ctypes.data, slots, chases, steps, seed + r,
+                                        threads) / loads for r in range(repeats))
+
+
+def parallelism(size: int | str, pages: str = "4k", cores: int | None = None,
+                **sweep) -> Parallelism:
     """The memory-parallelism sweep (:func:`chase_sweep`) over a private buffer of ``size``
-    bytes on ``pages`` pages; HugePagesUnavailable if a hugetlb pool cannot hold it."""
+    bytes on ``pages`` pages, then its best chase count on ``cores`` threads at once (default:
+    one per core this process may use; 1 skips it); HugePagesUnavailable if a hugetlb pool
+    cannot hold the buffer."""
     nbytes = parse_size(size)
+    cores = default_threads() if cores is None else cores
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HeapAliasWarning)  # THP may be off: then 4k it is
         heap = Heap(nbytes, backing="private", pages=pages)
     with heap:
         buffer = heap.view.array(np.uint8)
         ns = chase_sweep(buffer, **sweep)
+        best = min(ns, key=ns.get)
+        together = chase_all_cores(buffer, best, cores) if cores > 1 else 0.0
         del buffer
-    return Parallelism(pages, nbytes, ns)
+    return Parallelism(pages, nbytes, ns, cores, together)
 
 
 def parallelism_by_pages(size: int, pages: tuple[str, ...] = ("4k", "thp", "2m")

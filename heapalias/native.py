@@ -765,6 +765,14 @@ def chases_ns(buffer: int, slots: int, chases: int, steps: int, seed: int) -> in
     return lib.ha_chases_ns(buffer, slots, chases, steps, seed, ffi.new("uint64_t *"))
 
 
+def chases_threads_ns(buffer: int, slots: int, chases: int, steps: int, seed: int,
+                      threads: int) -> int:
+    """Wall nanoseconds for :func:`chases_ns` on ``threads`` threads at once, each from slots
+    of its own and making ``steps // chases * chases`` loads."""
+    return lib.ha_chases_threads_ns(buffer, slots, chases, steps, seed, threads,
+                                    ffi.new("uint64_t *"))
+
+
 def mark_parallel(heap, spaces, roots: np.ndarray, stack: np.ndarray, threads: int) -> LoopStats:
     """:func:`mark` on ``threads`` threads (1: the single-thread loop); ``stack`` bounds each
     thread's deque, and holds the rescan after an overflow."""

@@ -320,6 +320,32 @@ def test_the_parallelism_sweep_finds_where_chases_saturate() -> None:
     assert [p.pages for p in measured] == ["4k"]
 
 
+def test_every_core_chasing_at_once_caps_what_parallel_traces_gain() -> None:
+    """The best chase count run on several threads at once: each thread its own chases
+    around the same cycle, the wall time over every thread's loads."""
+    with ha.Heap("4M") as heap:
+        buffer = heap.view.array(np.uint8)
+        limits.chase_sweep(buffer, (8,), steps=1 << 14, repeats=1)
+        one = limits.chase_all_cores(buffer, 8, 1, steps=1 << 14, repeats=1)
+        two = limits.chase_all_cores(buffer, 8, 2, steps=1 << 14, repeats=1)
+        assert one > 0 and two > 0
+        # Two threads make twice the loads: the aggregate cannot cost more than one
+        # thread's per load by more than a thread start's share.
+        assert two < 4 * one
+        for chases, threads in ((0, 2), (65, 2), (8, 0), (8, lib.HA_MAX_THREADS + 1)):
+            with pytest.raises(ha.InvalidArgument):
+                limits.chase_all_cores(buffer, chases, threads)
+        del buffer
+    sweep = limits.parallelism(4 << 20, "4k", cores=2, steps=1 << 14, repeats=1)
+    assert sweep.cores == 2 and sweep.all_cores_ns_per_load > 0
+    assert sweep.all_cores_speedup == sweep.mlp_ns / sweep.all_cores_ns_per_load
+    assert sweep.as_dict()["all_cores_speedup"] == sweep.all_cores_speedup
+    alone = limits.parallelism(4 << 20, "4k", cores=1, steps=1 << 14, repeats=1)
+    assert alone.all_cores_ns_per_load == 0.0 and alone.all_cores_speedup == 0.0
+    line = report.parallelism_text([sweep.as_dict()])
+    assert f"2 cores at once {sweep.all_cores_speedup:.2f}x one" in line
+
+
 def test_mark_shows_x_latency_beside_x_mlp() -> None:
     result = {"case": "mark", "label": "memfd/4k", "limit": "mlp", "ratio_to_limit": 0.125,
               "beside": {"latency": 2.5}}

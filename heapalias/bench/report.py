@@ -55,7 +55,9 @@ def parallelism_text(sweeps: list[dict]) -> str:
     if not sweeps:
         return ""
     parts = [f"{s['pages']} {s['mlp_ns']:.1f} ns from k={s['saturating_chases']} "
-             f"(latency {s['latency_ns']:.0f} ns)" for s in sweeps]
+             f"(latency {s['latency_ns']:.0f} ns"
+             + (f"; {s['cores']} cores at once {s['all_cores_speedup']:.2f}x one"
+                if s.get("all_cores_speedup") else "") + ")" for s in sweeps]
     return f", mlp over {sweeps[0]['buffer_bytes'] >> 20} MiB: " + ", ".join(parts)
 
 
