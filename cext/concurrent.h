@@ -77,9 +77,10 @@ struct ha_conc {
      * `need_chunk` again), and waits only if none is ready yet. */
     uint32_t refills_chunks;
 
-    /* The handshake, written at pauses only: the collector raises `requested`
-     * to epoch e; the mutator parks by setting `parked` to e and waits for
-     * `released` to reach e. */
+    /* The handshake: the collector raises `requested` to epoch e; the mutator
+     * parks by setting `parked` to e and waits for `released` to reach e. The
+     * requests beside it are rare (a few per cycle), so the line the mutator
+     * polls at every operation stays in its cache. */
     HA_LINE uint64_t requested;
     uint64_t parked, released;
     /* The colored collector's scan waits at the mutator's allocation buffer:
