@@ -39,10 +39,18 @@ void ha_conc_record_stall(struct ha_conc *c, uint64_t start, uint32_t kind)
         c->stalls[n] = (ha_stall){.start_ns = start, .ns = end - start, .kind = kind};
 }
 
-int ha_conc_flip_roots(struct ha_conc *c, ha_root_relocator relocate, void *design)
+void ha_conc_flip_spaces(struct ha_conc *c)
 {
     ha_collector *gc = c->gc;
-    for (size_t i = 0; relocate && i < c->nroots; i++) {
+    ha_space from = gc->spaces[0];
+    gc->spaces[0] = gc->spaces[1];
+    gc->spaces[1] = from;
+    c->relocating = 1;
+}
+
+int ha_conc_flip_roots(struct ha_conc *c, ha_root_relocator relocate, void *design)
+{
+    for (size_t i = 0; i < c->nroots; i++) {
         if (!c->roots[i])
             continue;
         ha_ref moved = relocate(c, design, c->roots[i]);
@@ -50,10 +58,7 @@ int ha_conc_flip_roots(struct ha_conc *c, ha_root_relocator relocate, void *desi
             return HA_ATOMIC_LOAD(&c->failed);
         c->roots[i] = moved;
     }
-    ha_space from = gc->spaces[0];
-    gc->spaces[0] = gc->spaces[1];
-    gc->spaces[1] = from;
-    c->relocating = 1;
+    ha_conc_flip_spaces(c);
     return HA_OK;
 }
 

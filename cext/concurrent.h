@@ -217,9 +217,11 @@ void ha_conc_record_stall(struct ha_conc *c, uint64_t start, uint32_t kind);
  * reference, or 0 after a failure (recorded in c->failed). */
 typedef ha_ref (*ha_root_relocator)(struct ha_conc *c, void *design, ha_ref root);
 
-/* The end of a flip pause: relocate every root (unless `relocate` is NULL: the
- * design heals them after the pause), then make to-space (gc->spaces[1]) the
- * allocation space, with the mutator relocating. HA_OK or the run's failure. */
+/* The end of a flip pause: make to-space (gc->spaces[1]) the allocation space,
+ * with the mutator relocating. */
+void ha_conc_flip_spaces(struct ha_conc *c);
+
+/* The same, after relocating every root. HA_OK or the run's failure. */
 int ha_conc_flip_roots(struct ha_conc *c, ha_root_relocator relocate, void *design);
 
 /* Stop the mutator at its next safepoint; 1 once it is parked, 0 if it has

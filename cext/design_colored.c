@@ -235,7 +235,7 @@ static int prepare(struct ha_conc *c)
  * the heap and the roots turns bad at once, and swaps the spaces. The roots are
  * healed after it (heal_roots), as JDK 16's ZGC processes thread stacks after
  * its pause (JEP 376): the mutator loads a root through its barrier too. */
-static int flip(struct ha_conc *c)
+static void flip(struct ha_conc *c)
 {
     ha_collector *gc = c->gc;
     ha_space from = gc->spaces[0], to = gc->spaces[1];
@@ -245,7 +245,7 @@ static int flip(struct ha_conc *c)
     c->to_end = to.end;
     HA_ATOMIC_STORE(&c->to_top, to.start);
     gc->heap.store_color = (gc->heap.store_color + 1) % gc->heap.ncolors;
-    return ha_conc_flip_roots(c, NULL, NULL);
+    ha_conc_flip_spaces(c);
 }
 
 /* Heal every bad root, racing the mutator's barrier as for any slot. */
@@ -278,11 +278,10 @@ static int colored_cycle(struct ha_conc *c)
         return ha_conc_fail(c, ha_fail(c->st, HA_ERR_ARGUMENT, 0, -1));
     ha_lab lab = {0};
     int parked = ha_conc_stop_mutator(c);
-    int rc = flip(c);
+    flip(c);
     if (parked)
         ha_conc_release_mutator(c);
-    if (!rc)
-        rc = heal_roots(c, &lab);
+    int rc = heal_roots(c, &lab);
     ha_off scan = c->to_start;
     while (!rc) {
         if ((rc = scan_to_space(c, &lab, &scan)))
