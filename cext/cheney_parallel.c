@@ -201,19 +201,8 @@ static inline __attribute__((always_inline)) void evacuate(ha_worker *w, uint32_
 
 static void cheney_worker(ha_worker *w)
 {
-    switch (((struct cheney_thread *)w)->c.h.encoding) { /* each with the encoding a constant */
-    case HA_REF_OFFSET:
-        evacuate(w, HA_REF_OFFSET);
-        break;
-    case HA_REF_ADDRESS:
-        evacuate(w, HA_REF_ADDRESS);
-        break;
-    case HA_REF_COLORED:
-        evacuate(w, HA_REF_COLORED);
-        break;
-    default:
-        evacuate(w, HA_REF_MASKED);
-    }
+    /* each with the encoding a constant */
+    HA_WITH_ENCODING(((struct cheney_thread *)w)->c.h.encoding, E, evacuate(w, E));
 }
 
 /* Whether to-space has room for everything from-space holds, for the gaps

@@ -88,19 +88,8 @@ int ha_cheney(const ha_heap *h, const ha_space *from, ha_space *to,
         return ha_end(st, ha_fail(st, HA_ERR_ARGUMENT, 0, -1));
     struct cheney c = {.h = *h, .from_start = from->start, .from_top = from->top,
                        .begin = to->top, .top = to->top, .end = to->end, .st = st};
-    switch (h->encoding) { /* one loop per encoding, each with the encoding a constant */
-    case HA_REF_OFFSET:
-        rc = evacuate(&c, roots, nroots, HA_REF_OFFSET);
-        break;
-    case HA_REF_ADDRESS:
-        rc = evacuate(&c, roots, nroots, HA_REF_ADDRESS);
-        break;
-    case HA_REF_COLORED:
-        rc = evacuate(&c, roots, nroots, HA_REF_COLORED);
-        break;
-    default:
-        rc = evacuate(&c, roots, nroots, HA_REF_MASKED);
-    }
+    /* one loop per encoding, each with the encoding a constant */
+    HA_WITH_ENCODING(h->encoding, E, rc = evacuate(&c, roots, nroots, E));
     st->bytes = c.top - to->top;
     to->top = c.top;
     st->objects = c.objects;

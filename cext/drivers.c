@@ -275,16 +275,9 @@ ALWAYS_INLINE int64_t count_nodes(const ha_plan_hooks *hooks, ha_collector *gc, 
 ALWAYS_INLINE int64_t item_check(const ha_plan_hooks *hooks, ha_collector *gc, ha_ref ref,
                                  int depth, uint64_t words)
 {
-    switch (gc->heap.encoding) {
-    case HA_REF_OFFSET:
-        return count_nodes(hooks, gc, ref, depth, words, HA_REF_OFFSET);
-    case HA_REF_ADDRESS:
-        return count_nodes(hooks, gc, ref, depth, words, HA_REF_ADDRESS);
-    case HA_REF_COLORED:
-        return count_nodes(hooks, gc, ref, depth, words, HA_REF_COLORED);
-    default:
-        return count_nodes(hooks, gc, ref, depth, words, HA_REF_MASKED);
-    }
+    int64_t check = 0;
+    HA_WITH_ENCODING(gc->heap.encoding, E, check = count_nodes(hooks, gc, ref, depth, words, E));
+    return check;
 }
 
 /* Record a check value, or fail if item_check found no tree. */

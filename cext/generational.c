@@ -528,19 +528,9 @@ static int minor(ha_collector *gc, ha_ref *roots, size_t nroots, int may_fail_pr
         .tenure_age = g->tenure_age, .cards = g->cards, .crossing = g->crossing,
         .may_keep = may_fail_promotion, .st = st,
     };
-    switch (gc->heap.encoding) { /* one loop per encoding, each with the encoding a constant */
-    case HA_REF_OFFSET:
-        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_OFFSET, stack);
-        break;
-    case HA_REF_ADDRESS:
-        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_ADDRESS, stack);
-        break;
-    case HA_REF_COLORED:
-        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_COLORED, stack);
-        break;
-    default:
-        rc = evacuate_young(&y, roots, nroots, old->start, HA_REF_MASKED, stack);
-    }
+    /* one loop per encoding, each with the encoding a constant */
+    HA_WITH_ENCODING(gc->heap.encoding, E,
+                     rc = evacuate_young(&y, roots, nroots, old->start, E, stack));
     free(stack);
     restore_kept(&y);
     free(y.kept);

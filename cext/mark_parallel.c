@@ -1,12 +1,11 @@
-/* Parallel mark: the single-thread mark's visitors (marking.h) on a team of
- * threads (workers.h), each with its own edge FIFO and grey stack, a share of
+/* Parallel mark: the single-thread mark's steps (marking.h) on a team of
+ * threads (workers.h), each with its own edges and grey stack, a share of
  * the caller's. A mark bit is set with a compare-and-swap on the header, so
  * each object is marked, counted and scanned by one thread. The roots are
  * dealt out round-robin.
  *
- * The grey stack is the thread's own, with no atomics; a grey object leaves it
- * through the scan queue (marking.h), as in the single-thread mark. Every
- * SHARE_EVERY pops, if another thread is idle and this one's work-stealing deque is
+ * The grey stack is the thread's own, with no atomics. Every SHARE_EVERY
+ * gathers, if another thread is idle and this one's work-stealing deque is
  * empty, it moves the newest half of its stack (at most SHARE_MOST) there,
  * for the idle ones to steal. A stack that fills drops the push and flags an
  * overflow, as the single-thread one does: once the team is done, the
@@ -15,12 +14,13 @@
 
 #include <stdlib.h>
 
-enum { SHARE_EVERY = 64, SHARE_MOST = 1024 };
+enum { SHARE_EVERY = 4, SHARE_MOST = 1024 };
 
 struct mark_thread {
     ha_worker worker; /* first: the team hands it back */
     struct marker m;
     ha_stats st;      /* where this thread's failure is recorded */
+    uint64_t *edges[EDGE_ROOM];
     const ha_ref *roots;
     size_t nroots;
     int rc;
@@ -38,43 +38,54 @@ static inline __attribute__((always_inline)) void share(struct marker *m, ha_tea
         m->depth--;
 }
 
-/* Scan this thread's grey objects and edges until none are left; then steal. */
-static void mark_worker(ha_worker *w)
+/* Push a grey object taken from a deque, which this thread's stack has room
+ * for: it holds none when the thread looks for work. */
+static inline void push_taken(struct marker *m, ha_ref ref)
+{
+    m->stack[m->depth++] = ref;
+}
+
+/* Mark this thread's edges and grey objects until none are left; then steal.
+ * `enc` is a constant (mark_worker). */
+static inline __attribute__((always_inline)) void mark_worker_as(ha_worker *w, uint32_t enc)
 {
     struct mark_thread *t = (struct mark_thread *)w;
-    struct marker m = t->m;
+    struct marker local = t->m, *m = &local; /* a local: heap stores cannot alias it */
     ha_team *team = w->team;
-    m.deque = &team->deques[w->index];
+    m->deque = &team->deques[w->index];
     int rc = HA_OK;
     for (size_t i = w->index; i < t->nroots && !rc; i += team->threads)
         if (t->roots[i])
-            rc = grey(&m, t->roots[i], 0, (int64_t)i, 1);
+            rc = grey(m, t->roots[i], 0, (int64_t)i, 1, enc);
     uint64_t ref;
-    unsigned pops = 0;
+    unsigned gathers = 0;
     while (!rc) {
         while (!rc && !ha_team_stopped(team)) {
-            if (m.depth && m.ahead_count < SCAN_AHEAD) {
-                if (++pops % SHARE_EVERY == 0)
-                    share(&m, team);
-                queue_for_scan(&m); /* share leaves one at least */
-            } else if (m.ahead_count) {
-                rc = scan_oldest(&m, 1);
-            } else if (ha_deque_take(m.deque, &ref)) {
-                rc = scan_grey(&m, ref, 1);
-            } else if (m.queued) {
-                rc = follow_oldest(&m, 1);
+            if (m->nedges) {
+                rc = mark_edges(m, 1, enc);
+            } else if (m->depth || m->partial) {
+                if (++gathers % SHARE_EVERY == 0)
+                    share(m, team);
+                rc = gather(m, 1, enc);
+            } else if (ha_deque_take(m->deque, &ref)) {
+                push_taken(m, ref);
             } else {
                 break;
             }
         }
         if (rc || !ha_team_find_work(w, &ref))
             break;
-        rc = scan_grey(&m, ref, 1);
+        push_taken(m, ref);
     }
     if (rc)
         ha_team_fail(team, rc, &t->st);
-    t->m = m;
+    t->m = local;
     t->rc = rc;
+}
+
+static void mark_worker(ha_worker *w)
+{
+    HA_WITH_ENCODING(((struct mark_thread *)w)->m.h.encoding, E, mark_worker_as(w, E));
 }
 
 int ha_mark_parallel(const ha_heap *h, const ha_space *spaces, size_t nspaces,
@@ -89,10 +100,9 @@ int ha_mark_parallel(const ha_heap *h, const ha_space *spaces, size_t nspaces,
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
     if (rc)
         return ha_end(st, rc);
-    struct marker base = {.h = *h, .spaces = spaces, .nspaces = nspaces, .stack = stack,
-                          .capacity = stack_capacity, .st = st};
-    for (size_t i = 0; i < nspaces; i++) /* objects are at least 16 bytes */
-        base.budget += (spaces[i].top - spaces[i].start) / (8 * HA_MIN_WORDS);
+    struct marker base;
+    uint64_t *edges[EDGE_ROOM]; /* the rescan's */
+    marker_init(&base, h, spaces, nspaces, stack, stack_capacity, edges, st);
     if (stack_capacity < threads) /* each thread's stack takes one entry at least */
         threads = (uint32_t)stack_capacity;
     size_t share_of = stack_capacity / threads;
@@ -102,6 +112,7 @@ int ha_mark_parallel(const ha_heap *h, const ha_space *spaces, size_t nspaces,
     for (uint32_t i = 0; i < threads; i++) {
         all[i] = (struct mark_thread){.m = base, .roots = roots, .nroots = nroots};
         all[i].m.st = &all[i].st;
+        all[i].m.edges = all[i].edges;
         all[i].m.stack = stack + i * share_of;
         all[i].m.capacity = share_of;
         all[i].st.error_root = -1;

@@ -144,11 +144,14 @@ static inline uint64_t *ha_at(const ha_heap *h, uint64_t off)
 }
 
 /* Decode a non-null reference to a word-aligned heap offset; 0 if it names no
- * place in the heap. Colored and masked references must carry a known color. */
-static inline int ha_decode(const ha_heap *h, uint64_t ref, uint64_t *off)
+ * place in the heap. Colored and masked references must carry a known color.
+ * The _as forms take the encoding as a parameter: a hot loop inlines them
+ * with a constant (HA_WITH_ENCODING), and its switches fold away. */
+static inline __attribute__((always_inline)) int
+ha_decode_as(const ha_heap *h, uint64_t ref, uint64_t *off, uint32_t enc)
 {
     uint64_t rel;
-    switch (h->encoding) {
+    switch (enc) {
     case HA_REF_OFFSET:
         rel = ref;
         break;
@@ -167,15 +170,47 @@ static inline int ha_decode(const ha_heap *h, uint64_t ref, uint64_t *off)
     return 1;
 }
 
+static inline int ha_decode(const ha_heap *h, uint64_t ref, uint64_t *off)
+{
+    return ha_decode_as(h, ref, off, h->encoding);
+}
+
 /* Where a load through `ref` goes. address and colored use the pointer as
  * stored (ZGC before JDK 21: no mask); offset and masked add the offset to the
  * color-0 view, which is what stripping the color bits amounts to. */
-static inline uint64_t *ha_deref(const ha_heap *h, uint64_t ref, uint64_t off)
+static inline __attribute__((always_inline)) uint64_t *
+ha_deref_as(const ha_heap *h, uint64_t ref, uint64_t off, uint32_t enc)
 {
-    if (h->encoding == HA_REF_ADDRESS || h->encoding == HA_REF_COLORED)
+    if (enc == HA_REF_ADDRESS || enc == HA_REF_COLORED)
         return (uint64_t *)(uintptr_t)ref;
     return ha_at(h, off);
 }
+
+static inline uint64_t *ha_deref(const ha_heap *h, uint64_t ref, uint64_t off)
+{
+    return ha_deref_as(h, ref, off, h->encoding);
+}
+
+/* The heap offset of the word `word` points to, through whichever view a
+ * reference of encoding `enc` loads from (ha_deref). */
+static inline __attribute__((always_inline)) ha_off
+ha_offset_in_view(const ha_heap *h, const uint64_t *word, uint32_t enc)
+{
+    uint64_t at = (uint64_t)(uintptr_t)word;
+    if (enc == HA_REF_COLORED)
+        return (at - h->ref_base) & ((1ULL << h->shift) - 1);
+    return at - (enc == HA_REF_ADDRESS ? h->ref_base : h->base);
+}
+
+/* Run `body` with the constant `E` set to `enc`: the body's _as calls then
+ * compile once per encoding, with no switch left in the loop. */
+#define HA_WITH_ENCODING(enc, E, body)                                                       \
+    switch (enc) {                                                                           \
+    case HA_REF_OFFSET: { const uint32_t E = HA_REF_OFFSET; body; } break;                  \
+    case HA_REF_ADDRESS: { const uint32_t E = HA_REF_ADDRESS; body; } break;                \
+    case HA_REF_COLORED: { const uint32_t E = HA_REF_COLORED; body; } break;                \
+    default: { const uint32_t E = HA_REF_MASKED; body; } break;                             \
+    }
 
 /* How far ahead loops that stream through memory prefetch: the hardware
  * prefetcher stops at every 4 KiB page, and this starts the next one early. */
@@ -183,9 +218,10 @@ static inline uint64_t *ha_deref(const ha_heap *h, uint64_t ref, uint64_t off)
 
 /* Where a load through `ref` would go, unchecked: only for prefetches, which
  * never fault. */
-static inline const void *ha_prefetch_address(const ha_heap *h, uint64_t ref)
+static inline __attribute__((always_inline)) const void *
+ha_prefetch_address_as(const ha_heap *h, uint64_t ref, uint32_t enc)
 {
-    switch (h->encoding) {
+    switch (enc) {
     case HA_REF_OFFSET:
         return ha_at(h, ref);
     case HA_REF_MASKED:
@@ -193,6 +229,11 @@ static inline const void *ha_prefetch_address(const ha_heap *h, uint64_t ref)
     default:
         return (const void *)(uintptr_t)ref;
     }
+}
+
+static inline const void *ha_prefetch_address(const ha_heap *h, uint64_t ref)
+{
+    return ha_prefetch_address_as(h, ref, h->encoding);
 }
 
 static inline uint64_t ha_encode(const ha_heap *h, uint64_t off)

@@ -9,19 +9,23 @@
  * an object start, and not a payload word that looks like one, takes a walk of
  * the heap to know; verify does that walk, mark does not. */
 
-/* Scan the stack and both queues empty. The state is copied into a local for
- * the loop: stores into the heap cannot alias a local whose address stays here. */
-static int drain(struct marker *state)
+/* Mark until no edge, partial object or grey object is left, with `enc` a
+ * constant. The state is copied into a local for the loop: stores into the
+ * heap cannot alias a local whose address stays here. */
+static inline __attribute__((always_inline)) int drain_as(struct marker *state, uint32_t enc)
 {
     struct marker m = *state;
     int rc = HA_OK;
-    while (!rc && (m.depth || m.queued || m.ahead_count)) {
-        if (m.depth && m.ahead_count < SCAN_AHEAD)
-            queue_for_scan(&m);
-        else
-            rc = m.ahead_count ? scan_oldest(&m, 0) : follow_oldest(&m, 0);
-    }
+    while (!rc && has_work(&m))
+        rc = mark_step(&m, 0, enc);
     *state = m;
+    return rc;
+}
+
+static int drain(struct marker *m)
+{
+    int rc = HA_OK;
+    HA_WITH_ENCODING(m->h.encoding, E, rc = drain_as(m, E));
     return rc;
 }
 
@@ -33,8 +37,9 @@ static int rescan(struct marker *m)
         ha_cursor c = ha_cursor_of(&m->spaces[i]);
         while (!rc && ha_next_object(&m->h, &c, &rc, m->st)) {
             if (c.header & HA_MARKED)
-                rc = scan_refs(m, ha_at(&m->h, c.off), c.off, c.header, 0);
-            if (!rc && m->depth) /* edges may wait in the FIFO; new grey objects may not */
+                rc = add_slots(m, ha_at(&m->h, c.off), c.off, c.header, 1,
+                               ha_nrefs(c.header) + 1, 0);
+            if (!rc && m->depth) /* edges may wait; new grey objects may not */
                 rc = drain(m);
         }
     }
@@ -65,12 +70,12 @@ int ha_mark_live(const ha_heap *h, const ha_space *spaces, size_t nspaces,
     int rc = ha_begin(h, st);
     if (!rc && (!ha_spaces_ok(h, spaces, nspaces) || stack_capacity == 0))
         rc = ha_fail(st, HA_ERR_ARGUMENT, 0, -1);
-    struct marker m = {.h = *h, .spaces = spaces, .nspaces = nspaces, .stack = stack,
-                       .capacity = stack_capacity, .live = live, .st = st};
-    for (size_t i = 0; !rc && i < nspaces; i++) /* objects are at least 16 bytes */
-        m.budget += (spaces[i].top - spaces[i].start) / (8 * HA_MIN_WORDS);
+    struct marker m;
+    uint64_t *edges[EDGE_ROOM];
+    marker_init(&m, h, spaces, rc ? 0 : nspaces, stack, stack_capacity, edges, st);
+    m.live = live;
     for (size_t i = 0; i < nroots && !rc; i++)
-        if (roots[i] && !(rc = grey(&m, roots[i], 0, (int64_t)i, 0)))
+        if (roots[i] && !(rc = grey(&m, roots[i], 0, (int64_t)i, 0, h->encoding)))
             rc = drain(&m);
     if (!rc)
         rc = ha_mark_rescans(&m);

@@ -42,9 +42,14 @@ def heaps():
 
 @st.composite
 def graphs(draw):
-    """A random object graph: sizes, edges (some null) and roots (some null, some repeated)."""
+    """A random object graph: sizes, edges (some null) and roots (some null, some repeated).
+    Most objects have up to 4 slots; a few have more, and some more than a mark batch takes
+    (cext/marking.h: objects of up to 4 slots take a loop of their own, and a batch holds
+    260 edges)."""
     n = draw(st.integers(1, 40))
     nrefs = draw(st.lists(st.integers(0, 4), min_size=n, max_size=n))
+    for wide in draw(st.lists(st.integers(0, n - 1), max_size=2)):
+        nrefs[wide] = draw(st.sampled_from([5, 9, 300]))
     payload = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
     targets = [draw(st.lists(st.one_of(st.none(), st.integers(0, n - 1)), min_size=k, max_size=k))
                for k in nrefs]
@@ -125,6 +130,7 @@ def test_mark_counts_what_the_reference_reaches(heaps, graph, encoding, stack) -
     reachable = objects.reachable(roots)
     stats = collectors.mark(objects, roots, stack_capacity=stack)  # tiny stacks overflow
     assert stats.objects == len(reachable)
+    assert stats.bytes == sum(o.size_words * 8 for o in reachable)
     marked = {o.offset for o in objects.objects("from") if o.marked}
     assert marked == {o.offset for o in reachable}
     assert collectors.clear_marks(objects, "from").objects == len(reachable)
@@ -540,3 +546,18 @@ def test_a_wrong_heap_type_is_an_invalid_argument_naming_the_type(call) -> None:
     """SemiSpace.halves(Opaque()) was an AttributeError on its .size."""
     with pytest.raises(ha.InvalidArgument, match=r"expected an? \w+|Heap or a View, got"):
         call()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_object_in_the_last_words_of_the_heap_is_marked(threads) -> None:
+    """Mark copies four slots of a small object whatever its count (cext/marking.h), but
+    never past the end of the heap: here the last object is two words long."""
+    with ha.Heap("64K") as heap:
+        objects = ha.ObjectHeap(heap, spaces={"all": (8, heap.size)})
+        filler = objects.new(0, (heap.size - 16 - 8) // 8 - 1, space="all")
+        last = objects.new(1, 0, space="all")
+        assert last.offset + 16 == heap.size
+        last.refs[0] = filler
+        stats = collectors.mark(objects, [last.ref], threads=threads)
+        assert (stats.objects, stats.bytes) == (2, heap.size - 8)
+        assert last.marked and filler.marked
