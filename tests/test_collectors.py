@@ -103,7 +103,7 @@ def test_cheney_preserves_large_graphs_scattered_and_in_order(heaps, seed, encod
                                                               top_down) -> None:
     """Thousands of objects: the first copy reads a scattered from-space (the loop
     prefetches), the copies after it read from-space in order (it does not); then
-    mark, whose edge FIFO holds many edges at once."""
+    mark, whose batches hold many edges at once."""
     objects = heaps[encoding]
     for space in objects.spaces.values():
         space.reset()
@@ -117,7 +117,7 @@ def test_cheney_preserves_large_graphs_scattered_and_in_order(heaps, seed, encod
         stats = semi.collect(roots)
         assert stats.objects == len(objects.reachable(roots))
         assert objects.shape(roots) == before
-    for stack in (4, 1 << 12):  # the mark FIFO with and without stack overflow
+    for stack in (4, 1 << 12):  # mark with and without stack overflow
         assert collectors.mark(objects, roots, stack_capacity=stack).objects == stats.objects
         assert collectors.clear_marks(objects, semi.from_space.name).objects == stats.objects
 
