@@ -179,9 +179,10 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
         }
         return HA_OK;
     }
-    /* Room for every push. On one thread, no branch on what the graph holds;
-     * in parallel, a compare-and-swap marks a target seen unmarked. The state
-     * is in locals: a store into the heap could alias *m. */
+    /* Room for every push. On one thread, no branch on what the graph holds.
+     * In parallel, the targets seen unmarked are listed first, then each is
+     * marked by a compare-and-swap: a branch on whether to swap would follow
+     * random data. The state is in locals: a store into the heap could alias *m. */
     const ha_heap h = m->h;
     const ha_off first_start = m->first.start, first_top = m->first.top;
     uint64_t *const *edges = m->edges;
@@ -189,6 +190,8 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
     size_t depth = m->depth;
     uint64_t objects = m->objects, bytes = m->bytes, refs = m->refs;
     int rc = HA_OK;
+    struct { uint64_t *obj, header; ha_ref ref; } unmarked[parallel ? EDGE_ROOM : 1];
+    size_t nunmarked = 0;
     for (size_t i = 0; i < n; i++) {
         ha_ref ref = ha_load(edges[i]);
         ha_off off = 0, top = 0;
@@ -210,19 +213,28 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
         uint64_t fresh = !(header & HA_MARKED), nrefs = ha_nrefs(header);
         __builtin_prefetch(obj + (nrefs < 8 ? nrefs : 8));
         if (parallel) {
-            int marked = fresh ? set_mark(obj, header, 1) : 0;
-            if (marked < 0) {
-                rc = ha_fail(m->st, HA_ERR_HEADER, off, -1);
-                break;
-            }
-            fresh = (uint64_t)marked;
-        } else {
-            obj[0] = header | HA_MARKED;
+            unmarked[nunmarked].obj = obj;
+            unmarked[nunmarked].header = header;
+            unmarked[nunmarked].ref = ref;
+            nunmarked += fresh;
+            continue;
         }
+        obj[0] = header | HA_MARKED;
         stack[depth] = ref;
         depth += fresh;
         objects += fresh;
         bytes += ha_words(header) * 8 & -fresh;
+    }
+    for (size_t i = 0; i < nunmarked; i++) {
+        int marked = set_mark(unmarked[i].obj, unmarked[i].header, 1);
+        if (marked < 0) {
+            rc = ha_fail(m->st, HA_ERR_HEADER, ha_offset_in_view(&h, unmarked[i].obj, enc), -1);
+            break;
+        }
+        stack[depth] = unmarked[i].ref;
+        depth += (size_t)marked;
+        objects += (uint64_t)marked;
+        bytes += ha_words(unmarked[i].header) * 8 & -(uint64_t)marked;
     }
     m->depth = depth;
     m->objects = objects;
