@@ -303,8 +303,8 @@ static int serve_chunk(struct ha_conc *c, struct minor *s)
     ha_off frontier = align_up(s, s->copy_top);
     uint64_t room = frontier < s->copy_end ? s->copy_end - frontier : 0;
     if (room < s->page || (need == HA_NEED_CHUNK_AHEAD && room / 5 < s->chunk))
-        return HA_OK; /* not even a page: the frontier stays open for copies */
-    int rc = close_frontier(c, s, align_up(s, s->copy_top));
+        return HA_OK; /* too little room: the frontier stays open for copies */
+    int rc = close_frontier(c, s, frontier);
     uint64_t bytes = s->chunk < s->copy_end - s->copy_top ? s->chunk
                      : (s->copy_end - s->copy_top) & ~(s->page - 1);
     if (rc || !bytes || (s->copy_top & (s->page - 1)))

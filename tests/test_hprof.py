@@ -374,7 +374,7 @@ def test_corrupted_hand_built_dumps_never_crash(hand_built, mutations) -> None:
 def javac(tmp_path_factory) -> capture.Capture:
     why = capture.unavailable()
     if why:
-        pytest.skip(f"cannot capture a JVM heap dump here: {why}")
+        pytest.skip(reason=f"cannot capture a JVM heap dump here: {why}")
     return capture.capture(tmp_path_factory.mktemp("javac") / "javac.hprof",
                            classes=capture.TEST_CLASSES, full_gcs=1)
 
@@ -475,7 +475,7 @@ def test_the_real_heap_case_says_why_it_cannot_capture(monkeypatch) -> None:
 def test_heapdump_capture_compares_with_the_jvm(tmp_path) -> None:
     why = capture.unavailable()
     if why:
-        pytest.skip(f"cannot capture a JVM heap dump here: {why}")
+        pytest.skip(reason=f"cannot capture a JVM heap dump here: {why}")
     out = tmp_path / "captured.hprof"
     result = CliRunner().invoke(cli.main, ["heapdump", "--capture", str(out), "--classes", "2",
                                            "--json", "--repeat", "1", "--pages", "4k"])
