@@ -41,23 +41,100 @@ void ha_copy_streaming(uint64_t *dst, const uint64_t *src, uint64_t bytes)
 #endif
 }
 
+/* The scattered scan keeps the slots of the grey objects ahead of it in a
+ * ring, their referents prefetched as they go in, and forwards them a batch
+ * at a time while the next batches' misses are in flight. Each grey object is
+ * parsed once, and the order of the copies is the plain scan's. An object
+ * with more slots than GATHER_REFS, or a bad header, stops the gathering; once
+ * the ring is empty, scan() takes it (and reports a bad header). */
+enum { EDGE_BATCH = 32, GATHER_REFS = 64, EDGE_RING = EDGE_BATCH > 32 ? 256 : 128 };
+_Static_assert(2 * EDGE_BATCH - 1 + GATHER_REFS <= EDGE_RING, "the ring holds what is gathered");
+
+/* Forward the `n` edges of the ring from `head`: first those whose targets
+ * were not forwarded when the batch began, in order, then the others. The
+ * copies come in the plain scan's order, since only the first list copies,
+ * and forward() takes one predictable way through each list; one pass in
+ * order would branch on random data for every edge. The split only guesses:
+ * forward() checks everything again. */
+static inline __attribute__((always_inline)) int
+forward_batch(struct cheney *c, uint64_t *const *ring, unsigned head, unsigned n, uint32_t enc)
+{
+    uint64_t *fresh[EDGE_RING], *seen[EDGE_RING];
+    unsigned nfresh = 0, nseen = 0;
+    uint64_t none = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t *slot = ring[(head + i) % EDGE_RING];
+        ha_ref ref = ha_load(slot);
+        ha_off off = 0;
+        const uint64_t *header = &none;
+        if (ha_decode_as(&c->h, ref, &off, enc) && off >= c->from_start && off < c->from_top)
+            header = ha_deref_as(&c->h, ref, off, enc);
+        uint64_t forwarded = (ha_load(header) & HA_FORWARDED) != 0;
+        fresh[nfresh] = slot;
+        seen[nseen] = slot;
+        nfresh += !forwarded;
+        nseen += forwarded;
+    }
+    int rc = HA_OK;
+    for (unsigned i = 0; i < nfresh && !rc; i++)
+        rc = forward(c, fresh[i], (ha_off)((uintptr_t)fresh[i] - c->h.base), -1, 0);
+    for (unsigned i = 0; i < nseen && !rc; i++)
+        rc = forward(c, seen[i], (ha_off)((uintptr_t)seen[i] - c->h.base), -1, 0);
+    return rc;
+}
+
+static inline __attribute__((always_inline)) int
+scan_scattered(struct cheney *c, ha_off *grey, uint32_t enc)
+{
+    uint64_t *ring[EDGE_RING];
+    unsigned head = 0, tail = 0, gathered = 0;
+    ha_off at = *grey;
+    int rc = HA_OK;
+    while (!rc) {
+        int stuck = 0;
+        while (tail - head < 2 * EDGE_BATCH && gathered < SAMPLE && at < c->top) {
+            uint64_t *obj = ha_at(&c->h, at);
+            uint64_t header = ha_load(obj), nrefs = ha_nrefs(header);
+            if (!ha_header_ok(header, at, c->top) || nrefs > GATHER_REFS) {
+                stuck = 1;
+                break;
+            }
+            for (uint64_t i = 1; i <= nrefs; i++) {
+                /* An integer, not a pointer: a corrupt slot may name any address. */
+                uintptr_t target = (uintptr_t)ha_prefetch_address_as(&c->h, ha_load(&obj[i]), enc);
+                __builtin_prefetch((const void *)target, 1);
+                __builtin_prefetch((const void *)(target + 32), 1); /* it may straddle lines */
+                ring[tail++ % EDGE_RING] = &obj[i];
+            }
+            at += ha_words(header) * 8;
+            gathered++;
+        }
+        unsigned batch = tail - head;
+        if (batch == 0) {
+            if (!stuck)
+                break;
+            rc = scan(c, &at, c->top, 0);
+            gathered++;
+            continue;
+        }
+        if (batch > EDGE_BATCH && (at < c->top && gathered < SAMPLE))
+            batch = EDGE_BATCH;
+        rc = forward_batch(c, ring, head, batch, enc);
+        head += batch;
+    }
+    *grey = at;
+    return rc;
+}
+
 /* Scan up to SAMPLE grey objects, prefetching ahead if `scattered`. */
 static inline __attribute__((always_inline)) int
-scan_some(struct cheney *c, ha_off *grey, int scattered)
+scan_some(struct cheney *c, ha_off *grey, int scattered, uint32_t enc)
 {
     int rc = HA_OK;
-    if (!scattered) {
-        for (unsigned n = 0; n < SAMPLE && !rc && *grey < c->top; n++)
-            rc = scan(c, grey, c->top, 0);
-        return rc;
-    }
-    ha_off ahead = *grey;
-    unsigned lead = 0; /* grey objects from grey to ahead */
-    for (unsigned n = 0; n < SAMPLE && !rc && *grey < c->top; n++, lead--) {
-        for (; lead < PREFETCH_OBJECTS && ahead < c->top; lead++)
-            prefetch(c, &ahead, c->top);
+    if (scattered)
+        return scan_scattered(c, grey, enc);
+    for (unsigned n = 0; n < SAMPLE && !rc && *grey < c->top; n++)
         rc = scan(c, grey, c->top, 0);
-    }
     return rc;
 }
 
@@ -72,7 +149,7 @@ evacuate(struct cheney *c, ha_ref *roots, size_t nroots, uint32_t encoding)
         rc = forward(c, &roots[i], 0, (int64_t)i, 0);
     while (!rc && grey < c->top) {
         ha_off from_next = c->from_next, top = c->top;
-        rc = scan_some(c, &grey, scattered);
+        rc = scan_some(c, &grey, scattered, encoding);
         scattered = c->from_next - from_next != c->top - top;
     }
     return rc;

@@ -186,7 +186,9 @@ scan(struct cheney *c, ha_off *grey, ha_off limit, int parallel)
 
 /* A freshly allocated graph is scattered in breadth-first order, and the loop
  * would wait on one from-space miss after another; so the referents of grey
- * objects a little ahead of the scan are prefetched. Once the graph has been
+ * objects a little ahead of the scan are prefetched (the parallel loop looks
+ * PREFETCH_OBJECTS ahead; the single-thread one gathers slots in a ring,
+ * copy.c). Once the graph has been
  * copied, from-space reads run in order, the hardware prefetcher covers them,
  * and parsing ahead would only cost time: every SAMPLE grey objects the loop
  * checks whether the copies they made read one run of from-space, and

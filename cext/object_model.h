@@ -381,13 +381,22 @@ ha_prefetch_referents(const ha_heap *h, ha_off *ahead, ha_off top, uint64_t max_
 static inline __attribute__((always_inline)) void
 ha_copy_words(uint64_t *dst, const uint64_t *src, uint64_t bytes)
 {
-    if (bytes >= HA_STREAM_BYTES) {
-        ha_copy_streaming(dst, src, bytes);
+    if (bytes <= 64 && bytes >= 16) {
+        /* Four 16-byte moves, overlapping where the object is shorter: a loop
+         * would end on a branch that random sizes keep mispredicting. */
+        for (uint64_t i = 0; i < 4; i++) {
+            uint64_t at = 16 * i < bytes - 16 ? 16 * i : bytes - 16;
+            memcpy((char *)dst + at, (const char *)src + at, 16);
+        }
         return;
     }
-    if (bytes <= 64) { /* small objects: an inlined loop beats a memcpy call */
+    if (bytes < 16) {
         for (uint64_t i = 0; i < bytes / 8; i++)
             dst[i] = src[i];
+        return;
+    }
+    if (bytes >= HA_STREAM_BYTES) {
+        ha_copy_streaming(dst, src, bytes);
         return;
     }
     memcpy(dst, src, bytes);

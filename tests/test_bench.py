@@ -93,6 +93,21 @@ def test_every_quick_case_runs_at_a_tiny_size(case, tiny, pool_2m) -> None:
         assert skip.reason
 
 
+def test_every_fresh_cheney_sample_copies_the_whole_tree(tiny) -> None:
+    """The fresh case builds a new tree before each sample. It used to build it in the space
+    named "from", which after the first collection is the plan's to-space: every later sample
+    copied nothing, and the bench reported the empty call's time as ns per object."""
+    ctx, _ = tiny
+    case = case_named("cheney_small")
+    trial = case.setup(ctx, Variant("memfd", "4k", detail="fresh"))
+    try:
+        samples = [trial.run() for _ in range(3)]
+    finally:
+        trial.close()
+    nodes = 2 ** (case.depth(ctx.size) + 1) - 1
+    assert [(s.ops, s.bytes) for s in samples] == [(nodes, 40 * nodes)] * 3
+
+
 def test_gcbench_case_runs() -> None:
     ctx = Context(size=64 << 20, suite="full", probe=probe())
     results, _ = run_case(case_named("gcbench"), ctx, 1, "memfd/4k", {}, {}, lambda _: None)
@@ -286,6 +301,7 @@ def test_every_limit_a_case_names_is_measured() -> None:
     assert runner.limit_value(table, "mlp", mark_2m) == 4.0
     assert runner.limit_value(table, "latency", mark_2m) == 80.0
     assert runner.limit_value(table, "mlp", Variant("memfd", "1g")) == 4.0  # the best measured
+    assert case_named("cheney_graph").limit == "mlp"
     small = case_named("cheney_small")
     assert small.limit_for(fresh_4k) == "mlp" and small.beside_for(fresh_4k) == ("latency",)
     assert small.limit_for(dataclasses.replace(fresh_4k, detail="steady")) is None
