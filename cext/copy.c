@@ -42,54 +42,80 @@ void ha_copy_streaming(uint64_t *dst, const uint64_t *src, uint64_t bytes)
 }
 
 /* The scattered scan keeps the slots of the grey objects ahead of it in a
- * ring, their referents prefetched as they go in, and forwards them a batch
- * at a time while the next batches' misses are in flight. Each grey object is
- * parsed once, and the order of the copies is the plain scan's. An object
- * with more slots than GATHER_REFS, or a bad header, stops the gathering; once
- * the ring is empty, scan() takes it (and reports a bad header). */
-enum { EDGE_BATCH = 32, GATHER_REFS = 64, EDGE_RING = EDGE_BATCH > 32 ? 256 : 128 };
+ * ring and forwards them a batch at a time, while the misses of the batches
+ * behind are in flight. Each grey object is parsed once, and the copies come
+ * in the plain scan's order. An object with more slots than GATHER_REFS, or
+ * a bad header, stops the gathering; once every edge before it is forwarded,
+ * scan() takes it (and reports a bad header). */
+enum { EDGE_BATCH = 32, GATHER_REFS = 64, EDGE_RING = 128 };
 _Static_assert(2 * EDGE_BATCH - 1 + GATHER_REFS <= EDGE_RING, "the ring holds what is gathered");
 
-/* Forward the `n` edges of the ring from `head`: first those whose targets
- * were not forwarded when the batch began, in order, then the others. The
- * copies come in the plain scan's order, since only the first list copies,
- * and forward() takes one predictable way through each list; one pass in
- * order would branch on random data for every edge. The split only guesses:
- * forward() checks everything again. */
-static inline __attribute__((always_inline)) int
-forward_batch(struct cheney *c, uint64_t *const *ring, unsigned head, unsigned n, uint32_t enc)
-{
+/* A batch's edges split by what their targets held when it was classified:
+ * not forwarded yet, and forwarded already, each list in ring order. */
+struct edge_lists {
     uint64_t *fresh[EDGE_RING], *seen[EDGE_RING];
+    unsigned nfresh, nseen;
+};
+
+/* Split the `n` edges of the ring from `head` into `l`, and prefetch what
+ * forwarding each will read beyond its header: a fresh target's last word
+ * (on another line than the header for an object that straddles two), a
+ * forwarded one's forwarding reference. No branch follows what the targets
+ * hold. The split only guesses: forward() checks everything again. */
+static inline __attribute__((always_inline)) void
+classify(const struct cheney *c, uint64_t *const *ring, unsigned head, unsigned n,
+         struct edge_lists *l, uint32_t enc)
+{
+    static const uint64_t none = 0;
     unsigned nfresh = 0, nseen = 0;
-    uint64_t none = 0;
     for (unsigned i = 0; i < n; i++) {
         uint64_t *slot = ring[(head + i) % EDGE_RING];
         ha_ref ref = ha_load(slot);
         ha_off off = 0;
-        const uint64_t *header = &none;
+        const uint64_t *obj = &none;
         if (ha_decode_as(&c->h, ref, &off, enc) && off >= c->from_start && off < c->from_top)
-            header = ha_deref_as(&c->h, ref, off, enc);
-        uint64_t forwarded = (ha_load(header) & HA_FORWARDED) != 0;
-        fresh[nfresh] = slot;
-        seen[nseen] = slot;
+            obj = ha_deref_as(&c->h, ref, off, enc);
+        uint64_t header = ha_load(obj), forwarded = (header & HA_FORWARDED) != 0;
+        /* An integer, not a pointer: a bad header may give any size. */
+        uint64_t last = ha_words(header) * 8 - 8, ahead = 8 + ((last - 8) & (forwarded - 1));
+        __builtin_prefetch((const void *)((uintptr_t)obj + ahead), 1);
+        l->fresh[nfresh] = slot;
+        l->seen[nseen] = slot;
         nfresh += !forwarded;
         nseen += forwarded;
     }
+    l->nfresh = nfresh;
+    l->nseen = nseen;
+}
+
+/* Forward the edges of `l`, the fresh ones first. The copies come in the
+ * plain scan's order, since only those copy, and forward() takes one
+ * predictable way through each list, where one pass in ring order would
+ * branch on random data at every edge. */
+static inline __attribute__((always_inline)) int forward_lists(struct cheney *c, struct edge_lists *l)
+{
     int rc = HA_OK;
-    for (unsigned i = 0; i < nfresh && !rc; i++)
-        rc = forward(c, fresh[i], (ha_off)((uintptr_t)fresh[i] - c->h.base), -1, 0);
-    for (unsigned i = 0; i < nseen && !rc; i++)
-        rc = forward(c, seen[i], (ha_off)((uintptr_t)seen[i] - c->h.base), -1, 0);
+    for (unsigned i = 0; i < l->nfresh && !rc; i++)
+        rc = forward(c, l->fresh[i], (ha_off)((uintptr_t)l->fresh[i] - c->h.base), -1, 0);
+    for (unsigned i = 0; i < l->nseen && !rc; i++)
+        rc = forward(c, l->seen[i], (ha_off)((uintptr_t)l->seen[i] - c->h.base), -1, 0);
+    l->nfresh = l->nseen = 0;
     return rc;
 }
 
+/* A batch is gathered (its targets' headers prefetched), classified a batch
+ * later (their other lines prefetched), and forwarded a batch after that. A
+ * batch is classified before the one ahead of it is forwarded, so some of
+ * its fresh targets may be copied by then: forward() sees that. */
 static inline __attribute__((always_inline)) int
 scan_scattered(struct cheney *c, ha_off *grey, uint32_t enc)
 {
     uint64_t *ring[EDGE_RING];
-    unsigned head = 0, tail = 0, gathered = 0;
+    struct edge_lists lists[2];
+    unsigned head = 0, tail = 0, gathered = 0, next = 0;
     ha_off at = *grey;
     int rc = HA_OK;
+    lists[0].nfresh = lists[0].nseen = lists[1].nfresh = lists[1].nseen = 0;
     while (!rc) {
         int stuck = 0;
         while (tail - head < 2 * EDGE_BATCH && gathered < SAMPLE && at < c->top) {
@@ -100,27 +126,27 @@ scan_scattered(struct cheney *c, ha_off *grey, uint32_t enc)
                 break;
             }
             for (uint64_t i = 1; i <= nrefs; i++) {
-                /* An integer, not a pointer: a corrupt slot may name any address. */
-                uintptr_t target = (uintptr_t)ha_prefetch_address_as(&c->h, ha_load(&obj[i]), enc);
-                __builtin_prefetch((const void *)target, 1);
-                __builtin_prefetch((const void *)(target + 32), 1); /* it may straddle lines */
+                __builtin_prefetch(ha_prefetch_address_as(&c->h, ha_load(&obj[i]), enc), 1);
                 ring[tail++ % EDGE_RING] = &obj[i];
             }
             at += ha_words(header) * 8;
             gathered++;
         }
+        struct edge_lists *ready = &lists[next], *later = &lists[!next];
         unsigned batch = tail - head;
-        if (batch == 0) {
+        if (batch == 0 && ready->nfresh + ready->nseen == 0) {
             if (!stuck)
                 break;
-            rc = scan(c, &at, c->top, 0);
+            rc = scan(c, &at, c->top, 0); /* the large object, or the bad header */
             gathered++;
             continue;
         }
-        if (batch > EDGE_BATCH && (at < c->top && gathered < SAMPLE))
+        if (batch > EDGE_BATCH && at < c->top && gathered < SAMPLE)
             batch = EDGE_BATCH;
-        rc = forward_batch(c, ring, head, batch, enc);
+        classify(c, ring, head, batch, later, enc);
         head += batch;
+        rc = forward_lists(c, ready);
+        next = !next;
     }
     *grey = at;
     return rc;

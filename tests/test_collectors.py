@@ -98,12 +98,13 @@ def test_cheney_preserves_the_reachable_graph(heaps, graph, encoding) -> None:
 
 @settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 1 << 32), encoding=st.sampled_from(ENCODINGS),
-       top_down=st.booleans())
+       top_down=st.booleans(), threads=st.sampled_from([1, None]))
 def test_cheney_preserves_large_graphs_scattered_and_in_order(heaps, seed, encoding,
-                                                              top_down) -> None:
-    """Thousands of objects: the first copy reads a scattered from-space (the loop
-    prefetches), the copies after it read from-space in order (it does not); then
-    mark, whose batches hold many edges at once."""
+                                                              top_down, threads) -> None:
+    """Thousands of objects: the first copy reads a scattered from-space (the one-thread
+    loop forwards its edges in batches through a ring), the copies after it read
+    from-space in order (it scans plainly); on one thread and on one per core. Then mark,
+    whose batches hold many edges at once."""
     objects = heaps[encoding]
     for space in objects.spaces.values():
         space.reset()
@@ -112,7 +113,7 @@ def test_cheney_preserves_large_graphs_scattered_and_in_order(heaps, seed, encod
                                  space="from").roots
     roots = np.concatenate([graph, tree])
     before = objects.shape(roots)
-    semi = ha.SemiSpace(objects)
+    semi = ha.SemiSpace(objects, threads=threads)
     for _ in range(3):
         stats = semi.collect(roots)
         assert stats.objects == len(objects.reachable(roots))
