@@ -148,10 +148,12 @@ static inline __attribute__((always_inline)) int share(struct cheney *c)
 /* Scan up to SAMPLE copies of this thread's buffer, in Cheney order. A copy
  * may fill the buffer: then lab_scan and top move to a new one, and the
  * prefetching starts again there. As the single-thread loop does, it
- * prefetches only while the copies read from-space out of order. */
+ * prefetches unless the copies read from-space in order and few edges led to
+ * objects copied already (evacuation.h). */
 static inline __attribute__((always_inline)) int scan_buffer(struct cheney *c)
 {
     ha_off ahead = c->lab_scan, from_next = c->from_next, top = c->top;
+    uint64_t refs = c->refs, seen = c->seen;
     unsigned lead = 0;
     int rc = HA_OK;
     for (unsigned n = 0; n < SAMPLE && !rc && c->lab_scan < c->top; n++, lead -= lead > 0) {
@@ -164,7 +166,8 @@ static inline __attribute__((always_inline)) int scan_buffer(struct cheney *c)
         rc = scan(c, &c->lab_scan, c->top, 1);
     }
     /* A new buffer breaks the run: then this batch counts as out of order. */
-    c->in_order = c->from_next - from_next == c->top - top;
+    c->in_order = c->from_next - from_next == c->top - top &&
+                  (c->seen - seen) * SEEN_SCATTERED <= c->refs - refs;
     return rc ? rc : share(c);
 }
 

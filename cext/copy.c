@@ -175,8 +175,12 @@ evacuate(struct cheney *c, ha_ref *roots, size_t nroots, uint32_t encoding)
         rc = forward(c, &roots[i], 0, (int64_t)i, 0);
     while (!rc && grey < c->top) {
         ha_off from_next = c->from_next, top = c->top;
+        uint64_t refs = c->refs, seen = c->seen;
         rc = scan_some(c, &grey, scattered, encoding);
-        scattered = c->from_next - from_next != c->top - top;
+        /* In order only if the copies read one run of from-space, and few
+         * edges led to objects copied already: those are read scattered. */
+        scattered = c->from_next - from_next != c->top - top ||
+                    (c->seen - seen) * SEEN_SCATTERED > c->refs - refs;
     }
     return rc;
 }
