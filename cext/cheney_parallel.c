@@ -102,8 +102,8 @@ int ha_cheney_copy_ok(struct cheney_team *team, ha_off begin, ha_off to)
     return to >= begin && !(to & 7) && to < __atomic_load_n(&team->claimed, __ATOMIC_RELAXED);
 }
 
-/* Scan the copies in [start, end) (end == start: the one object there),
- * prefetching the referents of the next few as the single-thread loop does. */
+/* Scan the copies in [start, end) (end == start: the one object there)
+ * through the ring, as the single-thread loop does. */
 static inline __attribute__((always_inline)) int scan_range(struct cheney *c, uint64_t item)
 {
     ha_off grey = (item >> RANGE_BITS) * 8;
@@ -114,14 +114,9 @@ static inline __attribute__((always_inline)) int scan_range(struct cheney *c, ui
             return ha_fail(c->st, HA_ERR_HEADER, grey, -1);
         end = grey + ha_words(header) * 8;
     }
-    ha_off ahead = grey;
-    unsigned lead = 0; /* grey objects from grey to ahead */
     int rc = HA_OK;
-    for (; !rc && grey < end; lead--) {
-        for (; lead < PREFETCH_OBJECTS && ahead < end; lead++)
-            prefetch(c, &ahead, end);
-        rc = scan(c, &grey, end, 1);
-    }
+    while (!rc && grey < end)
+        rc = scan_ring(c, &grey, &end, 1, c->h.encoding);
     return rc;
 }
 
@@ -146,25 +141,20 @@ static inline __attribute__((always_inline)) int share(struct cheney *c)
 }
 
 /* Scan up to SAMPLE copies of this thread's buffer, in Cheney order. A copy
- * may fill the buffer: then lab_scan and top move to a new one, and the
- * prefetching starts again there. As the single-thread loop does, it
- * prefetches unless the copies read from-space in order and few edges led to
- * objects copied already (evacuation.h). */
+ * may fill the buffer: then lab_scan and top move to a new one, and the scan
+ * goes on there. As the single-thread loop does, it forwards through the ring
+ * unless the copies read from-space in order and few edges led to objects
+ * copied already (evacuation.h). */
 static inline __attribute__((always_inline)) int scan_buffer(struct cheney *c)
 {
-    ha_off ahead = c->lab_scan, from_next = c->from_next, top = c->top;
+    ha_off from_next = c->from_next, top = c->top;
     uint64_t refs = c->refs, seen = c->seen;
-    unsigned lead = 0;
     int rc = HA_OK;
-    for (unsigned n = 0; n < SAMPLE && !rc && c->lab_scan < c->top; n++, lead -= lead > 0) {
-        if (ahead < c->lab_scan || ahead > c->top) {
-            ahead = c->lab_scan;
-            lead = 0;
-        }
-        for (; !c->in_order && lead < PREFETCH_OBJECTS && ahead < c->top; lead++)
-            prefetch(c, &ahead, c->top);
-        rc = scan(c, &c->lab_scan, c->top, 1);
-    }
+    if (c->in_order)
+        for (unsigned n = 0; n < SAMPLE && !rc && c->lab_scan < c->top; n++)
+            rc = scan(c, &c->lab_scan, c->top, 1);
+    else
+        rc = scan_ring(c, &c->lab_scan, &c->top, 1, c->h.encoding);
     /* A new buffer breaks the run: then this batch counts as out of order. */
     c->in_order = c->from_next - from_next == c->top - top &&
                   (c->seen - seen) * SEEN_SCATTERED <= c->refs - refs;
