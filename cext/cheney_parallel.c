@@ -102,8 +102,8 @@ int ha_cheney_copy_ok(struct cheney_team *team, ha_off begin, ha_off to)
     return to >= begin && !(to & 7) && to < __atomic_load_n(&team->claimed, __ATOMIC_RELAXED);
 }
 
-/* Scan the copies in [start, end) (end == start: the one object there)
- * through the ring, as the single-thread loop does. */
+/* Scan the copies in [start, end) (end == start: the one object there),
+ * prefetching as the single-thread loop does. */
 static inline __attribute__((always_inline)) int scan_range(struct cheney *c, uint64_t item)
 {
     ha_off grey = (item >> RANGE_BITS) * 8;
@@ -115,8 +115,9 @@ static inline __attribute__((always_inline)) int scan_range(struct cheney *c, ui
         end = grey + ha_words(header) * 8;
     }
     int rc = HA_OK;
-    while (!rc && grey < end)
-        rc = scan_ring(c, &grey, &end, 1, c->h.encoding);
+    while (!rc && grey < end) /* prefetching: another thread's copies */
+        rc = c->split ? scan_ring(c, &grey, &end, 1, c->h.encoding)
+                      : scan_ahead(c, &grey, &end, 1, 1);
     return rc;
 }
 
@@ -140,24 +141,16 @@ static inline __attribute__((always_inline)) int share(struct cheney *c)
     return rc;
 }
 
-/* Scan up to SAMPLE copies of this thread's buffer, in Cheney order. A copy
- * may fill the buffer: then lab_scan and top move to a new one, and the scan
- * goes on there. As the single-thread loop does, it forwards through the ring
- * unless the copies read from-space in order and few edges led to objects
- * copied already (evacuation.h). */
+/* Scan up to SAMPLE copies of this thread's buffer, in Cheney order, the way
+ * the single-thread loop scans (evacuation.h). A copy may fill the buffer:
+ * then lab_scan and top move to a new one, and the scan goes on there. */
 static inline __attribute__((always_inline)) int scan_buffer(struct cheney *c)
 {
     ha_off from_next = c->from_next, top = c->top;
     uint64_t refs = c->refs, seen = c->seen;
-    int rc = HA_OK;
-    if (c->in_order)
-        for (unsigned n = 0; n < SAMPLE && !rc && c->lab_scan < c->top; n++)
-            rc = scan(c, &c->lab_scan, c->top, 1);
-    else
-        rc = scan_ring(c, &c->lab_scan, &c->top, 1, c->h.encoding);
-    /* A new buffer breaks the run: then this batch counts as out of order. */
-    c->in_order = c->from_next - from_next == c->top - top &&
-                  (c->seen - seen) * SEEN_SCATTERED <= c->refs - refs;
+    int rc = scan_sample(c, &c->lab_scan, &c->top, 1, c->h.encoding);
+    /* A new buffer breaks the run: then this sample counts as out of order. */
+    judge_sample(c, from_next, top, refs, seen);
     return rc ? rc : share(c);
 }
 

@@ -41,23 +41,11 @@ void ha_copy_streaming(uint64_t *dst, const uint64_t *src, uint64_t bytes)
 #endif
 }
 
-/* Scan up to SAMPLE grey objects, prefetching ahead if `scattered`. */
-static inline __attribute__((always_inline)) int
-scan_some(struct cheney *c, ha_off *grey, int scattered, uint32_t enc)
-{
-    int rc = HA_OK;
-    if (scattered)
-        return scan_ring(c, grey, &c->top, 0, enc);
-    for (unsigned n = 0; n < SAMPLE && !rc && *grey < c->top; n++)
-        rc = scan(c, grey, c->top, 0);
-    return rc;
-}
-
 /* The Cheney loop itself: forward the roots, then scan the grey objects. */
 static inline __attribute__((always_inline)) int
 evacuate(struct cheney *c, ha_ref *roots, size_t nroots, uint32_t encoding)
 {
-    int rc = HA_OK, scattered = 1;
+    int rc = HA_OK;
     ha_off grey = c->top;
     c->h.encoding = encoding;
     for (size_t i = 0; i < nroots && !rc; i++)
@@ -65,11 +53,8 @@ evacuate(struct cheney *c, ha_ref *roots, size_t nroots, uint32_t encoding)
     while (!rc && grey < c->top) {
         ha_off from_next = c->from_next, top = c->top;
         uint64_t refs = c->refs, seen = c->seen;
-        rc = scan_some(c, &grey, scattered, encoding);
-        /* In order only if the copies read one run of from-space, and few
-         * edges led to objects copied already: those are read scattered. */
-        scattered = c->from_next - from_next != c->top - top ||
-                    (c->seen - seen) * SEEN_SCATTERED > c->refs - refs;
+        rc = scan_sample(c, &grey, &c->top, 0, encoding);
+        judge_sample(c, from_next, top, refs, seen);
     }
     return rc;
 }
