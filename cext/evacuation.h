@@ -25,16 +25,16 @@ struct cheney {
     uint64_t objects, refs;
     ha_off from_next; /* where in from-space the last copied object ended */
     uint64_t seen;    /* edges to objects copied already */
+    /* How the last sample of the scan went (judge_sample): */
+    int in_order;     /* its copies read one run of from-space, few edges were to objects
+                         copied already: no prefetching */
+    int split;        /* many of its edges were: classify them (the ring) */
     ha_stats *st;
     /* Parallel only. */
     struct cheney_team *team;
     ha_deque *deque;
     ha_off lab_scan;  /* the first copy in the allocation buffer not yet scanned */
     uint64_t copied;  /* bytes copied */
-    /* How the last sample of the scan went (judge_sample): */
-    int in_order;     /* its copies read one run of from-space, few edges were to objects
-                         copied already: no prefetching */
-    int split;        /* many of its edges were: classify them (the ring) */
 };
 
 /* Parallel, out of line (cheney_parallel.c), and given values, never the
