@@ -101,10 +101,11 @@ def test_cheney_preserves_the_reachable_graph(heaps, graph, encoding) -> None:
        top_down=st.booleans(), threads=st.sampled_from([1, None]))
 def test_cheney_preserves_large_graphs_scattered_and_in_order(heaps, seed, encoding,
                                                               top_down, threads) -> None:
-    """Thousands of objects: the first copy reads a scattered from-space (the one-thread
-    loop forwards its edges in batches through a ring), the copies after it read
-    from-space in order (it scans plainly); on one thread and on one per core. Then mark,
-    whose batches hold many edges at once."""
+    """Thousands of objects: the first copy reads a scattered from-space (the random
+    graph's edges go through the ring, the tree's through the prefetch lookahead), the
+    copies after it read from-space in order (the tree without prefetching, the graph,
+    whose edges lead to objects copied already, with the lookahead); on one thread and on
+    one per core. Then mark, whose batches hold many edges at once."""
     objects = heaps[encoding]
     for space in objects.spaces.values():
         space.reset()
