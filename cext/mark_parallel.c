@@ -1,8 +1,9 @@
 /* Parallel mark: the single-thread mark's steps (marking.h) on a team of
  * threads (workers.h), each with its own edges and grey stack, a share of
- * the caller's. A mark bit is set with a compare-and-swap on the header, so
- * each object is marked, counted and scanned by one thread. The roots are
- * dealt out round-robin.
+ * the caller's. The threads share the side bitmap, as a filter: two threads
+ * may both push an object, but the compare-and-swap that sets its header's
+ * mark bit lets one of them count and scan it. The roots are dealt out
+ * round-robin.
  *
  * The grey stack is the thread's own, with no atomics. Every SHARE_EVERY
  * gathers, if another thread is idle and this one's work-stealing deque is
@@ -103,12 +104,16 @@ int ha_mark_parallel(const ha_heap *h, const ha_space *spaces, size_t nspaces,
     struct marker base;
     uint64_t *edges[EDGE_ROOM]; /* the rescan's */
     marker_init(&base, h, spaces, nspaces, stack, stack_capacity, edges, st);
+    if ((rc = ha_marks_alloc(&base)))
+        return ha_end(st, rc);
     if (stack_capacity < threads) /* each thread's stack takes one entry at least */
         threads = (uint32_t)stack_capacity;
     size_t share_of = stack_capacity / threads;
     struct mark_thread *all = aligned_alloc(64, threads * sizeof *all);
-    if (!all)
+    if (!all) {
+        ha_marks_free(&base);
         return ha_end(st, ha_fail(st, HA_ERR_NOMEM, 0, -1));
+    }
     for (uint32_t i = 0; i < threads; i++) {
         all[i] = (struct mark_thread){.m = base, .roots = roots, .nroots = nroots};
         all[i].m.st = &all[i].st;
@@ -133,6 +138,7 @@ int ha_mark_parallel(const ha_heap *h, const ha_space *spaces, size_t nspaces,
     free(all);
     if (!rc) /* the pushes a full stack dropped: their objects are marked, not scanned */
         rc = ha_mark_rescans(&base);
+    ha_marks_free(&base);
     st->objects = base.objects;
     st->bytes = base.bytes;
     st->refs = base.refs;

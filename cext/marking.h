@@ -21,31 +21,37 @@ static inline int ha_spaces_ok(const ha_heap *h, const ha_space *spaces, size_t 
     return 1;
 }
 
-/* Marking goes in batches, two steps each, so that misses overlap and the
- * hot loops have no branch that depends on the graph:
- *   gather: take up to MARK_BATCH grey objects off the stack, note where
- *     their reference slots are in `edges` and prefetch each target's header;
- *   mark:   for each edge, check the target and set its mark bit. On one
- *     thread the bit is stored and the target pushed whether or not it was
- *     marked already; the push counts only if it was not.
- * By the time an edge is marked, the rest of its batch's prefetches have
- * covered its miss. The mark step also prefetches a target's last slot,
- * which lies on the next line for a third of the objects.
+/* Marking keeps a side bitmap, a bit per heap word, as HotSpot's and ZGC's
+ * marks do, besides the header's mark bit. An edge is tested against the
+ * bitmap alone; only the first edge to an object reads its header. With two
+ * edges an object on average, the header mark bit alone cost a header miss per
+ * edge (two an object); the bitmap, 1/64 of the heap, mostly hits in the
+ * last-level cache. The header bit is still set, once, when the object is
+ * scanned: what mark leaves in the heap is unchanged, and an object an earlier
+ * mark left marked is not scanned again.
  *
- * The earlier design (an edge FIFO whose oldest edge was marked as each new
- * one came in, then a scan queue) was bound by its own instructions more than
- * by memory: over a graph that fits in L2 it took 36-48 ns per object, two
- * thirds of its time on a 1 GiB one, and its branches on whether a target
- * was marked, and on how many slots an object has, followed random data. Batches took
- * a 1 GiB random graph (mean degree 2) from 78 to 59 ns per object on 2 MiB
- * pages and from 83 to 68 on 4 KiB ones, and the L2-sized one from 48 to 35
- * (medians of 11 interleaved rounds, one pinned CPU). A side mark bitmap (a
- * bit per 16 bytes, 8 MiB for 1 GiB), batched or not, was no faster: it
- * saves the miss on an already-marked target's header, but the bitmap's own
- * misses in the last-level cache cost as much here. */
+ * Marking goes in batches, two steps each, so that misses overlap and the
+ * hot loops have no branch that depends on the graph:
+ *   gather: prefetch the headers of up to MARK_BATCH grey objects on top of
+ *     the stack, then take them: check each header, set its mark bit, note
+ *     where its reference slots are in `edges` and prefetch the bitmap word
+ *     of each target;
+ *   mark:   for each edge, check the reference and set its bit in the
+ *     bitmap. The bit is stored and the target pushed whether or not it was
+ *     set already; the push counts only if it was not.
+ * By the time an edge is marked, the rest of its batch's prefetches have
+ * covered its miss.
+ *
+ * The designs before this one, measured on a 1 GiB random graph (mean
+ * degree 2) on 2 MiB pages, one pinned CPU: an edge FIFO whose oldest edge
+ * was marked as each new one came in, 78 ns per object, bound by its own
+ * instructions and by branches on random data; these batches with the header
+ * bit alone, 59, then 45-50 once tuned. A bitmap tried with that FIFO, and
+ * with batches that read each grey object's header just after prefetching
+ * it, was no faster: what pays is the gather's separate prefetch pass. */
 enum { MARK_BATCH = 64, EDGE_ROOM = 4 * MARK_BATCH + 4 };
 
-/* Objects of up to SMALL_REFS slots have them copied four words at a time,
+/* Objects of up to SMALL_REFS slots have them taken four words at a time,
  * without a loop whose trip count the branch predictor cannot guess. */
 enum { SMALL_REFS = 4 };
 
@@ -57,7 +63,10 @@ struct marker {
     const ha_space *spaces;
     size_t nspaces;
     ha_space first; /* spaces[0] */
-    ha_ref *stack;  /* references still to scan */
+    uint64_t *marks; /* the side bitmap: a bit per word from marks_base, shared in parallel */
+    ha_off marks_base;
+    size_t marks_words;
+    ha_ref *stack;  /* grey objects: marked in the bitmap, their headers not yet read */
     size_t capacity, depth;
     ha_deque *deque;
     int overflowed;
@@ -72,7 +81,7 @@ struct marker {
 };
 
 /* A marker over `spaces` (checked by the caller), its budget counted; its
- * edges are the caller's. */
+ * edges are the caller's, its bitmap comes from ha_marks_alloc. */
 static inline void marker_init(struct marker *m, const ha_heap *h, const ha_space *spaces,
                                size_t nspaces, ha_ref *stack, size_t capacity,
                                uint64_t **edges, ha_stats *st)
@@ -83,6 +92,49 @@ static inline void marker_init(struct marker *m, const ha_heap *h, const ha_spac
         m->first = spaces[0];
     for (size_t i = 0; i < nspaces; i++) /* objects are at least 16 bytes */
         m->budget += (spaces[i].top - spaces[i].start) / (8 * HA_MIN_WORDS);
+}
+
+/* Give `m` a zeroed bitmap over its spaces (HA_ERR_NOMEM if none), and take
+ * it back (scan.c). */
+int ha_marks_alloc(struct marker *m);
+void ha_marks_free(struct marker *m);
+
+/* The bitmap word holding the bit of heap offset `off` (in a space), and the bit. */
+static inline __attribute__((always_inline)) uint64_t *mark_word(const struct marker *m, ha_off off)
+{
+    return &m->marks[(off - m->marks_base) >> 9];
+}
+
+static inline __attribute__((always_inline)) uint64_t mark_bit(ha_off off)
+{
+    return 1ULL << (off >> 3 & 63); /* marks_base is a multiple of 512 */
+}
+
+/* Prefetch the bitmap word of the reference `ref` if `real`, unchecked:
+ * anything else, and an offset outside the bitmap, prefetch its first word.
+ * Masks, not branches. */
+static inline __attribute__((always_inline)) void
+prefetch_mark(const struct marker *m, uint64_t ref, uint64_t real, uint32_t enc)
+{
+    uint64_t off = enc == HA_REF_OFFSET ? ref : ref - m->h.ref_base;
+    if (enc == HA_REF_COLORED || enc == HA_REF_MASKED)
+        off &= (1ULL << m->h.shift) - 1;
+    uint64_t word = (off - m->marks_base) >> 9;
+    word &= -(uint64_t)(word < m->marks_words) & real;
+    __builtin_prefetch(&m->marks[word], 1);
+}
+
+/* Set the bitmap bit of `off`: 1 if it was clear. In parallel the bitmap is
+ * a filter, not the truth: a thread's store may undo another's bit, and then
+ * both push the object; the compare-and-swap on its header (blacken) lets
+ * one of them scan it. Atomic or-ing the bits instead cost a locked
+ * instruction per object. Relaxed atomics are plain moves on x86, so both
+ * loops run the same code. */
+static inline __attribute__((always_inline)) int test_and_set_mark(uint64_t *word, uint64_t bit)
+{
+    uint64_t was = __atomic_load_n(word, __ATOMIC_RELAXED);
+    __atomic_store_n(word, was | bit, __ATOMIC_RELAXED);
+    return !(was & bit);
 }
 
 /* The top of the space holding `off`, or 0 if none does. The first space's
@@ -114,10 +166,9 @@ check_target(struct marker *m, ha_ref ref, ha_off where, int64_t root, uint32_t 
     return HA_OK;
 }
 
-/* Set the mark bit of the object at `obj`, whose checked header is `header`:
- * 1 if this call set it, 0 if it was set already. In parallel, with a
- * compare-and-swap, so that exactly one thread marks (and scans) an object; a
- * header that changed otherwise meanwhile is -1: a writer races the mark. */
+/* Set the header mark bit of the object at `obj`, whose checked header is
+ * `header`: 1 if this call set it. In parallel with a compare-and-swap, as a
+ * writer may race the mark: a header that changed meanwhile is -1. */
 static inline __attribute__((always_inline)) int
 set_mark(uint64_t *obj, uint64_t header, int parallel)
 {
@@ -132,34 +183,55 @@ set_mark(uint64_t *obj, uint64_t header, int parallel)
     return seen == (header | HA_MARKED) ? 0 : -1;
 }
 
-/* Mark the object `ref` names and push it. A full stack drops the push and
- * sets `overflowed`: the object is marked, and a heap walk later scans it, so
- * no recursion and no lost objects. The one-edge form of the mark step: for
- * roots, the parallel mark, and a batch the stack has no room for. */
+/* Blacken the grey object at `obj` (heap offset `off`, in a space ending at
+ * `top`): check its header and set its mark bit, counting it. 1 with the
+ * header if its slots are to be taken, 0 if it was marked already (by an
+ * earlier mark, or by another thread that pushed it too), or minus an error. */
+static inline __attribute__((always_inline)) int
+blacken(struct marker *m, uint64_t *obj, ha_off off, ha_off top, uint64_t *header, int parallel)
+{
+    *header = ha_load(obj);
+    if (!ha_header_ok(*header, off, top))
+        return -ha_fail(m->st, HA_ERR_HEADER, off, -1);
+    if (*header & HA_MARKED)
+        return 0;
+    int marked = set_mark(obj, *header, parallel);
+    if (marked <= 0)
+        return marked ? -ha_fail(m->st, HA_ERR_HEADER, off, -1) : 0;
+    m->objects++;
+    m->bytes += ha_words(*header) * 8;
+    if (!parallel && m->live)
+        ha_set_live(m->live, off, ha_words(*header) * 8);
+    return 1;
+}
+
+/* Mark the object `ref` names in the bitmap and push it. A full stack drops
+ * the push and sets `overflowed`: the object is blackened at once, and a heap
+ * walk later scans it, so no recursion and no lost objects. The one-edge form
+ * of the mark step: for roots (whose headers are checked here, to name the
+ * root if one is bad), the rarer spaces, and a batch the stack has no room for. */
 static inline __attribute__((always_inline)) int
 grey(struct marker *m, ha_ref ref, ha_off where, int64_t root, int parallel, uint32_t enc)
 {
-    ha_off off = 0;
+    ha_off off = 0, top = 0;
     uint64_t *obj = NULL, header = 0;
     m->refs++;
-    int rc = check_target(m, ref, where, root, enc, &obj, &off, &header);
-    if (rc || (header & HA_MARKED))
-        return rc;
-    /* Another writer clearing mark bits could otherwise keep the loop going forever. */
-    if (m->objects >= m->budget)
-        return ha_fail(m->st, HA_ERR_HEADER, off, root);
-    int marked = set_mark(obj, header, parallel);
-    if (marked <= 0)
-        return marked ? ha_fail(m->st, HA_ERR_HEADER, off, root) : HA_OK;
-    m->objects++;
-    m->bytes += ha_words(header) * 8;
-    if (!parallel && m->live)
-        ha_set_live(m->live, off, ha_words(header) * 8);
-    if (m->depth == m->capacity)
-        m->overflowed = 1;
-    else
+    if (!ha_decode_as(&m->h, ref, &off, enc) || !(top = space_top(m, off)))
+        return ha_fail(m->st, HA_ERR_REF, where, root);
+    if (root >= 0) {
+        int rc = check_target(m, ref, where, root, enc, &obj, &off, &header);
+        if (rc)
+            return rc;
+    }
+    if (!test_and_set_mark(mark_word(m, off), mark_bit(off)))
+        return HA_OK;
+    if (m->depth < m->capacity) {
         m->stack[m->depth++] = ref;
-    return HA_OK;
+        return HA_OK;
+    }
+    m->overflowed = 1;
+    int black = blacken(m, ha_deref_as(&m->h, ref, off, enc), off, top, &header, parallel);
+    return black < 0 ? -black : HA_OK;
 }
 
 /* The mark step over the gathered edges. */
@@ -168,7 +240,7 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
 {
     size_t n = m->nedges;
     m->nedges = 0;
-    if (m->live || m->capacity - m->depth < n) {
+    if (m->capacity - m->depth < n) {
         for (size_t i = 0; i < n; i++) {
             ha_ref ref = ha_load(m->edges[i]);
             int rc = ref ? grey(m, ref, ha_offset_in_view(&m->h, m->edges[i], enc), -1,
@@ -179,80 +251,46 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
         }
         return HA_OK;
     }
-    /* Room for every push. On one thread, no branch on what the graph holds.
-     * In parallel, the targets seen unmarked are listed first, then each is
-     * marked by a compare-and-swap: a branch on whether to swap would follow
-     * random data. The state is in locals: a store into the heap could alias *m. */
+    /* Room for every push: the target is pushed whatever its bit was, and
+     * counts only if it was clear, so no branch follows the graph. The state
+     * is in locals: a store into the heap could alias *m. */
     const ha_heap h = m->h;
     const ha_off first_start = m->first.start, first_top = m->first.top;
+    uint64_t *const marks = m->marks;
+    const ha_off marks_base = m->marks_base;
     uint64_t *const *edges = m->edges;
     ha_ref *stack = m->stack;
     size_t depth = m->depth;
-    uint64_t objects = m->objects, bytes = m->bytes, refs = m->refs;
-    int rc = HA_OK;
-    struct { uint64_t *obj, header; ha_ref ref; } unmarked[parallel ? EDGE_ROOM : 1];
-    size_t nunmarked = 0;
+    uint64_t refs = m->refs;
     for (size_t i = 0; i < n; i++) {
         ha_ref ref = ha_load(edges[i]);
-        ha_off off = 0, top = 0;
-        if (!ref)
-            continue;
-        if (ha_decode_as(&h, ref, &off, enc))
-            top = off >= first_start && off < first_top ? first_top : space_top(m, off);
-        uint64_t *obj = ha_deref_as(&h, ref, off, enc), header = 0;
-        if (!top || !ha_header_ok(header = ha_load(obj), off, top)) {
-            /* The one-edge path says what is wrong (or marks it, if a writer
-             * mended it meanwhile), on the marker's own counters. */
-            m->depth = depth, m->objects = objects, m->bytes = bytes, m->refs = refs;
-            if ((rc = grey(m, ref, ha_offset_in_view(&h, edges[i], enc), -1, parallel, enc)))
+        ha_off off = 0;
+        if (!ha_decode_as(&h, ref, &off, enc) || off - first_start >= first_top - first_start) {
+            /* A null, another space, or an error: the one-edge path. */
+            m->depth = depth, m->refs = refs;
+            int rc = ref ? grey(m, ref, ha_offset_in_view(&h, edges[i], enc), -1, parallel, enc)
+                         : HA_OK;
+            if (rc)
                 return rc;
-            depth = m->depth, objects = m->objects, bytes = m->bytes, refs = m->refs;
+            depth = m->depth, refs = m->refs;
             continue;
         }
         refs++;
-        uint64_t fresh = !(header & HA_MARKED), nrefs = ha_nrefs(header);
-        __builtin_prefetch(obj + (nrefs < 8 ? nrefs : 8));
-        if (parallel) {
-            unmarked[nunmarked].obj = obj;
-            unmarked[nunmarked].header = header;
-            unmarked[nunmarked].ref = ref;
-            nunmarked += fresh;
-            continue;
-        }
-        obj[0] = header | HA_MARKED;
         stack[depth] = ref;
-        depth += fresh;
-        objects += fresh;
-        bytes += ha_words(header) * 8 & -fresh;
-    }
-    for (size_t i = 0; i < nunmarked; i++) {
-        int marked = set_mark(unmarked[i].obj, unmarked[i].header, 1);
-        if (marked < 0) {
-            rc = ha_fail(m->st, HA_ERR_HEADER, ha_offset_in_view(&h, unmarked[i].obj, enc), -1);
-            break;
-        }
-        stack[depth] = unmarked[i].ref;
-        depth += (size_t)marked;
-        objects += (uint64_t)marked;
-        bytes += ha_words(unmarked[i].header) * 8 & -(uint64_t)marked;
+        depth += test_and_set_mark(&marks[(off - marks_base) >> 9], mark_bit(off));
     }
     m->depth = depth;
-    m->objects = objects;
-    m->bytes = bytes;
     m->refs = refs;
-    /* Checked once a batch: a batch marks at most EDGE_ROOM objects more. */
-    if (!rc && objects > m->budget)
-        rc = ha_fail(m->st, HA_ERR_HEADER, 0, -1);
-    return rc;
+    return HA_OK;
 }
 
-/* Add the edge in `slot`, prefetching its target; with no room left, mark
- * the edges first. */
+/* Add the edge in `slot`, prefetching its bitmap word; with no room left,
+ * mark the edges first. */
 static inline __attribute__((always_inline)) int
 add_edge(struct marker *m, uint64_t *slot, int parallel, uint32_t enc)
 {
     int rc = m->nedges == EDGE_ROOM ? mark_edges(m, parallel, enc) : HA_OK;
-    __builtin_prefetch(ha_prefetch_address_as(&m->h, ha_load(slot), enc), 1);
+    prefetch_mark(m, ha_load(slot), ~0ULL, enc);
     m->edges[m->nedges++] = slot;
     return rc;
 }
@@ -282,16 +320,14 @@ add_slots(struct marker *m, uint64_t *obj, ha_off off, uint64_t header, uint64_t
                                parallel ? add_slot_parallel : add_slot, m);
 }
 
-/* Take slots [first, ...) of the grey object `ref` names (its push checked
- * the reference) into the edges: 1 if they all fit, 0 if the edges filled
- * (the rest is left in `partial`), or minus an error. Its header may have
- * changed since it was marked: it is checked again. */
+/* Take slots [first, ...) of the black object at `obj` (heap offset `off`)
+ * into the edges: 1 if they all fit, 0 if the edges filled (the rest is left
+ * in `partial`), or minus an error. Its header may have changed since it was
+ * blackened: it is checked again. */
 static inline __attribute__((always_inline)) int
-take_object(struct marker *m, ha_ref ref, uint64_t first, int parallel, uint32_t enc)
+take_slots(struct marker *m, ha_ref ref, uint64_t *obj, ha_off off, uint64_t first, int parallel)
 {
-    ha_off off = 0;
-    ha_decode_as(&m->h, ref, &off, enc);
-    uint64_t *obj = ha_deref_as(&m->h, ref, off, enc), header = ha_load(obj);
+    uint64_t header = ha_load(obj);
     if (!ha_header_ok(header, off, m->h.size) || !(header & HA_MARKED))
         return -ha_fail(m->st, HA_ERR_HEADER, off, -1);
     uint64_t end = ha_nrefs(header) + 1, room = EDGE_ROOM - m->nedges;
@@ -308,15 +344,19 @@ take_object(struct marker *m, ha_ref ref, uint64_t first, int parallel, uint32_t
 }
 
 /* The gather step: take grey objects off the stack (the rest of a partial one
- * first) until MARK_BATCH are taken or the edges are full. Objects of up to
- * SMALL_REFS slots, nearly all of them, take the loop written here, its
- * state in locals; any other goes through take_object. */
+ * first) until MARK_BATCH are taken or the edges are full, their headers
+ * prefetched in a pass of their own first. Objects of up to SMALL_REFS slots,
+ * nearly all of them, have their slots taken by the loop written here; any
+ * other goes through take_slots. */
 static inline __attribute__((always_inline)) int gather(struct marker *m, int parallel, uint32_t enc)
 {
     if (m->partial) {
         ha_ref ref = m->partial;
+        ha_off off = 0;
         m->partial = 0;
-        int fit = take_object(m, ref, m->partial_next, parallel, enc);
+        ha_decode_as(&m->h, ref, &off, enc); /* checked when it was pushed */
+        int fit = take_slots(m, ref, ha_deref_as(&m->h, ref, off, enc), off, m->partial_next,
+                             parallel);
         if (fit <= 0)
             return -fit;
     }
@@ -324,36 +364,51 @@ static inline __attribute__((always_inline)) int gather(struct marker *m, int pa
     const ha_ref *stack = m->stack;
     uint64_t **edges = m->edges;
     size_t depth = m->depth, n = m->nedges;
+    /* Both lines the header and four slots may span. */
+    for (size_t i = 0; i < MARK_BATCH && i < depth; i++) {
+        const char *obj = ha_prefetch_address_as(&h, stack[depth - 1 - i], enc);
+        __builtin_prefetch(obj, 1);
+        __builtin_prefetch(obj + 8 * SMALL_REFS, 1);
+    }
     for (unsigned taken = 0; taken < MARK_BATCH && depth && n + SMALL_REFS <= EDGE_ROOM; taken++) {
         ha_ref ref = stack[--depth];
-        ha_off off = 0;
-        ha_decode_as(&h, ref, &off, enc);
-        uint64_t *obj = ha_deref_as(&h, ref, off, enc), header = ha_load(obj);
+        ha_off off = 0, top;
+        ha_decode_as(&h, ref, &off, enc); /* checked when it was pushed */
+        top = off >= m->first.start && off < m->first.top ? m->first.top : space_top(m, off);
+        uint64_t *obj = ha_deref_as(&h, ref, off, enc), header;
+        int black = blacken(m, obj, off, top, &header, parallel);
+        if (black <= 0) {
+            if (black < 0)
+                return -black;
+            continue;
+        }
         uint64_t nrefs = ha_nrefs(header);
-        /* The mark step checked this header; what can have changed since (a
-         * writer races the mark) is caught here only as far as it matters:
-         * the slots read stay in the heap, and every edge is checked. */
-        if (nrefs > SMALL_REFS || off + 8 * (SMALL_REFS + 1) > h.size ||
-            (header & (HA_MAGIC_MASK << HA_MAGIC_SHIFT | HA_MARKED)) !=
-                (HA_MAGIC << HA_MAGIC_SHIFT | HA_MARKED)) {
+        if (nrefs > SMALL_REFS || off + 8 * (SMALL_REFS + 1) > h.size) {
             m->depth = depth;
             m->nedges = n;
-            int fit = take_object(m, ref, 1, parallel, enc);
+            int fit = take_slots(m, ref, obj, off, 1, parallel);
             if (fit <= 0)
                 return -fit;
             depth = m->depth;
             n = m->nedges;
             continue;
         }
-        /* Four slots noted whatever the count: the count says which edges are real. */
-        for (uint64_t i = 0; i < SMALL_REFS; i++)
+        /* Four slots noted whatever the count: the count says which edges are
+         * real. A slot past it is not read for the prefetch: it may lie on a
+         * line that was not fetched. */
+#pragma GCC unroll 4
+        for (uint64_t i = 0; i < SMALL_REFS; i++) {
+            uint64_t real = -(uint64_t)(i < nrefs);
             edges[n + i] = &obj[i + 1];
-        for (uint64_t i = 0; i < nrefs; i++)
-            __builtin_prefetch(ha_prefetch_address_as(&h, ha_load(&obj[i + 1]), enc), 1);
+            prefetch_mark(m, ha_load(&obj[(i + 1) & real]), real, enc);
+        }
         n += nrefs;
     }
     m->depth = depth;
     m->nedges = n;
+    /* Checked once a gather: one marks at most MARK_BATCH objects more. */
+    if (m->objects > m->budget)
+        return ha_fail(m->st, HA_ERR_HEADER, 0, -1);
     return HA_OK;
 }
 

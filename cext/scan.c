@@ -2,7 +2,10 @@
  * card table (write barrier and card scan). */
 #include "marking.h"
 
-/* ---- mark/trace: header mark bit, explicit stack, overflow by rescanning ----
+#include <stdlib.h>
+#include <sys/mman.h>
+
+/* ---- mark/trace: side bitmap and header mark bit, explicit stack, overflow by rescanning ----
  *
  * A reference is followed only to a valid header whose object fits its space,
  * and a mark bit is set only in a header just checked. Whether that header is
@@ -56,6 +59,43 @@ int ha_mark_rescans(struct marker *m)
     return rc;
 }
 
+/* Bitmaps up to this size come from calloc; larger ones from a fresh mapping,
+ * zeroed by the kernel page by page as marking touches it, on huge pages
+ * where it can have them (16 MiB for a GiB of spaces). */
+enum { MARKS_MAPPED = 1 << 20 };
+
+int ha_marks_alloc(struct marker *m)
+{
+    ha_off low = UINT64_MAX, high = 0;
+    for (size_t i = 0; i < m->nspaces; i++) {
+        low = m->spaces[i].start < low ? m->spaces[i].start : low;
+        high = m->spaces[i].top > high ? m->spaces[i].top : high;
+    }
+    if (low >= high)
+        low = high = 0;
+    m->marks_base = low & ~(ha_off)511;
+    m->marks_words = (high - m->marks_base) / 512 + 1;
+    size_t bytes = m->marks_words * 8;
+    if (bytes <= MARKS_MAPPED) {
+        m->marks = calloc(m->marks_words, 8);
+    } else {
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        m->marks = p == MAP_FAILED ? NULL : p;
+        if (m->marks)
+            madvise(p, bytes, MADV_HUGEPAGE); /* advice: 4 KiB pages if refused */
+    }
+    return m->marks ? HA_OK : ha_fail(m->st, HA_ERR_NOMEM, 0, -1);
+}
+
+void ha_marks_free(struct marker *m)
+{
+    if (m->marks && m->marks_words * 8 <= MARKS_MAPPED)
+        free(m->marks);
+    else if (m->marks)
+        munmap(m->marks, m->marks_words * 8);
+    m->marks = NULL;
+}
+
 int ha_mark(const ha_heap *h, const ha_space *spaces, size_t nspaces,
             const ha_ref *roots, size_t nroots, ha_ref *stack,
             size_t stack_capacity, ha_stats *st)
@@ -74,11 +114,14 @@ int ha_mark_live(const ha_heap *h, const ha_space *spaces, size_t nspaces,
     uint64_t *edges[EDGE_ROOM];
     marker_init(&m, h, spaces, rc ? 0 : nspaces, stack, stack_capacity, edges, st);
     m.live = live;
+    if (!rc)
+        rc = ha_marks_alloc(&m);
     for (size_t i = 0; i < nroots && !rc; i++)
         if (roots[i] && !(rc = grey(&m, roots[i], 0, (int64_t)i, 0, h->encoding)))
             rc = drain(&m);
     if (!rc)
         rc = ha_mark_rescans(&m);
+    ha_marks_free(&m);
     st->objects = m.objects;
     st->bytes = m.bytes;
     st->refs = m.refs;

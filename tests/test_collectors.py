@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -12,7 +13,9 @@ from hypothesis import strategies as st
 
 import heapalias as ha
 from heapalias import collectors, workloads
-from heapalias.objects import FORWARDED
+from heapalias.objects import FORWARDED, MARKED
+
+from conftest import run_isolated
 
 ENCODINGS = ["offset", "address", "colored", "masked"]
 HEAP = 1 << 20
@@ -548,6 +551,61 @@ def test_a_wrong_heap_type_is_an_invalid_argument_naming_the_type(call) -> None:
     """SemiSpace.halves(Opaque()) was an AttributeError on its .size."""
     with pytest.raises(ha.InvalidArgument, match=r"expected an? \w+|Heap or a View, got"):
         call()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_object_an_earlier_mark_left_marked_is_not_scanned_again(threads) -> None:
+    """Mark tests edges against a side bitmap of its own (cext/marking.h), and reads the
+    header only of an object it reaches first: one an earlier mark left marked is neither
+    counted nor scanned. So a second mark without clearing counts nothing, and a mark left
+    on a list's middle node cuts the list there, as the header bit alone did."""
+    with ha.Heap("1M") as heap:
+        objects = ha.ObjectHeap(heap, spaces={"all": (8, heap.size)})
+        roots = workloads.linked_list(objects, 100, space="all").roots
+        assert collectors.mark(objects, roots, threads=threads).objects == 100
+        again = collectors.mark(objects, roots, threads=threads)
+        assert (again.objects, again.bytes, again.refs) == (0, 0, 1)
+        collectors.clear_marks(objects, "all")
+        node = objects.deref(int(roots[0]))
+        for _ in range(49):
+            node = node.refs[0]
+        objects.words[node.offset >> 3] |= np.uint64(MARKED)
+        assert collectors.mark(objects, roots, threads=threads).objects == 49
+
+
+MARK_WITHOUT_ADDRESS_SPACE = """
+import json, resource
+import numpy as np
+import heapalias as ha
+from heapalias import collectors, workloads
+with ha.Heap("128M") as heap:
+    objects = ha.ObjectHeap(heap, spaces={{"all": (8, heap.size)}})
+    objects.new(0, (120 << 20) // 8, space="all")  # the spaces reach 120 MiB: a 2 MiB bitmap
+    roots = workloads.linked_list(objects, 10, space="all").roots
+    stack = np.empty(64, np.uint64)  # numpy's own scratch, before the limit
+    size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 20), hard))
+    try:
+        collectors.mark(objects, roots, stack_capacity=64, threads={threads})
+        caught = None
+    except ha.HeapAliasError as exc:
+        caught = [type(exc).__name__, str(exc)]
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    print(json.dumps([caught, collectors.mark(objects, roots, threads={threads}).objects]))
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_mark_bitmap_that_cannot_be_had_is_insufficient_memory(threads) -> None:
+    """The side bitmap (1/64 of the spaces) is mapped by the C loop for each mark: a mapping
+    refused under RLIMIT_AS is InsufficientMemory, and the next mark, with room, works."""
+    proc = run_isolated(MARK_WITHOUT_ADDRESS_SPACE.format(threads=threads))
+    caught, marked = json.loads(proc.stdout)
+    assert caught is not None and caught[0] == "InsufficientMemory", proc.stdout
+    # C's message: numpy's names the bytes it wanted
+    assert caught[1].startswith("mark: no memory for a scratch buffer. "), caught
+    assert marked == 10
 
 
 @pytest.mark.parametrize("threads", [1, 2])
