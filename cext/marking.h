@@ -110,16 +110,38 @@ static inline __attribute__((always_inline)) uint64_t mark_bit(ha_off off)
     return 1ULL << (off >> 3 & 63); /* marks_base is a multiple of 512 */
 }
 
+/* The heap offset a reference of encoding `enc` names, unchecked: for
+ * prefetches, and for references checked when they were pushed. */
+static inline __attribute__((always_inline)) ha_off
+unchecked_offset(const ha_heap *h, uint64_t ref, uint32_t enc)
+{
+    uint64_t off = enc == HA_REF_OFFSET ? ref : ref - h->ref_base;
+    if (enc == HA_REF_COLORED || enc == HA_REF_MASKED)
+        off &= (1ULL << h->shift) - 1;
+    return off;
+}
+
+/* The heap offset of `ref` in `off`, if `ref` names a word of the first space
+ * (nearly every edge): the hot loops' check, one branch. Anything else (null,
+ * another space, an error) is for the one-edge path to sort out. */
+static inline __attribute__((always_inline)) int
+in_first_space(const ha_heap *h, ha_off first_start, ha_off first_span, uint64_t ref,
+               uint32_t enc, ha_off *off)
+{
+    uint64_t bad = 0;
+    if (enc == HA_REF_COLORED || enc == HA_REF_MASKED)
+        bad = ((ref - h->ref_base) >> h->shift) >= h->ncolors;
+    *off = unchecked_offset(h, ref, enc);
+    return !(bad | (*off & 7) | (*off - first_start >= first_span));
+}
+
 /* Prefetch the bitmap word of the reference `ref` if `real`, unchecked:
  * anything else, and an offset outside the bitmap, prefetch its first word.
  * Masks, not branches. */
 static inline __attribute__((always_inline)) void
 prefetch_mark(const struct marker *m, uint64_t ref, uint64_t real, uint32_t enc)
 {
-    uint64_t off = enc == HA_REF_OFFSET ? ref : ref - m->h.ref_base;
-    if (enc == HA_REF_COLORED || enc == HA_REF_MASKED)
-        off &= (1ULL << m->h.shift) - 1;
-    uint64_t word = (off - m->marks_base) >> 9;
+    uint64_t word = (unchecked_offset(&m->h, ref, enc) - m->marks_base) >> 9;
     word &= -(uint64_t)(word < m->marks_words) & real;
     __builtin_prefetch(&m->marks[word], 1);
 }
@@ -184,11 +206,13 @@ set_mark(uint64_t *obj, uint64_t header, int parallel)
 }
 
 /* Blacken the grey object at `obj` (heap offset `off`, in a space ending at
- * `top`): check its header and set its mark bit, counting it. 1 with the
- * header if its slots are to be taken, 0 if it was marked already (by an
- * earlier mark, or by another thread that pushed it too), or minus an error. */
+ * `top`): check its header and set its mark bit, counting it in `objects` and
+ * `bytes`. 1 with the header if its slots are to be taken, 0 if it was marked
+ * already (by an earlier mark, or by another thread that pushed it too), or
+ * minus an error. */
 static inline __attribute__((always_inline)) int
-blacken(struct marker *m, uint64_t *obj, ha_off off, ha_off top, uint64_t *header, int parallel)
+blacken(struct marker *m, uint64_t *obj, ha_off off, ha_off top, uint64_t *header, int parallel,
+        uint64_t *objects, uint64_t *bytes)
 {
     *header = ha_load(obj);
     if (!ha_header_ok(*header, off, top))
@@ -198,8 +222,8 @@ blacken(struct marker *m, uint64_t *obj, ha_off off, ha_off top, uint64_t *heade
     int marked = set_mark(obj, *header, parallel);
     if (marked <= 0)
         return marked ? -ha_fail(m->st, HA_ERR_HEADER, off, -1) : 0;
-    m->objects++;
-    m->bytes += ha_words(*header) * 8;
+    *objects += 1;
+    *bytes += ha_words(*header) * 8;
     if (!parallel && m->live)
         ha_set_live(m->live, off, ha_words(*header) * 8);
     return 1;
@@ -230,8 +254,17 @@ grey(struct marker *m, ha_ref ref, ha_off where, int64_t root, int parallel, uin
         return HA_OK;
     }
     m->overflowed = 1;
-    int black = blacken(m, ha_deref_as(&m->h, ref, off, enc), off, top, &header, parallel);
+    int black = blacken(m, ha_deref_as(&m->h, ref, off, enc), off, top, &header, parallel,
+                        &m->objects, &m->bytes);
     return black < 0 ? -black : HA_OK;
+}
+
+/* The one-edge path for the edge in `slot`, kept out of the hot loop. */
+static __attribute__((noinline)) int grey_slot(struct marker *m, uint64_t *slot, int parallel)
+{
+    uint32_t enc = m->h.encoding;
+    ha_ref ref = ha_load(slot);
+    return ref ? grey(m, ref, ha_offset_in_view(&m->h, slot, enc), -1, parallel, enc) : HA_OK;
 }
 
 /* The mark step over the gathered edges. */
@@ -242,10 +275,7 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
     m->nedges = 0;
     if (m->capacity - m->depth < n) {
         for (size_t i = 0; i < n; i++) {
-            ha_ref ref = ha_load(m->edges[i]);
-            int rc = ref ? grey(m, ref, ha_offset_in_view(&m->h, m->edges[i], enc), -1,
-                                parallel, enc)
-                         : HA_OK;
+            int rc = grey_slot(m, m->edges[i], parallel);
             if (rc)
                 return rc;
         }
@@ -255,7 +285,7 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
      * counts only if it was clear, so no branch follows the graph. The state
      * is in locals: a store into the heap could alias *m. */
     const ha_heap h = m->h;
-    const ha_off first_start = m->first.start, first_top = m->first.top;
+    const ha_off first_start = m->first.start, first_span = m->first.top - m->first.start;
     uint64_t *const marks = m->marks;
     const ha_off marks_base = m->marks_base;
     uint64_t *const *edges = m->edges;
@@ -264,12 +294,10 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
     uint64_t refs = m->refs;
     for (size_t i = 0; i < n; i++) {
         ha_ref ref = ha_load(edges[i]);
-        ha_off off = 0;
-        if (!ha_decode_as(&h, ref, &off, enc) || off - first_start >= first_top - first_start) {
-            /* A null, another space, or an error: the one-edge path. */
+        ha_off off;
+        if (!in_first_space(&h, first_start, first_span, ref, enc, &off)) {
             m->depth = depth, m->refs = refs;
-            int rc = ref ? grey(m, ref, ha_offset_in_view(&h, edges[i], enc), -1, parallel, enc)
-                         : HA_OK;
+            int rc = grey_slot(m, edges[i], parallel);
             if (rc)
                 return rc;
             depth = m->depth, refs = m->refs;
@@ -361,6 +389,8 @@ static inline __attribute__((always_inline)) int gather(struct marker *m, int pa
             return -fit;
     }
     const ha_heap h = m->h;
+    const ha_off first_start = m->first.start, first_top = m->first.top;
+    const ha_off first_span = first_top - first_start;
     const ha_ref *stack = m->stack;
     uint64_t **edges = m->edges;
     size_t depth = m->depth, n = m->nedges;
@@ -370,27 +400,31 @@ static inline __attribute__((always_inline)) int gather(struct marker *m, int pa
         __builtin_prefetch(obj, 1);
         __builtin_prefetch(obj + 8 * SMALL_REFS, 1);
     }
+    uint64_t objects = m->objects, bytes = m->bytes;
+    int rc = HA_OK;
     for (unsigned taken = 0; taken < MARK_BATCH && depth && n + SMALL_REFS <= EDGE_ROOM; taken++) {
         ha_ref ref = stack[--depth];
-        ha_off off = 0, top;
-        ha_decode_as(&h, ref, &off, enc); /* checked when it was pushed */
-        top = off >= m->first.start && off < m->first.top ? m->first.top : space_top(m, off);
+        ha_off off = unchecked_offset(&h, ref, enc); /* checked when it was pushed */
+        ha_off top = off - first_start < first_span ? first_top : space_top(m, off);
         uint64_t *obj = ha_deref_as(&h, ref, off, enc), header;
-        int black = blacken(m, obj, off, top, &header, parallel);
+        int black = blacken(m, obj, off, top, &header, parallel, &objects, &bytes);
         if (black <= 0) {
-            if (black < 0)
-                return -black;
+            rc = -black;
+            if (rc)
+                break;
             continue;
         }
         uint64_t nrefs = ha_nrefs(header);
         if (nrefs > SMALL_REFS || off + 8 * (SMALL_REFS + 1) > h.size) {
-            m->depth = depth;
-            m->nedges = n;
+            m->depth = depth, m->nedges = n;
             int fit = take_slots(m, ref, obj, off, 1, parallel);
-            if (fit <= 0)
-                return -fit;
-            depth = m->depth;
-            n = m->nedges;
+            depth = m->depth, n = m->nedges;
+            if (fit < 0) {
+                rc = -fit;
+                break;
+            }
+            if (!fit)
+                break; /* the edges are full */
             continue;
         }
         /* Four slots noted whatever the count: the count says which edges are
@@ -406,10 +440,12 @@ static inline __attribute__((always_inline)) int gather(struct marker *m, int pa
     }
     m->depth = depth;
     m->nedges = n;
+    m->objects = objects;
+    m->bytes = bytes;
     /* Checked once a gather: one marks at most MARK_BATCH objects more. */
-    if (m->objects > m->budget)
-        return ha_fail(m->st, HA_ERR_HEADER, 0, -1);
-    return HA_OK;
+    if (!rc && objects > m->budget)
+        rc = ha_fail(m->st, HA_ERR_HEADER, 0, -1);
+    return rc;
 }
 
 /* Whether `m` holds work: edges, a partial object, or grey objects. */

@@ -127,15 +127,16 @@ static inline uint64_t ha_load(const uint64_t *word)
 static inline uint64_t ha_words(uint64_t header) { return header & HA_WORDS_MASK; }
 static inline uint64_t ha_nrefs(uint64_t header) { return (header >> HA_NREFS_SHIFT) & HA_NREFS_MASK; }
 
-/* A header is valid if its magic matches and the object fits in [off, limit).
- * Loops read a header once (ha_load), check that copy, and use only it. */
+/* A header is valid if its magic matches, its reserved bits are zero and the
+ * object fits in [off, limit). Loops read a header once (ha_load), check that
+ * copy, and use only it. The conditions are or-ed, not short-circuited: one
+ * branch in the loops instead of five. */
 static inline int ha_header_ok(uint64_t header, ha_off off, ha_off limit)
 {
     uint64_t words = ha_words(header);
-    return ((header >> HA_MAGIC_SHIFT) & HA_MAGIC_MASK) == HA_MAGIC &&
-           (header >> HA_RESERVED_SHIFT) == 0 &&
-           words >= HA_MIN_WORDS && ha_nrefs(header) < words &&
-           words <= (limit - off) / 8;
+    uint64_t fixed = header & (HA_MAGIC_MASK << HA_MAGIC_SHIFT | 3ULL << HA_RESERVED_SHIFT);
+    return !((fixed != HA_MAGIC << HA_MAGIC_SHIFT) | (words < HA_MIN_WORDS) |
+             (ha_nrefs(header) >= words) | (words > (limit - off) / 8));
 }
 
 static inline uint64_t *ha_at(const ha_heap *h, uint64_t off)
