@@ -1,8 +1,12 @@
 """The marking policy: trace from roots and set each reachable object's mark bit.
 
-Marks live in the header's mark bit. The grey objects sit on an explicit stack;
-when it fills, the push is dropped and the object stays marked, and a heap walk
-afterwards rescans every marked object, so overflow costs time but never
+Marks live in the header's mark bit: that bit is all a mark leaves in the heap.
+While it runs, the C loop also keeps a side bitmap of its own (a bit per heap word, 1/64 of
+the spaces, freed when it returns): an edge is tested against the bitmap, and only
+the first edge to an object reads its header. An object an earlier mark left
+marked is neither counted nor scanned. The grey objects sit on an explicit stack;
+when it fills, the push is dropped and the object is marked at once, and a heap
+walk afterwards rescans every marked object, so overflow costs time but never
 recursion or a lost object.
 """
 
@@ -22,6 +26,9 @@ def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
          stack_capacity: int = 1 << 16, threads: int | None = None) -> LoopStats:
     """Mark everything reachable from ``roots``; references must stay in ``spaces`` (all).
 
+    Besides the stack, each call maps a bitmap of 1/64 of the spaces it marks (16 MiB
+    for 1 GiB); InsufficientMemory if it cannot.
+
     ``stack_capacity`` entries of 8 bytes hold the grey objects. A smaller stack
     stays correct, but each overflow costs a walk of every space: on a 1 GiB random
     graph, a 1 Mi-entry stack makes marking about 1.4x slower than one that fits.
@@ -38,7 +45,7 @@ def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
     if stack_capacity < 1:
         raise InvalidArgument("stack_capacity must be at least 1")
     chosen = objects.checked_spaces(spaces)
-    # An object is pushed when it is marked, once, and is at least 16 bytes long.
+    # An object is pushed once a thread (the bitmap's bit), and is at least 16 bytes long.
     most = sum((space.end - space.start) // 16 for space in chosen)
     stack = native.scratch(min(stack_capacity, max(most, 1)), np.uint64, "mark")
     return native.mark_parallel(objects.native(), chosen, roots, stack, threads)
