@@ -63,8 +63,7 @@ struct marker {
     const ha_space *spaces;
     size_t nspaces;
     ha_space first; /* spaces[0] */
-    uint64_t *marks; /* the side bitmap: a bit per word from marks_base, shared in parallel */
-    ha_off marks_base;
+    uint64_t *marks; /* the side bitmap: a bit per heap word up to the spaces' top; shared */
     size_t marks_words;
     ha_ref *stack;  /* grey objects: marked in the bitmap, their headers not yet read */
     size_t capacity, depth;
@@ -102,12 +101,12 @@ void ha_marks_free(struct marker *m);
 /* The bitmap word holding the bit of heap offset `off` (in a space), and the bit. */
 static inline __attribute__((always_inline)) uint64_t *mark_word(const struct marker *m, ha_off off)
 {
-    return &m->marks[(off - m->marks_base) >> 9];
+    return &m->marks[off >> 9];
 }
 
 static inline __attribute__((always_inline)) uint64_t mark_bit(ha_off off)
 {
-    return 1ULL << (off >> 3 & 63); /* marks_base is a multiple of 512 */
+    return 1ULL << (off >> 3 & 63);
 }
 
 /* The heap offset a reference of encoding `enc` names, unchecked: for
@@ -135,15 +134,14 @@ in_first_space(const ha_heap *h, ha_off first_start, ha_off first_span, uint64_t
     return !(bad | (*off & 7) | (*off - first_start >= first_span));
 }
 
-/* Prefetch the bitmap word of the reference `ref` if `real`, unchecked:
- * anything else, and an offset outside the bitmap, prefetch its first word.
- * Masks, not branches. */
+/* Prefetch the bitmap word of the reference `ref` if `real`, unchecked; if
+ * not, the bitmap's first word. A mask, not a branch. A null offset
+ * reference lands on that first word too; a corrupt one prefetches some
+ * address that may not be mapped, which a prefetch may do. */
 static inline __attribute__((always_inline)) void
 prefetch_mark(const struct marker *m, uint64_t ref, uint64_t real, uint32_t enc)
 {
-    uint64_t word = (unchecked_offset(&m->h, ref, enc) - m->marks_base) >> 9;
-    word &= -(uint64_t)(word < m->marks_words) & real;
-    __builtin_prefetch(&m->marks[word], 1);
+    __builtin_prefetch(&m->marks[(unchecked_offset(&m->h, ref, enc) >> 9) & real], 1);
 }
 
 /* Set the bitmap bit of `off`: 1 if it was clear. In parallel the bitmap is
@@ -287,7 +285,6 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
     const ha_heap h = m->h;
     const ha_off first_start = m->first.start, first_span = m->first.top - m->first.start;
     uint64_t *const marks = m->marks;
-    const ha_off marks_base = m->marks_base;
     uint64_t *const *edges = m->edges;
     ha_ref *stack = m->stack;
     size_t depth = m->depth;
@@ -305,7 +302,7 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
         }
         refs++;
         stack[depth] = ref;
-        depth += test_and_set_mark(&marks[(off - marks_base) >> 9], mark_bit(off));
+        depth += test_and_set_mark(&marks[off >> 9], mark_bit(off));
     }
     m->depth = depth;
     m->refs = refs;
@@ -427,14 +424,13 @@ static inline __attribute__((always_inline)) int gather(struct marker *m, int pa
                 break; /* the edges are full */
             continue;
         }
-        /* Four slots noted whatever the count: the count says which edges are
-         * real. A slot past it is not read for the prefetch: it may lie on a
-         * line that was not fetched. */
+        /* Four slots noted and read whatever the count (the count says which
+         * edges are real): they lie on the two lines prefetched above. */
 #pragma GCC unroll 4
         for (uint64_t i = 0; i < SMALL_REFS; i++) {
             uint64_t real = -(uint64_t)(i < nrefs);
             edges[n + i] = &obj[i + 1];
-            prefetch_mark(m, ha_load(&obj[(i + 1) & real]), real, enc);
+            prefetch_mark(m, ha_load(&obj[i + 1]), real, enc);
         }
         n += nrefs;
     }

@@ -59,22 +59,19 @@ int ha_mark_rescans(struct marker *m)
     return rc;
 }
 
-/* Bitmaps up to this size come from calloc; larger ones from a fresh mapping,
- * zeroed by the kernel page by page as marking touches it, on huge pages
- * where it can have them (16 MiB for a GiB of spaces). */
+/* The bitmap covers the heap from offset 0 to the spaces' highest top, so
+ * that a word's bit needs no subtraction: the part below the lowest space is
+ * never touched. Bitmaps up to MARKS_MAPPED bytes come from calloc; larger
+ * ones from a fresh mapping, zeroed by the kernel page by page as marking
+ * touches it, on huge pages where it can have them (16 MiB for a GiB). */
 enum { MARKS_MAPPED = 1 << 20 };
 
 int ha_marks_alloc(struct marker *m)
 {
-    ha_off low = UINT64_MAX, high = 0;
-    for (size_t i = 0; i < m->nspaces; i++) {
-        low = m->spaces[i].start < low ? m->spaces[i].start : low;
+    ha_off high = 0;
+    for (size_t i = 0; i < m->nspaces; i++)
         high = m->spaces[i].top > high ? m->spaces[i].top : high;
-    }
-    if (low >= high)
-        low = high = 0;
-    m->marks_base = low & ~(ha_off)511;
-    m->marks_words = (high - m->marks_base) / 512 + 1;
+    m->marks_words = high / 512 + 1;
     size_t bytes = m->marks_words * 8;
     if (bytes <= MARKS_MAPPED) {
         m->marks = calloc(m->marks_words, 8);

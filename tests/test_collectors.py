@@ -598,8 +598,9 @@ with ha.Heap("128M") as heap:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_mark_bitmap_that_cannot_be_had_is_insufficient_memory(threads) -> None:
-    """The side bitmap (1/64 of the spaces) is mapped by the C loop for each mark: a mapping
-    refused under RLIMIT_AS is InsufficientMemory, and the next mark, with room, works."""
+    """The side bitmap (1/64 of the heap below the spaces' top) is mapped by the C loop for
+    each mark: a mapping refused under RLIMIT_AS is InsufficientMemory, and the next mark,
+    with room, works."""
     proc = run_isolated(MARK_WITHOUT_ADDRESS_SPACE.format(threads=threads))
     caught, marked = json.loads(proc.stdout)
     assert caught is not None and caught[0] == "InsufficientMemory", proc.stdout

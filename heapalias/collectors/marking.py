@@ -1,13 +1,13 @@
 """The marking policy: trace from roots and set each reachable object's mark bit.
 
 Marks live in the header's mark bit: that bit is all a mark leaves in the heap.
-While it runs, the C loop also keeps a side bitmap of its own (a bit per heap word, 1/64 of
-the spaces, freed when it returns): an edge is tested against the bitmap, and only
-the first edge to an object reads its header. An object an earlier mark left
-marked is neither counted nor scanned. The grey objects sit on an explicit stack;
-when it fills, the push is dropped and the object is marked at once, and a heap
-walk afterwards rescans every marked object, so overflow costs time but never
-recursion or a lost object.
+While it runs, the C loop also keeps a side bitmap of its own (a bit per heap
+word, 1/64 of the heap up to the spaces' highest top, freed when it returns): an
+edge is tested against the bitmap, and only the first edge to an object reads its
+header. An object an earlier mark left marked is neither counted nor scanned. The
+grey objects sit on an explicit stack; when it fills, the push is dropped and the
+object is marked at once, and a heap walk afterwards rescans every marked object,
+so overflow costs time but never recursion or a lost object.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def mark(objects: ObjectHeap, roots, *, spaces: list[str] | None = None,
          stack_capacity: int = 1 << 16, threads: int | None = None) -> LoopStats:
     """Mark everything reachable from ``roots``; references must stay in ``spaces`` (all).
 
-    Besides the stack, each call maps a bitmap of 1/64 of the spaces it marks (16 MiB
-    for 1 GiB); InsufficientMemory if it cannot.
+    Besides the stack, each call maps a bitmap of 1/64 of the heap up to the top of
+    the spaces it marks (16 MiB for 1 GiB); InsufficientMemory if it cannot.
 
     ``stack_capacity`` entries of 8 bytes hold the grey objects. A smaller stack
     stays correct, but each overflow costs a walk of every space: on a 1 GiB random
