@@ -146,11 +146,7 @@ static inline __attribute__((always_inline)) int share(struct cheney *c)
  * then lab_scan and top move to a new one, and the scan goes on there. */
 static inline __attribute__((always_inline)) int scan_buffer(struct cheney *c)
 {
-    ha_off from_next = c->from_next, top = c->top;
-    uint64_t refs = c->refs, seen = c->seen;
-    int rc = scan_sample(c, &c->lab_scan, &c->top, 1, c->h.encoding);
-    /* A new buffer breaks the run: then this sample counts as out of order. */
-    judge_sample(c, from_next, top, refs, seen);
+    int rc = scan_sample(c, &c->lab_scan, 1, c->h.encoding);
     return rc ? rc : share(c);
 }
 

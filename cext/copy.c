@@ -50,12 +50,8 @@ evacuate(struct cheney *c, ha_ref *roots, size_t nroots, uint32_t encoding)
     c->h.encoding = encoding;
     for (size_t i = 0; i < nroots && !rc; i++)
         rc = forward(c, &roots[i], 0, (int64_t)i, 0);
-    while (!rc && grey < c->top) {
-        ha_off from_next = c->from_next, top = c->top;
-        uint64_t refs = c->refs, seen = c->seen;
-        rc = scan_sample(c, &grey, &c->top, 0, encoding);
-        judge_sample(c, from_next, top, refs, seen);
-    }
+    while (!rc && grey < c->top)
+        rc = scan_sample(c, &grey, 0, encoding);
     return rc;
 }
 

@@ -25,7 +25,7 @@ struct cheney {
     uint64_t objects, refs;
     ha_off from_next; /* where in from-space the last copied object ended */
     uint64_t seen;    /* edges to objects copied already */
-    /* How the last sample of the scan went (judge_sample): */
+    /* How the last sample of the scan went (scan_sample): */
     int in_order;     /* its copies read one run of from-space, few edges were to objects
                          copied already: no prefetching */
     int split;        /* many of its edges were: classify them (the ring) */
@@ -198,7 +198,7 @@ scan(struct cheney *c, ha_off *grey, ha_off limit, int parallel)
  * is another matter: an edge to an object copied already reads its
  * forwarding word, scattered whatever the order, and whether a target was
  * copied already is a branch on random data. So the scan goes by samples of
- * SAMPLE grey objects, each judged (judge_sample) to choose the next one's
+ * SAMPLE grey objects, each judged (scan_sample) to choose the next one's
  * way:
  *   - copies in one run of from-space, under one edge in SEEN_SCATTERED to an
  *     object copied already: no prefetching (scan_ahead);
@@ -360,23 +360,21 @@ scan_ring(struct cheney *c, ha_off *grey, const ha_off *limit, int parallel, uin
     return rc;
 }
 
-/* One sample of the scan, the way the last one's judgement chose. */
+/* One sample of the scan from `*grey` (to-space's top is its limit), the way
+ * the last one's judgement chose; then judge it for the next (see SAMPLE).
+ * A sample that moves to a new buffer in parallel counts as out of order. */
 static inline __attribute__((always_inline)) int
-scan_sample(struct cheney *c, ha_off *grey, const ha_off *limit, int parallel, uint32_t enc)
+scan_sample(struct cheney *c, ha_off *grey, int parallel, uint32_t enc)
 {
-    if (c->split)
-        return scan_ring(c, grey, limit, parallel, enc);
-    return scan_ahead(c, grey, limit, !c->in_order, parallel);
-}
-
-/* Judge the sample that began with these counters (see SAMPLE). */
-static inline __attribute__((always_inline)) void
-judge_sample(struct cheney *c, ha_off from_next, ha_off top, uint64_t refs, uint64_t seen)
-{
+    ha_off from_next = c->from_next, top = c->top;
+    uint64_t refs = c->refs, seen = c->seen;
+    int rc = c->split ? scan_ring(c, grey, &c->top, parallel, enc)
+                      : scan_ahead(c, grey, &c->top, !c->in_order, parallel);
     int many_seen = (c->seen - seen) * SEEN_SCATTERED > c->refs - refs;
     int copies_in_order = c->from_next - from_next == c->top - top;
     c->split = many_seen && !copies_in_order;
     c->in_order = copies_in_order && !many_seen;
+    return rc;
 }
 
 #endif

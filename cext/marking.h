@@ -98,10 +98,11 @@ static inline void marker_init(struct marker *m, const ha_heap *h, const ha_spac
 int ha_marks_alloc(struct marker *m);
 void ha_marks_free(struct marker *m);
 
-/* The bitmap word holding the bit of heap offset `off` (in a space), and the bit. */
-static inline __attribute__((always_inline)) uint64_t *mark_word(const struct marker *m, ha_off off)
+/* The word of bitmap `marks` holding the bit of heap offset `off` (in a
+ * space), and the bit. */
+static inline __attribute__((always_inline)) uint64_t *mark_word(uint64_t *marks, ha_off off)
 {
-    return &m->marks[off >> 9];
+    return &marks[off >> 9];
 }
 
 static inline __attribute__((always_inline)) uint64_t mark_bit(ha_off off)
@@ -170,22 +171,6 @@ static inline __attribute__((always_inline)) ha_off space_top(const struct marke
     return 0;
 }
 
-/* Check the non-null reference `ref`, read from the slot at `where` (root
- * `root`, or -1): 0 with its object, heap offset and header, or the error. */
-static inline __attribute__((always_inline)) int
-check_target(struct marker *m, ha_ref ref, ha_off where, int64_t root, uint32_t enc,
-             uint64_t **obj, ha_off *off, uint64_t *header)
-{
-    ha_off top;
-    if (!ha_decode_as(&m->h, ref, off, enc) || !(top = space_top(m, *off)))
-        return ha_fail(m->st, HA_ERR_REF, where, root);
-    *obj = ha_deref_as(&m->h, ref, *off, enc);
-    *header = ha_load(*obj);
-    if (!ha_header_ok(*header, *off, top))
-        return ha_fail(m->st, HA_ERR_HEADER, *off, root);
-    return HA_OK;
-}
-
 /* Set the header mark bit of the object at `obj`, whose checked header is
  * `header`: 1 if this call set it. In parallel with a compare-and-swap, as a
  * writer may race the mark: a header that changed meanwhile is -1. */
@@ -236,24 +221,21 @@ static inline __attribute__((always_inline)) int
 grey(struct marker *m, ha_ref ref, ha_off where, int64_t root, int parallel, uint32_t enc)
 {
     ha_off off = 0, top = 0;
-    uint64_t *obj = NULL, header = 0;
+    uint64_t header = 0;
     m->refs++;
     if (!ha_decode_as(&m->h, ref, &off, enc) || !(top = space_top(m, off)))
         return ha_fail(m->st, HA_ERR_REF, where, root);
-    if (root >= 0) {
-        int rc = check_target(m, ref, where, root, enc, &obj, &off, &header);
-        if (rc)
-            return rc;
-    }
-    if (!test_and_set_mark(mark_word(m, off), mark_bit(off)))
+    uint64_t *obj = ha_deref_as(&m->h, ref, off, enc);
+    if (root >= 0 && !ha_header_ok(ha_load(obj), off, top))
+        return ha_fail(m->st, HA_ERR_HEADER, off, root);
+    if (!test_and_set_mark(mark_word(m->marks, off), mark_bit(off)))
         return HA_OK;
     if (m->depth < m->capacity) {
         m->stack[m->depth++] = ref;
         return HA_OK;
     }
     m->overflowed = 1;
-    int black = blacken(m, ha_deref_as(&m->h, ref, off, enc), off, top, &header, parallel,
-                        &m->objects, &m->bytes);
+    int black = blacken(m, obj, off, top, &header, parallel, &m->objects, &m->bytes);
     return black < 0 ? -black : HA_OK;
 }
 
@@ -302,7 +284,7 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
         }
         refs++;
         stack[depth] = ref;
-        depth += test_and_set_mark(&marks[off >> 9], mark_bit(off));
+        depth += test_and_set_mark(mark_word(marks, off), mark_bit(off));
     }
     m->depth = depth;
     m->refs = refs;
@@ -377,9 +359,8 @@ static inline __attribute__((always_inline)) int gather(struct marker *m, int pa
 {
     if (m->partial) {
         ha_ref ref = m->partial;
-        ha_off off = 0;
+        ha_off off = unchecked_offset(&m->h, ref, enc); /* checked when it was pushed */
         m->partial = 0;
-        ha_decode_as(&m->h, ref, &off, enc); /* checked when it was pushed */
         int fit = take_slots(m, ref, ha_deref_as(&m->h, ref, off, enc), off, m->partial_next,
                              parallel);
         if (fit <= 0)
