@@ -147,16 +147,20 @@ class Rewriter(threading.Thread):
 
     def run(self) -> None:
         while True:
-            self.work(self.jobs.get())  # no local outlives a job: it holds the case's heap
+            job = self.jobs.get()
+            finished = job.finished
+            try:
+                self.work(job)
+            finally:
+                # A job holds the case's heap: drop it before the case may count leaks.
+                del job
+                finished.set()
 
     @staticmethod
     def work(job: Job) -> None:
         job.started.set()
-        try:
-            while not job.stop.is_set():
-                job.burst()
-        finally:
-            job.finished.set()
+        while not job.stop.is_set():
+            job.burst()
 
 
 _rewriter: Rewriter | None = None
