@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import heapalias as ha
 from heapalias import cli, collectors, limits
-from heapalias.bench import conclusions, pools, report, runner, stats
+from heapalias.bench import cases, conclusions, floors, pools, report, runner, stats
 from heapalias.bench.cases import CASES, Context, Variant, case_named
 from heapalias.bench.runner import limit_values, run_case, run_suite
 from heapalias.errors import hugepage_sysctl
@@ -372,6 +372,24 @@ def test_mark_shows_x_latency_beside_x_mlp() -> None:
     assert report.ratio_columns([result]) == ["latency", "mlp"]
     line = report.limits_line({**FAKE_LIMITS.as_dict()})
     assert "mlp over 8 MiB: 4k 6.0 ns from k=64 (latency 100 ns)" in line
+
+
+@pytest.mark.parametrize("name", ["mark", "encodings", "cheney_graph"])
+def test_traces_show_x_floor_the_lines_they_must_read_at_the_mlp_limit(name, tiny) -> None:
+    ctx, table = tiny
+    results, _ = run_case(case_named(name), ctx, 1, "memfd/4k", {}, table, lambda _: None)
+    judged = [r for r in results if r.limit == "mlp"]
+    assert judged and all(r.floor_lines is None for r in results if r.limit != "mlp")
+    for r in judged:
+        assert 1 <= r.floor_lines <= 4
+        assert r.beside["floor"] == pytest.approx(r.floor_lines * 6.0 / r.summary.median)
+        assert r.beside["floor"] == pytest.approx(r.ratio_to_limit * r.floor_lines)
+        assert report.ratio_columns([r.as_dict()]) == ["latency", "floor", "mlp"]
+    if name == "mark":  # the bench's graph: each live object's header..last slot
+        heap, objects, roots = cases._graph_heap(ctx, Variant("memfd", "4k"))
+        with heap:
+            assert judged[0].floor_lines == floors.count(objects, roots).mark
+            del objects
 
 
 def test_limit_helpers_do_the_work_they_time() -> None:

@@ -29,7 +29,7 @@ from ..probe import Combination, ProbeResult
 from ..relocation import RelocationArea
 from ..relocation import copy as copy_range
 from ..system import HUGETLB_PAGES, PAGE_SIZES
-from . import jvm, sweep
+from . import floors, jvm, sweep
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class Trial:
     run: Callable[[], Sample]
     heaps: list[Heap] = field(default_factory=list)
     cleanup: Callable[[], None] | None = None
+    #: Heap lines per op the loop must read (bench/floors.py): shown as ``x floor``, the
+    #: time those lines take at the same run's memory-parallelism limit.
+    lines: float | None = None
 
     @property
     def obtained(self) -> str:
@@ -363,7 +366,7 @@ def _marking(heap: Heap, objects: ObjectHeap, roots: np.ndarray) -> Trial:
         collectors.clear_marks(objects)
         return _sample(collectors.mark(objects, roots, stack_capacity=stack, threads=1))
 
-    return Trial(run, [heap])
+    return Trial(run, [heap], lines=floors.count(objects, roots).mark)
 
 
 class Mark(GraphCase):
@@ -509,6 +512,7 @@ class EvacuateGraph(GraphCase):
         first = workloads.random_graph(objects, heap.size // GRAPH_BYTES_PER_OBJECT // 2, 2,
                                        (0, 6), seed=11, nroots=64, space=semi.from_space.name)
         top, roots = semi.from_space.top, first.roots.copy()
+        lines = floors.count(objects, roots).copy
         graph = objects.words[start >> 3:top >> 3].copy()
         first_copy: dict[str, int] = {}
 
@@ -520,7 +524,7 @@ class EvacuateGraph(GraphCase):
             stats = plan.collect(roots.copy())
             return _copied(self.name, stats, first_copy.setdefault("objects", stats.objects))
 
-        return Trial(run, [heap])
+        return Trial(run, [heap], lines=lines)
 
 
 #: The relocation case's userfaultfd methods, and the feature each needs beyond MISSING on

@@ -49,6 +49,9 @@ class Result:
     ratio_to_limit: float | None = None
     #: Ratios to figures shown beside the limit, never bounds (e.g. "latency"), by name.
     beside: dict[str, float] = field(default_factory=dict)
+    #: Heap lines per op the loop must read (bench/floors.py); "floor" in ``beside`` is
+    #: the ratio to that many loads at the memory-parallelism limit.
+    floor_lines: float | None = None
     reference: str = ""
     ratio_to_reference: float = 1.0
     minor_faults: float = 0.0
@@ -239,6 +242,7 @@ def run_variants(case: Case, ctx: Context, variants: list[Variant], repeat: int,
                 faults[variant].append((minor, major))
                 tick(f"{case.name}: round {round_ + 1}/{repeat} {variant.label}")
         obtained = {variant: trial.obtained for variant, trial in trials}
+        lines = {variant: trial.lines for variant, trial in trials}
     finally:
         for _, trial in trials:
             trial.close()
@@ -270,6 +274,11 @@ def run_variants(case: Case, ctx: Context, variants: list[Variant], repeat: int,
             figure = limit_value(limit_table, name, variant)
             if figure:
                 result.beside[name] = limit_ratio(case, result.summary.median, figure)
+        mlp = limit_value(limit_table, "mlp", variant)
+        if lines[variant] and mlp:
+            result.floor_lines = lines[variant]
+            result.beside["floor"] = limit_ratio(case, result.summary.median,
+                                                 lines[variant] * mlp)
     return results, skipped
 
 
