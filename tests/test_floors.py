@@ -100,3 +100,21 @@ def test_random_graphs_count_as_a_plain_traversal_does(n, degree, seed, nroots,
         if colors:
             del objects, work
             colors.close()
+
+
+def test_a_reference_into_an_object_is_corruption_and_earlier_marks_do_not_hide_objects() -> None:
+    with ha.Heap("1M") as heap:
+        objects = ha.ObjectHeap(heap)
+        work = workloads.random_graph(objects, 200, 2, (0, 6), seed=3, nroots=4)
+        want = reference(objects, work.roots)
+        collectors.mark(objects, work.roots)  # a mark left in the heap is cleared first
+        assert floors.count(objects, work.roots) == want
+        # A reference to a header hidden inside a live object: mark takes it, no walk finds it.
+        _, offsets = collectors.walk(objects, offsets=True)
+        big = next(int(o) for o in offsets
+                   if header_fields(objects.words[o // 8])[0] >= 6
+                   and header_fields(objects.words[o // 8])[1] == 0)
+        objects.words[big // 8 + 2] = make_header(2, 0)
+        root = np.array([*work.roots, big + 16], np.uint64)
+        with pytest.raises(ha.HeapCorruption, match="no object a walk finds"):
+            floors.count(objects, root)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import collectors
+from ..errors import HeapCorruption
 from ..objects import MARKED, ObjectHeap, RefCodec, header_nrefs, header_words
 
 LINE = 64
@@ -54,9 +55,12 @@ def _decode(codec: RefCodec, refs: np.ndarray) -> np.ndarray:
 def count(objects: ObjectHeap, roots: np.ndarray) -> Lines:
     """The lines a trace of ``objects`` from ``roots`` must read.
 
-    Marks the heap to find the live objects, then clears every mark (the heap must start
-    unmarked). Reads headers and slots only; nothing else changes.
+    Marks the heap to find the live objects, clearing every mark before and after (marks
+    the heap held are lost). Nothing else changes. HeapCorruption if a reference names
+    no object's start.
     """
+    for name in objects.spaces:
+        collectors.clear_marks(objects, name)
     collectors.mark(objects, roots, threads=1)
     try:
         offsets, headers = [], []
@@ -80,7 +84,11 @@ def count(objects: ObjectHeap, roots: np.ndarray) -> Lines:
     slot_word = np.repeat(offset // 8 + 1, nrefs) + _ramp(nrefs)
     refs = np.concatenate([objects.words[slot_word], np.asarray(roots, np.uint64)])
     targets = _decode(objects.codec, refs[refs != 0])
-    indegree = np.bincount(np.searchsorted(offset, targets), minlength=len(offset))
+    index = np.minimum(np.searchsorted(offset, targets), max(len(offset) - 1, 0))
+    wrong = np.flatnonzero(offset[index] != targets) if len(offset) else targets
+    if len(wrong):
+        raise HeapCorruption(int(targets[wrong[0]]), "a reference to no object a walk finds")
+    indegree = np.bincount(index, minlength=len(offset))
     n = max(len(offset), 1)
     header_lines = _spanned(offset, offset + 8 * nrefs)
     forwarding_lines = _spanned(offset, offset + 15)
