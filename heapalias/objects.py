@@ -173,8 +173,13 @@ class RefCodec:
             return out
         return offset + add if offset else 0
 
-    def decode(self, ref: int) -> int | None:
-        """The heap offset a non-null reference names, or None if it names none."""
+    def decode(self, ref):
+        """The heap offset a non-null reference names, or None if it names none.
+
+        Given an array of reference words, an int64 array of offsets, -1 where one names none.
+        """
+        if isinstance(ref, np.ndarray):
+            return self._decode_array(ref.astype(np.uint64))
         ref = int(ref)
         if self.encoding == "offset":
             rel = ref
@@ -187,6 +192,15 @@ class RefCodec:
         if not 0 <= rel < self.size or rel & 7:
             return None
         return rel
+
+    def _decode_array(self, refs: np.ndarray) -> np.ndarray:
+        rel = refs - np.uint64(self.ref_base if self.encoding != "offset" else 0)  # wraps
+        ok = np.ones(len(refs), bool)
+        if self.encoding in ("colored", "masked"):
+            ok = (rel >> np.uint64(self.shift)) < np.uint64(self.ncolors)
+            rel = rel & np.uint64((1 << self.shift) - 1)
+        ok &= (rel < np.uint64(self.size)) & ((rel & np.uint64(7)) == 0)
+        return np.where(ok, rel.astype(np.int64), -1)
 
     def color(self, ref: int) -> int:
         """The color bits of a colored or masked reference (0 for the others)."""

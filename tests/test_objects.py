@@ -170,6 +170,19 @@ def test_codec_round_trip(encoding) -> None:
     assert arr[0] == 0 and [codec.decode(r) for r in arr[1:]] == [8, 16]
 
 
+@settings(max_examples=60, deadline=None)
+@given(encoding=st.sampled_from(["offset", "address", "colored", "masked"]),
+       words=st.lists(st.one_of(st.integers(0, (1 << 64) - 1),
+                                st.integers(0x7F0000000000 - 64, 0x7F0000000000 + (4 << 24))),
+                      max_size=40))
+def test_an_array_decodes_as_each_of_its_references_does(encoding, words) -> None:
+    codec = RefCodec(encoding, 1 << 20, ref_base=0x7F0000000000 if encoding != "offset" else 0,
+                     shift=24, ncolors=3, store_color=2)
+    decoded = codec.decode(np.array(words, dtype=np.uint64))
+    assert decoded.dtype == np.int64
+    assert [None if d < 0 else int(d) for d in decoded] == [codec.decode(w) for w in words]
+
+
 def test_colored_heap_needs_a_layout(heap) -> None:
     with pytest.raises(ha.InvalidArgument):
         ha.ObjectHeap(heap, encoding="colored")

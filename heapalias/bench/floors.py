@@ -10,8 +10,10 @@ A loop that reads each needed line once, at the machine's memory parallelism, ta
   (the forwarding word).
 
 Side tables (mark's bitmap), to-space writes and the write-back of dirty from-space
-lines are left out, so the figure is a lower bound for the loop's design, not a target
-any loop of that design can reach.
+lines are left out. Each line counts as a random load: for a graph whose edges go to
+uniformly chosen objects the figure is then a lower bound for the loop's design, but not
+for one whose objects share lines or pages with those they reference (a tree allocated
+depth first).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from .. import collectors
 from ..errors import HeapCorruption
-from ..objects import MARKED, ObjectHeap, RefCodec, header_nrefs, header_words
+from ..objects import MARKED, ObjectHeap, header_nrefs, header_words
 
 LINE = 64
 
@@ -40,16 +42,6 @@ class Lines:
 def _spanned(first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """How many lines the bytes [first, last] touch."""
     return last // LINE - first // LINE + 1
-
-
-def _decode(codec: RefCodec, refs: np.ndarray) -> np.ndarray:
-    """Offsets of well-formed non-null references (those a workload wrote)."""
-    if codec.encoding == "offset":
-        return refs.astype(np.int64)
-    rel = refs.astype(np.int64) - np.int64(codec.ref_base)
-    if codec.encoding in ("colored", "masked"):
-        rel &= np.int64((1 << codec.shift) - 1)
-    return rel
 
 
 def count(objects: ObjectHeap, roots: np.ndarray) -> Lines:
@@ -83,7 +75,7 @@ def count(objects: ObjectHeap, roots: np.ndarray) -> Lines:
     # Every slot of every live object, then the non-null ones' targets, with the roots'.
     slot_word = np.repeat(offset // 8 + 1, nrefs) + _ramp(nrefs)
     refs = np.concatenate([objects.words[slot_word], np.asarray(roots, np.uint64)])
-    targets = _decode(objects.codec, refs[refs != 0])
+    targets = objects.codec.decode(refs[refs != 0])
     index = np.minimum(np.searchsorted(offset, targets), max(len(offset) - 1, 0))
     wrong = np.flatnonzero(offset[index] != targets) if len(offset) else targets
     if len(wrong):
