@@ -526,6 +526,14 @@ def test_conclusions_from_synthetic_results() -> None:
     ]
 
 
+def test_conclusions_say_how_far_a_trace_is_from_its_floor() -> None:
+    mark = {**_result("mark", "memfd/2m", [34.0, 35.0, 36.0], unit="ns/obj"),
+            "floor_lines": 1.25, "beside": {"floor": 0.5}}
+    assert conclusions.conclusions([mark]) == [
+        "mark on memfd/2m: 2.00x the time of the 1.25 heap lines per object it must read, "
+        "each at the mlp limit (35 against 17.5 ns/obj) (mark memfd/2m)"]
+
+
 def test_conclusions_leave_out_cases_that_did_not_run() -> None:
     assert conclusions.conclusions([]) == []
     only_mark = [_result("mark", "memfd/4k", [60.0, 61.0, 62.0], unit="ns/obj")]

@@ -184,6 +184,20 @@ def scaling(results: list[dict]) -> list[str]:
     return lines
 
 
+def floors(results: list[dict]) -> list[str]:
+    """How far each trace is from reading the heap lines it must at the mlp limit."""
+    lines = []
+    for r in results:
+        ratio, lines_per_object = r.get("beside", {}).get("floor"), r.get("floor_lines")
+        if ratio and lines_per_object:
+            floor = r["summary"]["median"] * ratio
+            lines.append(f"{r['case']} on {r['label']}: {_times(1 / ratio)} the time of the "
+                         f"{lines_per_object:.2f} heap lines per object it must read, each at "
+                         f"the mlp limit ({_num(r['summary']['median'])} against "
+                         f"{_num(floor)} {r['unit']}) ({r['case']} {r['label']})")
+    return lines
+
+
 #: Each conclusion, in the order they are told; each returns nothing when its case did not run.
 RULES: list[Callable[[list[dict]], str | list[str] | None]] = [
     aliasing,
@@ -192,6 +206,7 @@ RULES: list[Callable[[list[dict]], str | list[str] | None]] = [
     crossovers,
     encodings,
     scaling,
+    floors,
 ]
 
 
