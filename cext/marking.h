@@ -62,7 +62,7 @@ struct marker {
     ha_heap h;
     const ha_space *spaces;
     size_t nspaces;
-    ha_space first; /* spaces[0] */
+    ha_space busiest; /* the space holding the most bytes: the one the hot loops check inline */
     uint64_t *marks; /* the side bitmap: a bit per heap word up to the spaces' top; shared */
     size_t marks_words;
     ha_ref *stack;  /* grey objects: marked in the bitmap, their headers not yet read */
@@ -87,10 +87,12 @@ static inline void marker_init(struct marker *m, const ha_heap *h, const ha_spac
 {
     *m = (struct marker){.h = *h, .spaces = spaces, .nspaces = nspaces, .stack = stack,
                          .capacity = capacity, .edges = edges, .st = st};
-    if (nspaces)
-        m->first = spaces[0];
-    for (size_t i = 0; i < nspaces; i++) /* objects are at least 16 bytes */
-        m->budget += (spaces[i].top - spaces[i].start) / (8 * HA_MIN_WORDS);
+    for (size_t i = 0; i < nspaces; i++) {
+        uint64_t used = spaces[i].top - spaces[i].start;
+        if (i == 0 || used > m->busiest.top - m->busiest.start)
+            m->busiest = spaces[i];
+        m->budget += used / (8 * HA_MIN_WORDS); /* objects are at least 16 bytes */
+    }
 }
 
 /* Give `m` a zeroed bitmap over its spaces (HA_ERR_NOMEM if none), and take
@@ -121,18 +123,18 @@ unchecked_offset(const ha_heap *h, uint64_t ref, uint32_t enc)
     return off;
 }
 
-/* The heap offset of `ref` in `off`, if `ref` names a word of the first space
- * (nearly every edge): the hot loops' check, one branch. Anything else (null,
+/* The heap offset of `ref` in `off`, if `ref` names a word of the busiest
+ * space (nearly every edge): the hot loops' check, one branch. Anything else (null,
  * another space, an error) is for the one-edge path to sort out. */
 static inline __attribute__((always_inline)) int
-in_first_space(const ha_heap *h, ha_off first_start, ha_off first_span, uint64_t ref,
+in_busiest_space(const ha_heap *h, ha_off busiest_start, ha_off busiest_span, uint64_t ref,
                uint32_t enc, ha_off *off)
 {
     uint64_t bad = 0;
     if (enc == HA_REF_COLORED || enc == HA_REF_MASKED)
         bad = ((ref - h->ref_base) >> h->shift) >= h->ncolors;
     *off = unchecked_offset(h, ref, enc);
-    return !(bad | (*off & 7) | (*off - first_start >= first_span));
+    return !(bad | (*off & 7) | (*off - busiest_start >= busiest_span));
 }
 
 /* Prefetch the bitmap word of the reference `ref` if `real`, unchecked; if
@@ -158,14 +160,14 @@ static inline __attribute__((always_inline)) int test_and_set_mark(uint64_t *wor
     return !(was & bit);
 }
 
-/* The top of the space holding `off`, or 0 if none does. The first space's
+/* The top of the space holding `off`, or 0 if none does. The busiest space's
  * bounds are kept in the marker: spaces[] may alias the heap, so the compiler
  * would reload it after every mark. */
 static inline __attribute__((always_inline)) ha_off space_top(const struct marker *m, ha_off off)
 {
-    if (off >= m->first.start && off < m->first.top)
-        return m->first.top;
-    for (size_t i = 1; i < m->nspaces; i++)
+    if (off >= m->busiest.start && off < m->busiest.top)
+        return m->busiest.top;
+    for (size_t i = 0; i < m->nspaces; i++)
         if (off >= m->spaces[i].start && off < m->spaces[i].top)
             return m->spaces[i].top;
     return 0;
@@ -265,7 +267,7 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
      * counts only if it was clear, so no branch follows the graph. The state
      * is in locals: a store into the heap could alias *m. */
     const ha_heap h = m->h;
-    const ha_off first_start = m->first.start, first_span = m->first.top - m->first.start;
+    const ha_off busiest_start = m->busiest.start, busiest_span = m->busiest.top - m->busiest.start;
     uint64_t *const marks = m->marks;
     uint64_t *const *edges = m->edges;
     ha_ref *stack = m->stack;
@@ -274,7 +276,7 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
     for (size_t i = 0; i < n; i++) {
         ha_ref ref = ha_load(edges[i]);
         ha_off off;
-        if (!in_first_space(&h, first_start, first_span, ref, enc, &off)) {
+        if (!in_busiest_space(&h, busiest_start, busiest_span, ref, enc, &off)) {
             m->depth = depth, m->refs = refs;
             int rc = grey_slot(m, edges[i], parallel);
             if (rc)
@@ -367,8 +369,8 @@ static inline __attribute__((always_inline)) int gather(struct marker *m, int pa
             return -fit;
     }
     const ha_heap h = m->h;
-    const ha_off first_start = m->first.start, first_top = m->first.top;
-    const ha_off first_span = first_top - first_start;
+    const ha_off busiest_start = m->busiest.start, busiest_top = m->busiest.top;
+    const ha_off busiest_span = busiest_top - busiest_start;
     const ha_ref *stack = m->stack;
     uint64_t **edges = m->edges;
     size_t depth = m->depth, n = m->nedges;
@@ -383,7 +385,7 @@ static inline __attribute__((always_inline)) int gather(struct marker *m, int pa
     for (unsigned taken = 0; taken < MARK_BATCH && depth && n + SMALL_REFS <= EDGE_ROOM; taken++) {
         ha_ref ref = stack[--depth];
         ha_off off = unchecked_offset(&h, ref, enc); /* checked when it was pushed */
-        ha_off top = off - first_start < first_span ? first_top : space_top(m, off);
+        ha_off top = off - busiest_start < busiest_span ? busiest_top : space_top(m, off);
         uint64_t *obj = ha_deref_as(&h, ref, off, enc), header;
         int black = blacken(m, obj, off, top, &header, parallel, &objects, &bytes);
         if (black <= 0) {
