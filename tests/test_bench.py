@@ -302,9 +302,10 @@ def test_every_limit_a_case_names_is_measured() -> None:
     assert runner.limit_value(table, "latency", mark_2m) == 80.0
     assert runner.limit_value(table, "mlp", Variant("memfd", "1g")) == 4.0  # the best measured
     assert case_named("cheney_graph").limit == "mlp"
-    small = case_named("cheney_small")
-    assert small.limit_for(fresh_4k) == "mlp" and small.beside_for(fresh_4k) == ("latency",)
-    assert small.limit_for(dataclasses.replace(fresh_4k, detail="steady")) is None
+    small = case_named("cheney_small")  # a tree's lines are not random: mlp is no bound
+    assert small.limit_for(fresh_4k) is None
+    assert small.beside_for(fresh_4k) == ("latency", "mlp")
+    assert small.beside_for(dataclasses.replace(fresh_4k, detail="steady")) == ()
     # One core's parallelism bounds one thread, and is only a figure beside more threads.
     scaling = case_named("parallel")
     one, two = (Variant("memfd", "4k", "mark", f"{n} thread{'s' * (n > 1)}") for n in (1, 2))

@@ -458,12 +458,11 @@ class EvacuateSmall(Evacuation):
     def variants(self, ctx):
         return _each_detail(super().variants(ctx), ("steady", "fresh"))
 
-    def limit_for(self, variant):
-        """A fresh tree is copied in scattered order: one miss per object, overlapped."""
-        return "mlp" if variant.detail == "fresh" else None
-
     def beside_for(self, variant):
-        return ("latency",) if variant.detail == "fresh" else ()
+        """A fresh tree is copied in scattered order, but a node often shares a line or a
+        page with its left child: the mlp limit is a figure to compare with, not a bound
+        (on 4 KiB pages the copy beat it)."""
+        return ("latency", "mlp") if variant.detail == "fresh" else ()
 
     def reference(self, variant, variants):
         return next((v for v in variants
