@@ -533,6 +533,15 @@ def test_conclusions_say_how_far_a_trace_is_from_its_floor() -> None:
     assert conclusions.conclusions([mark]) == [
         "mark on memfd/2m: 2.00x the time of the 1.25 heap lines per object it must read, "
         "each at the mlp limit (35 against 17.5 ns/obj) (mark memfd/2m)"]
+    slower = {**_result("mark", "anon/4k", [50.0, 51.0, 52.0], unit="ns/obj"),
+              "floor_lines": 1.25, "beside": {"floor": 0.25}}
+    copy = {**_result("cheney_graph", "memfd/2m", [80.0, 81.0, 82.0], unit="ns/obj"),
+            "floor_lines": 2.75, "beside": {"floor": 0.5}}
+    assert conclusions.conclusions([slower, mark, copy]) == [
+        "mark: 2.00x (memfd/2m) to 4.00x (anon/4k) the time of the 1.25 heap lines per object "
+        "it must read, each at the mlp limit of its pages (mark, 2 variants)",
+        "cheney_graph on memfd/2m: 2.00x the time of the 2.75 heap lines per object it must "
+        "read, each at the mlp limit (81 against 40.5 ns/obj) (cheney_graph memfd/2m)"]
 
 
 def test_conclusions_leave_out_cases_that_did_not_run() -> None:

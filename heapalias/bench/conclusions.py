@@ -185,16 +185,29 @@ def scaling(results: list[dict]) -> list[str]:
 
 
 def floors(results: list[dict]) -> list[str]:
-    """How far each trace is from reading the heap lines it must at the mlp limit."""
-    lines = []
+    """How far each trace is from reading the heap lines it must at the mlp limit: one
+    sentence per case, its nearest and farthest variants."""
+    by_case: dict[str, list[dict]] = {}
     for r in results:
-        ratio, lines_per_object = r.get("beside", {}).get("floor"), r.get("floor_lines")
-        if ratio and lines_per_object:
-            floor = r["summary"]["median"] * ratio
-            lines.append(f"{r['case']} on {r['label']}: {_times(1 / ratio)} the time of the "
-                         f"{lines_per_object:.2f} heap lines per object it must read, each at "
-                         f"the mlp limit ({_num(r['summary']['median'])} against "
-                         f"{_num(floor)} {r['unit']}) ({r['case']} {r['label']})")
+        if r.get("beside", {}).get("floor") and r.get("floor_lines"):
+            by_case.setdefault(r["case"], []).append(r)
+    lines = []
+    for case, found in by_case.items():
+        found.sort(key=lambda r: -r["beside"]["floor"])
+        near, far = found[0], found[-1]
+        lines_per_object = near["floor_lines"]
+        if near is far:
+            floor = near["summary"]["median"] * near["beside"]["floor"]
+            how = (f"{case} on {near['label']}: {_times(1 / near['beside']['floor'])} the time"
+                   f" of the {lines_per_object:.2f} heap lines per object it must read, each at "
+                   f"the mlp limit ({_num(near['summary']['median'])} against {_num(floor)} "
+                   f"{near['unit']}) ({case} {near['label']})")
+        else:
+            how = (f"{case}: {_times(1 / near['beside']['floor'])} ({near['label']}) to "
+                   f"{_times(1 / far['beside']['floor'])} ({far['label']}) the time of the "
+                   f"{lines_per_object:.2f} heap lines per object it must read, each at the "
+                   f"mlp limit of its pages ({case}, {len(found)} variants)")
+        lines.append(how)
     return lines
 
 
