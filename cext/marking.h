@@ -62,7 +62,7 @@ struct marker {
     ha_heap h;
     const ha_space *spaces;
     size_t nspaces;
-    ha_space busiest; /* the space holding the most bytes: the one the hot loops check inline */
+    ha_space busiest; /* the space holding the most bytes, checked inline by the hot loops */
     uint64_t *marks; /* the side bitmap: a bit per heap word up to the spaces' top; shared */
     size_t marks_words;
     ha_ref *stack;  /* grey objects: marked in the bitmap, their headers not yet read */
@@ -124,11 +124,11 @@ unchecked_offset(const ha_heap *h, uint64_t ref, uint32_t enc)
 }
 
 /* The heap offset of `ref` in `off`, if `ref` names a word of the busiest
- * space (nearly every edge): the hot loops' check, one branch. Anything else (null,
- * another space, an error) is for the one-edge path to sort out. */
+ * space (nearly every edge): the hot loops' check, one branch. Anything else
+ * (null, another space, an error) is for the one-edge path to sort out. */
 static inline __attribute__((always_inline)) int
 in_busiest_space(const ha_heap *h, ha_off busiest_start, ha_off busiest_span, uint64_t ref,
-               uint32_t enc, ha_off *off)
+                 uint32_t enc, ha_off *off)
 {
     uint64_t bad = 0;
     if (enc == HA_REF_COLORED || enc == HA_REF_MASKED)
@@ -267,7 +267,8 @@ mark_edges(struct marker *m, int parallel, uint32_t enc)
      * counts only if it was clear, so no branch follows the graph. The state
      * is in locals: a store into the heap could alias *m. */
     const ha_heap h = m->h;
-    const ha_off busiest_start = m->busiest.start, busiest_span = m->busiest.top - m->busiest.start;
+    const ha_off busiest_start = m->busiest.start;
+    const ha_off busiest_span = m->busiest.top - m->busiest.start;
     uint64_t *const marks = m->marks;
     uint64_t *const *edges = m->edges;
     ha_ref *stack = m->stack;
