@@ -91,6 +91,21 @@ def header_nrefs(header) -> np.ndarray | int:
     return (np.asarray(header, dtype=np.uint64) >> np.uint64(NREFS_SHIFT)) & np.uint64(NREFS_MASK)
 
 
+def ranks(counts: np.ndarray) -> np.ndarray:
+    """0, 1, .., c-1 for each count c, concatenated: each item's place in its group."""
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def slot_words(offsets: np.ndarray, headers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(owner, word)`` for every reference slot of the objects at byte ``offsets`` with
+    these ``headers``, object by object: the index of its object and its word index."""
+    nrefs = header_nrefs(headers).astype(np.int64)
+    owner = np.repeat(np.arange(len(offsets)), nrefs)
+    first = np.asarray(offsets).astype(np.int64) // 8 + 1
+    return owner, first[owner] + ranks(nrefs)
+
+
 def header_fields(header: int) -> tuple[int, int]:
     """(words, nrefs) one header word claims, as Python ints, checked or not."""
     header = int(header)

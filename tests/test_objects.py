@@ -336,3 +336,13 @@ def test_numpy_integers_assigned_to_a_space_do_not_overflow_its_arithmetic(heap)
     assert objs.new(1, 1, space="a").offset == 8
     assert type(space.start) is int and type(space.top) is int
     assert ha.collectors.mark(objs, []).objects == 0
+
+
+def test_slot_words_name_every_reference_slot_object_by_object() -> None:
+    assert list(layout.ranks(np.array([2, 0, 3]))) == [0, 1, 0, 1, 2]
+    assert len(layout.ranks(np.array([], dtype=np.int64))) == 0
+    offsets = np.array([8, 64, 200], dtype=np.uint64)
+    headers = np.array([make_header(3, 2), make_header(2, 0), make_header(4, 3)], np.uint64)
+    owner, words = layout.slot_words(offsets, headers)
+    assert list(owner) == [0, 0, 2, 2, 2]
+    assert list(words) == [2, 3, 26, 27, 28]

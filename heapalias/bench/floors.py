@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import collectors
 from ..errors import HeapCorruption
-from ..objects import MARKED, ObjectHeap, header_nrefs, header_words
+from ..objects import MARKED, ObjectHeap, header_nrefs, header_words, slot_words
 
 LINE = 64
 
@@ -73,8 +73,8 @@ def count(objects: ObjectHeap, roots: np.ndarray) -> Lines:
     nrefs = header_nrefs(header).astype(np.int64)
     size = header_words(header).astype(np.int64) * 8
     # Every slot of every live object, then the non-null ones' targets, with the roots'.
-    slot_word = np.repeat(offset // 8 + 1, nrefs) + _ramp(nrefs)
-    refs = np.concatenate([objects.words[slot_word], np.asarray(roots, np.uint64)])
+    _, slots = slot_words(offset, header)
+    refs = np.concatenate([objects.words[slots], np.asarray(roots, np.uint64)])
     # Sorted, so that each binary search starts where the last one ended (8x faster).
     targets = np.sort(objects.codec.decode(refs[refs != 0]))
     index = np.minimum(np.searchsorted(offset, targets), max(len(offset) - 1, 0))
@@ -89,8 +89,3 @@ def count(objects: ObjectHeap, roots: np.ndarray) -> Lines:
         np.maximum(indegree - 1, 0) * forwarding_lines).sum()
     return Lines(len(offset), len(targets), float(header_lines.sum() / n), float(copy_lines / n))
 
-
-def _ramp(counts: np.ndarray) -> np.ndarray:
-    """0, 1, .., c-1 for each c in ``counts``, concatenated."""
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    return np.arange(int(counts.sum()), dtype=np.int64) - starts

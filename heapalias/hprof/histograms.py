@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import collectors, workloads
 from ..heap import Heap
-from ..objects import ObjectHeap, header_nrefs, header_words
+from ..objects import ObjectHeap, header_nrefs, header_words, slot_words
 from .stats import histogram
 
 
@@ -20,10 +20,7 @@ def heap_histograms(objects: ObjectHeap, space: str | None = None) -> tuple[dict
     headers = objects.words[offsets >> np.uint64(3)]
     nrefs = header_nrefs(headers).astype(np.int64)
     payload = header_words(headers).astype(np.int64) - 1 - nrefs
-    owner = np.repeat(np.arange(len(offsets)), nrefs)
-    first = np.concatenate(([0], np.cumsum(nrefs)))[:-1]
-    slots = (offsets >> np.uint64(3)).astype(np.int64)[owner] + 1 + np.arange(len(owner)) - \
-        first[owner]
+    owner, slots = slot_words(offsets, headers)
     edges = np.bincount(owner[objects.words[slots] != 0], minlength=len(offsets))
     return histogram(payload), histogram(edges)
 

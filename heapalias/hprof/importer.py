@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import collectors, native
 from ..errors import SpaceFull
-from ..objects import MARKED, MAX_REFS, MIN_WORDS, ObjectHeap, require_object_heap
+from ..objects import MARKED, MAX_REFS, MIN_WORDS, ObjectHeap, ranks, require_object_heap
 from .format import (
     INSTANCE_DUMP,
     OBJECT,
@@ -203,17 +203,11 @@ def write_mirrors(objects: ObjectHeap, index: Index, classes: Classes, offsets: 
         class_first = np.concatenate(([0], np.cumsum(np.bincount(who, weights=sizes,
                                                                 minlength=n))))[:-1]
         at_in_class = np.repeat(before - class_first[who].astype(np.int64), sizes) + \
-            _ranks(sizes)
+            ranks(sizes)
         payload = ((first_slot + classes.mirror_refs.astype(np.uint64)) * np.uint64(8)).astype(
             np.int64)
         words.view(np.uint8)[np.repeat(payload[who], sizes) + at_in_class] = data
     return np.bincount(owner[refs != 0], minlength=n).astype(np.uint32), missing
-
-
-def _ranks(counts: np.ndarray) -> np.ndarray:
-    """0..c-1 for each count c, concatenated."""
-    total = int(counts.sum())
-    return np.arange(total) - np.repeat(np.concatenate(([0], np.cumsum(counts)))[:-1], counts)
 
 
 @dataclass(frozen=True)
